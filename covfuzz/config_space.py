@@ -1,0 +1,120 @@
+"""The inductor / dynamo config flags a test case may override, and their value domains.
+
+Only flags listed here may appear in a test case (anything else is rejected at load time), and
+only those present in the installed torch are offered to the mutators. Cache flags are not
+listed: the harness owns them. Values are literals: bool, int in a range, or one of a few strings.
+"""
+
+from __future__ import annotations
+
+import random
+
+# name -> domain: ("bool",) | ("int", lo, hi) | ("enum", choice, ...) ; None allowed where noted.
+INDUCTOR_FLAGS: dict[str, tuple] = {
+    "fallback_random": ("bool",),
+    "emulate_precision_casts": ("bool",),
+    "freezing": ("bool",),
+    "epilogue_fusion": ("bool",),
+    "pattern_matcher": ("bool",),
+    "split_reductions": ("bool",),
+    "aggressive_fusion": ("bool",),
+    "size_asserts": ("bool",),
+    "unroll_reductions_threshold": ("int", 1, 64),
+    "comprehensive_padding": ("bool",),
+    "force_shape_pad": ("bool",),
+    "permute_fusion": ("bool",),
+    "max_fusion_size": ("int", 1, 256),
+    "realize_reads_threshold": ("int", 1, 16),
+    "realize_opcount_threshold": ("int", 1, 64),
+    "loop_ordering_after_fusion": ("bool",),
+    "reorder_for_locality": ("bool",),
+    "combo_kernels": ("bool",),
+    "layout_optimization": ("bool",),
+    "keep_output_stride": ("bool",),
+    "joint_graph_constant_folding": ("bool",),
+    "group_fusion": ("bool",),
+    "batch_fusion": ("bool",),
+    "online_softmax": ("bool",),
+    "score_fusion_memory_threshold": ("int", 1, 64),
+    "inplace_buffers": ("bool",),
+    "allow_buffer_reuse": ("bool",),
+    "debug_index_asserts": ("bool",),
+    "shape_padding": ("bool",),
+    "decompose_mem_bound_mm": ("bool",),
+    "cpp_wrapper": ("bool",),
+    "cpp.simdlen": ("int", 0, 512),
+    "cpp.min_chunk_size": ("int", 1, 4096),
+    "cpp.dynamic_threads": ("bool",),
+    "cpp.fallback_scatter_reduce_sum": ("bool",),
+    "cpp.enable_loop_tail_vec": ("bool",),
+    "cpp.enable_unsafe_math_opt_flag": ("bool",),
+    "cpp.enable_floating_point_contract_flag": ("enum", "off", "on", "fast"),
+    "cpp.max_horizontal_fusion_size": ("int", 0, 64),
+    "triton.persistent_reductions": ("bool",),
+    "triton.prefer_nd_tiling": ("bool",),
+    "triton.tile_reductions": ("bool",),
+    "triton.divisible_by_16": ("bool",),
+    "triton.multi_kernel": ("int", 0, 3),
+}
+
+DYNAMO_FLAGS: dict[str, tuple] = {
+    "capture_scalar_outputs": ("bool",),
+    "capture_dynamic_output_shape_ops": ("bool",),
+    "assume_static_by_default": ("bool",),
+    "automatic_dynamic_shapes": ("bool",),
+    "specialize_int": ("bool",),
+    "specialize_float": ("bool",),
+    "prefer_deferred_runtime_asserts_over_guards": ("bool",),
+}
+
+SECTIONS = {"inductor_config": INDUCTOR_FLAGS, "dynamo_config": DYNAMO_FLAGS}
+
+
+def check_config_override(section: str, key: str, value) -> str | None:
+    """None when `key = value` is an allowed override in `section`, else why not."""
+    flags = SECTIONS.get(section)
+    if flags is None:
+        return f"unknown config section {section!r}"
+    domain = flags.get(key)
+    if domain is None:
+        return f"{key[:64]!r} is not a config flag covfuzz may override"
+    kind = domain[0]
+    if kind == "bool":
+        return None if isinstance(value, bool) else "expected a bool"
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and domain[1] <= value <= domain[2]
+        return None if ok else f"expected an int in [{domain[1]}, {domain[2]}]"
+    if kind == "enum":
+        return None if value in domain[1:] and isinstance(value, str) else f"expected one of {domain[1:]}"
+    return "bad domain"
+
+
+def _config_module(section: str):
+    import torch._dynamo.config
+    import torch._inductor.config
+    return torch._inductor.config if section == "inductor_config" else torch._dynamo.config
+
+
+def available_flags(section: str) -> list[str]:
+    """Flags of `section` that exist in the installed torch (sorted, so sampling is stable)."""
+    module = _config_module(section)
+    names = []
+    for key in sorted(SECTIONS[section]):
+        obj, ok = module, True
+        for part in key.split("."):
+            if not hasattr(obj, part):
+                ok = False
+                break
+            obj = getattr(obj, part)
+        if ok:
+            names.append(key)
+    return names
+
+
+def sample_value(rng: random.Random, section: str, key: str):
+    domain = SECTIONS[section][key]
+    if domain[0] == "bool":
+        return rng.random() < 0.5
+    if domain[0] == "int":
+        return rng.randint(domain[1], domain[2])
+    return rng.choice(domain[1:])

@@ -1,0 +1,358 @@
+"""Seeded random graph generation.
+
+Graphs grow forward: pick an op (by weight), take its first argument from the values built so far
+(or a fresh input), let the op propose attributes for that argument, fill the other arguments
+with existing values of the shape the op proposes (or fresh inputs of that shape), then ask torch
+(meta propagation) whether the call is valid. Invalid proposals are dropped, never repaired by
+hand-written shape rules. Depth, node count, op weights and dtypes are options.
+
+Determinism: everything is drawn from one `random.Random(seed)`, so the same seed with the same
+covfuzz version gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+
+from covfuzz import config_space, ops
+from covfuzz.errors import CovfuzzError, InvalidGraph
+from covfuzz.ir import (DTYPES, FLOAT_DTYPES, CompileSettings, Graph, Input, Node, ScalarSpec,
+                        TensorSpec, TestCase, contiguous_stride, dtype_class)
+from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
+from covfuzz.propagate import propagate
+
+SIZES = (1, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33)
+MAX_FRESH_NUMEL = 4096
+
+
+class OptionError(CovfuzzError, ValueError):
+    """A generator option (e.g. --supported-ops, --dtypes) is malformed."""
+
+
+@dataclass
+class GenOptions:
+    max_nodes: int = 10
+    max_depth: int = 6
+    max_inputs: int = 8
+    op_weights: dict[str, float] | None = None  # None: every available op, default weights
+    dtypes: tuple[str, ...] = DTYPES
+    data_dependent: bool = False
+    device: str = "cpu"
+    backward_prob: float = 0.2
+    config_prob: float = 0.1
+    layouts: bool = True  # non-contiguous, gapped, stride-0 and offset inputs
+    edge_values: bool = True
+    extra_settings: dict = field(default_factory=dict)
+
+
+def parse_supported_ops(text: str) -> dict[str, float]:
+    """'torch.add,torch.matmul=5' -> {'torch.add': 1.0, 'torch.matmul': 5.0} (names checked)."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        name = name.strip()
+        reason = ops.unavailable_reason(name)
+        if reason:
+            raise OptionError(f"--supported-ops: {reason} (see `covfuzz ops`)")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise OptionError(f"--supported-ops: weight {weight!r} of {name} is not a number") from None
+        if not value > 0:
+            raise OptionError(f"--supported-ops: weight of {name} must be > 0")
+        weights[name] = value
+    if not weights:
+        raise OptionError("--supported-ops: no op named")
+    return weights
+
+
+def parse_dtypes(text: str) -> tuple[str, ...]:
+    names = tuple(filter(None, (p.strip().removeprefix("torch.") for p in text.split(","))))
+    bad = [n for n in names if n not in DTYPES]
+    if bad or not names:
+        raise OptionError(f"--dtypes: unknown dtype(s) {bad or text!r}; choose from {', '.join(DTYPES)}")
+    return names
+
+
+class _Builder:
+    def __init__(self, rng: random.Random, opts: GenOptions):
+        self.rng, self.opts = rng, opts
+        self.inputs: list[Input] = []
+        self.nodes: list[Node] = []
+        self.depth: list[int] = []
+        self.pending: list[int] = []  # args of the node being proposed (shifted with the rest)
+
+    # ------------------------------------------------------------------ values
+    def spec(self, vid: int):
+        if vid < len(self.inputs):
+            return self.inputs[vid].spec
+        return self.nodes[vid - len(self.inputs)].out
+
+    def graph(self, outputs=()) -> Graph:
+        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs))
+
+    def _allowed_dtypes(self, arg: ArgSpec) -> list[str]:
+        return [d for d in DTYPE_CLASSES[arg.dtypes] if d in self.opts.dtypes or arg.dtypes == "long"]
+
+    # ------------------------------------------------------------------ fresh inputs
+    def random_shape(self, min_rank: int, max_rank: int) -> tuple[int, ...]:
+        rng = self.rng
+        rank = rng.randint(min_rank, max(min_rank, min(max_rank, 4)))
+        shape = [rng.choice(SIZES) for _ in range(rank)]
+        if shape and rng.random() < 0.03:
+            shape[rng.randrange(rank)] = 0
+        while shape and _numel(shape) > MAX_FRESH_NUMEL:
+            shape[shape.index(max(shape))] //= 2
+        return tuple(shape)
+
+    def layout(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+        """Strides and storage offset: contiguous, transposed, gapped, stride-0, offset."""
+        rng = self.rng
+        stride = list(contiguous_stride(shape))
+        if not self.opts.layouts or not shape:
+            return tuple(stride), 0
+        roll = rng.random()
+        if roll < 0.12 and len(shape) >= 2:  # transposed: dense, permuted order
+            order = list(range(len(shape)))
+            rng.shuffle(order)
+            acc = 1
+            for d in reversed(order):
+                stride[d] = acc
+                acc *= max(shape[d], 1)
+        elif roll < 0.22:  # gapped: a dim strides past unused elements
+            d = rng.randrange(len(shape))
+            factor = rng.choice([2, 3])
+            for k in range(d + 1):
+                stride[k] *= factor
+        elif roll < 0.30:  # overlapping: a broadcast (stride-0) dim
+            d = rng.randrange(len(shape))
+            stride[d] = 0
+        offset = rng.choice([1, 3, 7]) if rng.random() < 0.1 else 0
+        return tuple(stride), offset
+
+    def fill_for(self, dtype: str, forced: str | None) -> str:
+        if forced:
+            return forced
+        roll = self.rng.random()
+        if self.opts.edge_values and roll < 0.1:
+            return "edge"
+        if dtype_class(dtype) == "float" and roll < 0.2:
+            return self.rng.choice(["uniform", "positive"])
+        return "normal"
+
+    def fresh(self, arg: ArgSpec, shape=None, dtype=None) -> int | None:
+        if len(self.inputs) >= self.opts.max_inputs and not arg.fresh:
+            return None
+        dtypes = self._allowed_dtypes(arg)
+        if not dtypes:
+            return None
+        if dtype not in dtypes:
+            dtype = self.rng.choice(dtypes)
+        if shape is None:
+            shape = self.random_shape(arg.min_rank, arg.max_rank)
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape) or _numel(shape) > MAX_FRESH_NUMEL * 4:
+            return None
+        if arg.fill == "index":
+            stride, offset = contiguous_stride(shape), 0
+        else:
+            stride, offset = self.layout(shape)
+        spec = TensorSpec(shape, stride, dtype, offset, self.opts.device)
+        return self._add_input(Input(spec, self.fill_for(dtype, arg.fill)))
+
+    def fresh_scalar(self, kind: str) -> int:
+        value = {"int": self.rng.choice([1, 2, 3, 5, 8, 17]),
+                 "float": self.rng.choice([0.5, -1.5, 2.0, 1e-3, 3.0]),
+                 "bool": self.rng.random() < 0.5}[kind]
+        return self._add_input(Input(ScalarSpec(kind), "normal", value))
+
+    def _add_input(self, inp: Input) -> int:
+        # Inputs come before nodes in value numbering: shift every node reference.
+        index = len(self.inputs)
+        self.inputs.append(inp)
+        self.nodes = [dataclasses.replace(n, args=tuple(a + 1 if a >= index else a for a in n.args))
+                      for n in self.nodes]
+        self.pending[:] = [a + 1 if a >= index else a for a in self.pending]
+        self.depth.insert(index, 0)
+        return index
+
+    # ------------------------------------------------------------------ existing values
+    def existing(self, arg: ArgSpec, shape=None) -> int | None:
+        dtypes = set(self._allowed_dtypes(arg)) if arg.dtypes != "any" else set(DTYPES)
+        candidates = []
+        for vid in range(len(self.inputs) + len(self.nodes)):
+            spec = self.spec(vid)
+            if not isinstance(spec, TensorSpec) or spec.dtype not in DTYPE_CLASSES[arg.dtypes]:
+                continue
+            if spec.dtype not in dtypes and arg.dtypes != "any":
+                continue
+            if not arg.min_rank <= spec.rank <= arg.max_rank or self.depth[vid] >= self.opts.max_depth:
+                continue
+            if shape is not None and spec.shape != tuple(shape):
+                continue
+            if vid < len(self.inputs) and self.inputs[vid].fill == "index":
+                continue  # index inputs keep a single role so their bound stays meaningful
+            candidates.append(vid)
+        if not candidates:
+            return None
+        # Prefer recent values: it builds depth instead of a wide, shallow fan.
+        weights = [1.0 + 3.0 * i / len(candidates) for i in range(len(candidates))]
+        return self.rng.choices(candidates, weights)[0]
+
+    def scalar_value(self, kind: str) -> int:
+        existing = [v for v in range(len(self.inputs) + len(self.nodes))
+                    if isinstance(self.spec(v), ScalarSpec) and self.spec(v).kind == kind]
+        if existing and self.rng.random() < 0.7:
+            return self.rng.choice(existing)
+        return self.fresh_scalar(kind)
+
+    # ------------------------------------------------------------------ nodes
+    def propose(self, op: OpDef) -> tuple[tuple[int, ...], dict] | None:
+        rng = self.rng
+        first = op.args[0]
+        if first.kind == "scalar":
+            a0 = self.scalar_value(first.scalar_kind)
+        elif first.fresh:
+            a0 = self.fresh(first)
+        else:
+            a0 = self.existing(first) if rng.random() < 0.85 else None
+            if a0 is None:
+                a0 = self.fresh(first)
+        if a0 is None:
+            return None
+        args = self.pending = [a0]
+        specs = [self.spec(a0)]
+        attrs = op.propose_attrs(rng, specs[0])
+        for arg in op.args[1:]:
+            if arg.kind == "scalar" or (arg.kind == "tensor_or_scalar" and rng.random() < 0.12):
+                kind = arg.scalar_kind if arg.kind == "scalar" else rng.choice(["int", "float"])
+                vid = self.scalar_value(kind)
+                args.append(vid)
+                specs = [self.spec(a) for a in args]
+                continue
+            shape = arg.shape(rng, specs, attrs) if arg.shape else None
+            dtype = specs[0].dtype if arg.same_dtype and isinstance(specs[0], TensorSpec) else None
+            vid = None
+            if not arg.fresh and rng.random() < 0.5:
+                vid = self.existing(arg, shape)
+            if vid is None:
+                vid = self.fresh(arg, shape, dtype)
+            if vid is None:
+                return None
+            args.append(vid)
+            specs = [self.spec(a) for a in args]
+        return tuple(args), attrs
+
+    def try_add(self, op: OpDef) -> bool:
+        saved = (list(self.inputs), list(self.nodes), list(self.depth))
+        self.pending = []
+        proposal = self.propose(op)
+        if proposal is not None:
+            args, attrs = proposal
+            node = Node(op.name, args, attrs)
+            trial = TestCase(self.graph([0]), CompileSettings(device=self.opts.device))
+            trial = dataclasses.replace(
+                trial, graph=dataclasses.replace(trial.graph, nodes=trial.graph.nodes + (node,)))
+            try:
+                checked = propagate(trial)
+            except (InvalidGraph, CovfuzzError):
+                checked = None
+            if checked is not None:
+                self.nodes.append(checked.graph.nodes[-1])
+                self.depth.append(1 + max(self.depth[a] for a in args))
+                return True
+        self.inputs, self.nodes, self.depth = saved
+        return False
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def op_table(opts: GenOptions) -> tuple[list[OpDef], list[float]]:
+    if opts.op_weights:
+        names = sorted(opts.op_weights)
+        table = [ops.get_op(n) for n in names]
+        weights = [opts.op_weights[n] for n in names]
+    else:
+        table = [op for _, op in sorted(ops.AVAILABLE.items())
+                 if opts.data_dependent or not op.data_dependent]
+        weights = [op.weight for op in table]
+    return table, weights
+
+
+def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
+    """A valid (propagated) random test case, determined by `seed` and `opts`."""
+    opts = opts or GenOptions()
+    rng = random.Random(seed)
+    table, weights = op_table(opts)
+    builder = _Builder(rng, opts)
+    target = rng.randint(1, max(opts.max_nodes, 1))
+    attempts = 0
+    while len(builder.nodes) < target and attempts < target * 10:
+        attempts += 1
+        builder.try_add(rng.choices(table, weights)[0])
+    if not builder.nodes:  # keep the contract "at least one node": a plain copy of an input
+        arg = ArgSpec("tensor", "any", 0, 3)
+        vid = builder.existing(arg) if builder.inputs else None
+        if vid is None:
+            vid = builder.fresh(arg, dtype="float32") if "float32" in opts.dtypes else builder.fresh(arg)
+        builder.nodes.append(Node("torch.clone", (vid,), {}))
+        builder.depth.append(1)
+
+    outputs = _pick_outputs(builder)
+    settings = _sample_settings(rng, opts, builder)
+    inputs = builder.inputs
+    if settings.backward:
+        inputs = [dataclasses.replace(i, spec=dataclasses.replace(i.spec, requires_grad=True))
+                  if isinstance(i.spec, TensorSpec) and i.spec.dtype in FLOAT_DTYPES
+                  and i.fill != "index" and rng.random() < 0.8 else i
+                  for i in inputs]
+    case = TestCase(Graph(tuple(inputs), tuple(builder.nodes), outputs), settings, seed)
+    try:
+        return propagate(case)
+    except InvalidGraph:
+        # requires_grad can make an op invalid: fall back to the forward-only variant.
+        plain = dataclasses.replace(settings, backward=False)
+        return propagate(TestCase(Graph(tuple(builder.inputs), tuple(builder.nodes), outputs),
+                                  plain, seed))
+
+
+def _pick_outputs(builder: _Builder) -> tuple[int, ...]:
+    """The sinks (node values nobody uses), newest first, at most 4; always the last node."""
+    base = len(builder.inputs)
+    used = {a for n in builder.nodes for a in n.args}
+    sinks = [base + j for j in range(len(builder.nodes)) if base + j not in used]
+    last = base + len(builder.nodes) - 1
+    chosen = sorted(set(sinks[-4:]) | {last})
+    return tuple(chosen)
+
+
+def _sample_settings(rng: random.Random, opts: GenOptions, builder: _Builder) -> CompileSettings:
+    dynamic = rng.choices([None, True, False], [0.7, 0.15, 0.15])[0]
+    marks = []
+    tensor_inputs = [(i, inp.spec) for i, inp in enumerate(builder.inputs)
+                     if isinstance(inp.spec, TensorSpec)]
+    if tensor_inputs and rng.random() < 0.15:
+        i, spec = rng.choice(tensor_inputs)
+        dims = [d for d, s in enumerate(spec.shape) if s >= 2]
+        if dims:
+            marks.append((i, rng.choice(dims)))
+    dynamo_config = {}
+    if any(ops.get_op(n.op).data_dependent for n in builder.nodes):
+        dynamo_config = {"capture_scalar_outputs": True, "capture_dynamic_output_shape_ops": True}
+    inductor_config = {}
+    if rng.random() < opts.config_prob:
+        flags = config_space.available_flags("inductor_config")
+        key = rng.choice(flags)
+        inductor_config[key] = config_space.sample_value(rng, "inductor_config", key)
+    settings = CompileSettings(
+        backend="inductor", mode=None, dynamic=dynamic, fullgraph=rng.random() < 0.5,
+        mark_dynamic=tuple(marks), inductor_config=inductor_config, dynamo_config=dynamo_config,
+        device=opts.device, backward=rng.random() < opts.backward_prob)
+    return dataclasses.replace(settings, **opts.extra_settings)

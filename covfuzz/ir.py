@@ -1,0 +1,184 @@
+"""The test-case IR: a typed DAG of torch ops plus how it is compiled.
+
+Value ids are positional: graph input i is value i; node j produces value `len(inputs) + j`.
+Every node produces exactly one value (ops that return tuples select one element through an
+attribute), so value ids stay stable when shapes change.
+
+All classes are frozen dataclasses holding only plain data (ints, floats, bools, strings,
+tuples, dicts of those). Mutators build new cases with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Union
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
+DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+DEVICES = ("cpu", "cuda")
+SCALAR_KINDS = ("int", "float", "bool")
+
+# Fill families: how a tensor input's values are drawn from the seed.
+FILLS = ("normal", "uniform", "positive", "edge", "zeros", "ones", "nonzero", "index", "bool")
+
+# Hard bounds. They keep hostile or runaway cases from allocating without bound.
+MAX_INPUTS = 64
+MAX_NODES = 512
+MAX_OUTPUTS = 64
+MAX_RANK = 8
+MAX_DIM = 1 << 16
+MAX_NUMEL = 1 << 22  # elements of one tensor (its storage included)
+MAX_SEED = (1 << 63) - 1
+
+
+def dtype_class(dtype: str) -> str:
+    """'float', 'int' or 'bool'."""
+    if dtype in FLOAT_DTYPES:
+        return "float"
+    if dtype in INT_DTYPES:
+        return "int"
+    return "bool"
+
+
+def contiguous_stride(shape: tuple[int, ...]) -> tuple[int, ...]:
+    stride, acc = [], 1
+    for size in reversed(shape):
+        stride.append(acc)
+        acc *= max(size, 1)
+    return tuple(reversed(stride))
+
+
+def storage_numel(shape: tuple[int, ...], stride: tuple[int, ...], offset: int) -> int:
+    """Elements a strided view needs in its storage (0 for an empty tensor without offset)."""
+    if any(s == 0 for s in shape):
+        return offset
+    return offset + 1 + sum((s - 1) * st for s, st in zip(shape, stride))
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: str = "float32"
+    offset: int = 0
+    device: str = "cpu"
+    requires_grad: bool = False
+
+    @staticmethod
+    def contiguous(shape, dtype="float32", device="cpu", requires_grad=False) -> "TensorSpec":
+        shape = tuple(shape)
+        return TensorSpec(shape, contiguous_stride(shape), dtype, 0, device, requires_grad)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        return numel(self.shape)
+
+    def short(self) -> str:
+        """Compact human form, e.g. `f32[4, 8] stride (8, 1)`."""
+        abbrev = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
+                  "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8",
+                  "bool": "b8"}
+        text = f"{abbrev[self.dtype]}{list(self.shape)}"
+        if self.stride != contiguous_stride(self.shape):
+            text += f" stride {self.stride}"
+        if self.offset:
+            text += f" offset {self.offset}"
+        if self.requires_grad:
+            text += " grad"
+        return text
+
+
+@dataclass(frozen=True)
+class ScalarSpec:
+    kind: str  # 'int' | 'float' | 'bool'
+
+    def short(self) -> str:
+        return self.kind
+
+
+ValueSpec = Union[TensorSpec, ScalarSpec]
+
+
+@dataclass(frozen=True)
+class Input:
+    """A graph input: a tensor drawn from the seed with `fill`, or a Python scalar `value`."""
+
+    spec: ValueSpec
+    fill: str = "normal"
+    value: int | float | bool | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    op: str
+    args: tuple[int, ...]
+    attrs: dict = field(default_factory=dict)
+    out: ValueSpec | None = None  # filled by propagation
+
+
+@dataclass(frozen=True)
+class Graph:
+    inputs: tuple[Input, ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[int, ...]
+
+    @property
+    def num_values(self) -> int:
+        return len(self.inputs) + len(self.nodes)
+
+    def spec_of(self, value_id: int) -> ValueSpec | None:
+        if value_id < len(self.inputs):
+            return self.inputs[value_id].spec
+        return self.nodes[value_id - len(self.inputs)].out
+
+    def node_of(self, value_id: int) -> Node | None:
+        if value_id < len(self.inputs):
+            return None
+        return self.nodes[value_id - len(self.inputs)]
+
+    def users(self) -> dict[int, list[int]]:
+        """value id -> ids of the values (node outputs) that use it."""
+        result: dict[int, list[int]] = {v: [] for v in range(self.num_values)}
+        base = len(self.inputs)
+        for j, node in enumerate(self.nodes):
+            for a in node.args:
+                result[a].append(base + j)
+        return result
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    backend: str = "inductor"
+    mode: str | None = None
+    dynamic: bool | None = None
+    fullgraph: bool = False
+    mark_dynamic: tuple[tuple[int, int], ...] = ()  # (input index, dim)
+    inductor_config: dict = field(default_factory=dict)
+    dynamo_config: dict = field(default_factory=dict)
+    device: str = "cpu"
+    backward: bool = False
+
+
+@dataclass(frozen=True)
+class TestCase:
+    graph: Graph
+    settings: CompileSettings = field(default_factory=CompileSettings)
+    seed: int = 0
+
+    __test__ = False  # not a pytest test class
+
+    def replace(self, **changes) -> "TestCase":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,62 @@
+"""The op catalog: every op covfuzz can put in a graph, checked against the installed torch.
+
+`CATALOG` holds every declared op by name; `AVAILABLE` only those whose target resolves in the
+installed torch (checked once, at import). Test cases may only name ops in `AVAILABLE`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from covfuzz.ops import indexing, layout, matmul, nn, pointwise, reductions, scalars
+from covfuzz.ops.base import ArgSpec, AttrDomain, OpDef
+
+__all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "get_op", "unavailable_reason"]
+
+
+def _declared() -> dict[str, OpDef]:
+    ops: dict[str, OpDef] = {}
+    for module in (pointwise, reductions, layout, matmul, nn, indexing, scalars):
+        for op in module.OPS:
+            if op.name in ops:
+                raise AssertionError(f"op {op.name} declared twice")
+            ops[op.name] = op
+    return ops
+
+
+def _resolve(path: str) -> bool:
+    """True when `torch.x.y` (or `Tensor.x`, or a builtin) exists in the installed torch."""
+    if path == "__builtins__":
+        return True
+    parts = path.split(".")
+    if parts[0] == "torch":
+        obj, parts = torch, parts[1:]
+    elif parts[0] == "Tensor":
+        obj, parts = torch.Tensor, parts[1:]
+    else:
+        return False
+    for part in parts:
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return callable(obj)
+
+
+def _target(op: OpDef) -> str:
+    return op.target or op.name
+
+
+CATALOG: dict[str, OpDef] = _declared()
+AVAILABLE: dict[str, OpDef] = {name: op for name, op in CATALOG.items() if _resolve(_target(op))}
+
+
+def unavailable_reason(name: str) -> str | None:
+    if name not in CATALOG:
+        return f"unknown op {name!r}"
+    if name not in AVAILABLE:
+        return f"op {name!r} ({_target(CATALOG[name])}) is not available in torch {torch.__version__}"
+    return None
+
+
+def get_op(name: str) -> OpDef:
+    return AVAILABLE[name]
