@@ -56,7 +56,7 @@ def _spec_of(value, device: str, where: str):
 
 def _meta_input(spec: TensorSpec):
     dtype = getattr(torch, spec.dtype)
-    n = max(storage_numel(spec.shape, spec.stride, spec.offset), 1)
+    n = storage_numel(spec.shape, spec.stride, spec.offset)
     t = torch.empty(n, dtype=dtype, device="meta").as_strided(spec.shape, spec.stride, spec.offset)
     if spec.requires_grad:
         t.requires_grad_(True)
@@ -129,7 +129,28 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
     for v in graph.outputs:
         if v >= graph.num_values:
             raise InvalidGraph(f"output {v} names no value")
+    if case.settings.backward:
+        _check_backward([env[value_name(graph, v)] for v in graph.outputs])
     return dataclasses.replace(case, graph=dataclasses.replace(graph, nodes=tuple(new_nodes)))
+
+
+def backward_loss(outputs):
+    """The scalar the harness differentiates: the sum of every float output that needs grad."""
+    terms = [o.double().sum() for o in outputs
+             if isinstance(o, torch.Tensor) and o.requires_grad and o.is_floating_point()]
+    return sum(terms) if terms else None
+
+
+def _check_backward(outputs) -> None:
+    loss = backward_loss(outputs)
+    if loss is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss.backward()
+    except Exception as exc:
+        raise InvalidGraph(f"backward: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _real_input(case: TestCase, index: int, high: int):

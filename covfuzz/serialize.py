@@ -119,7 +119,7 @@ def decode(data: bytes) -> TestCase:
             raise TestCaseFormatError(
                 f"unsupported test-case schema version {version} (this covfuzz reads {SCHEMA_VERSION})")
         text = _inflate(data[len(MAGIC) + 1:])
-    elif data.lstrip()[:1] == b"{":
+    elif data.lstrip()[:1] in (b"{", b"["):
         text = data
     else:
         raise TestCaseFormatError("not a covfuzz test case: neither the stored form (magic CFZT) "

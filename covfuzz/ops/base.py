@@ -38,6 +38,7 @@ class AttrDomain:
     choices: tuple = ()
     max_len: int = MAX_RANK
     optional: bool = False  # None allowed
+    torch_name: bool = False  # enum rendered as `torch.<value>` (memory formats)
 
     def check(self, value) -> str | None:
         """None when `value` is in the domain, else the reason it is not."""
@@ -71,7 +72,7 @@ class AttrDomain:
         """Python source for a value already accepted by `check`."""
         if value is None:
             return "None"
-        if self.kind == "dtype":
+        if self.kind == "dtype" or self.torch_name:
             return f"torch.{value}"
         if self.kind == "float":
             return repr(float(value))
@@ -106,8 +107,8 @@ def Bool() -> AttrDomain:
     return AttrDomain("bool")
 
 
-def Enum(*choices: str, optional=False) -> AttrDomain:
-    return AttrDomain("enum", choices=tuple(choices), optional=optional)
+def Enum(*choices: str, optional=False, torch_name=False) -> AttrDomain:
+    return AttrDomain("enum", choices=tuple(choices), optional=optional, torch_name=torch_name)
 
 
 def Dtype() -> AttrDomain:

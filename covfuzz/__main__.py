@@ -1,0 +1,5 @@
+import sys
+
+from covfuzz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Coverage of torch.compile internals as stable feature ids.
+
+`Collector` wraps one `coverage.Coverage(branch=True)` per worker process, measuring the files
+matched by include globs under the installed torch package (default: torch/_inductor and
+torch/_dynamo; `extra=("fx", "functorch")` adds torch/fx and torch/_functorch). It is started
+after torch is imported (file-path globs, never `source_pkgs`: dotted package names break
+importing torch) and measures one case at a time: start() before compiling, stop() after the
+last compiled call, then features() and erase().
+
+A feature id is the first 8 bytes of blake2b(f"{path relative to torch dir}:{from}:{to}")
+as an unsigned int shifted right by one (63 bits, so it fits a signed 64-bit column): the same
+arc gives the same id in every process and campaign with the same torch installation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+GROUPS = {
+    "inductor": "_inductor",
+    "dynamo": "_dynamo",
+    "fx": "fx",
+    "functorch": "_functorch",
+}
+DEFAULT_GROUPS = ("inductor", "dynamo")
+
+
+def torch_dir() -> str:
+    import torch
+    return os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def include_globs(groups=DEFAULT_GROUPS, extra_globs=()) -> list[str]:
+    """File-path include globs for `coverage.Coverage(include=...)`."""
+    base = torch_dir()
+    globs = []
+    for g in groups:
+        sub = GROUPS.get(g, g)
+        globs.append(os.path.join(base, sub, "*"))
+    globs.extend(extra_globs)
+    return globs
+
+
+def feature_id(rel_path: str, src: int, dst: int) -> int:
+    digest = hashlib.blake2b(f"{rel_path}:{src}:{dst}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class Collector:
+    """Per-case arc coverage of torch internals (one per worker process)."""
+
+    def __init__(self, groups=DEFAULT_GROUPS, extra_globs=()):
+        import coverage
+        self.base = torch_dir()
+        self.cov = coverage.Coverage(branch=True, include=include_globs(groups, extra_globs),
+                                     data_file=None, config_file=False)
+        self._rel: dict[str, str] = {}
+        self._ids: dict[tuple[str, int, int], int] = {}
+        self.running = False
+
+    def start(self) -> None:
+        self.cov.start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.cov.stop()
+            self.running = False
+
+    def _relpath(self, filename: str) -> str:
+        rel = self._rel.get(filename)
+        if rel is None:
+            rel = "torch/" + os.path.relpath(filename, self.base).replace(os.sep, "/")
+            self._rel[filename] = rel
+        return rel
+
+    def features(self) -> tuple[list[int], int]:
+        """(sorted feature ids, covered line count) of what was measured since erase()."""
+        data = self.cov.get_data()
+        ids = self._ids
+        out = set()
+        n_lines = 0
+        for filename in data.measured_files():
+            rel = self._relpath(filename)
+            n_lines += len(data.lines(filename) or ())
+            for src, dst in data.arcs(filename) or ():
+                key = (rel, src, dst)
+                fid = ids.get(key)
+                if fid is None:
+                    fid = ids[key] = feature_id(rel, src, dst)
+                out.add(fid)
+        if len(ids) > 2_000_000:
+            ids.clear()
+        return sorted(out), n_lines
+
+    def erase(self) -> None:
+        self.cov.erase()

@@ -1,0 +1,348 @@
+"""The oracle: compare compiled against eager outputs, classify exceptions into outcomes.
+
+Numerics (see `compare_outputs`):
+- integers and bools compare exactly; shapes, dtypes and Python types must agree;
+- floating point is judged like `torch._dynamo.utils.same(..., fp64_ref=...)`: first
+  `allclose(compiled, eager)` with per-dtype tolerances (TOLERANCES); when that fails a float64
+  reference (eager on CPU with floating inputs upcast to float64) decides: a mismatch only when
+  RMSE(ref, compiled) > k * RMSE(ref, eager) + atol / 10 over positions where all three are
+  finite (k = 2; 3 for fp16/bf16 or tensors of <= 10 elements);
+- NaN/Inf: a position where eager and compiled disagree on the class (finite / nan / +inf /
+  -inf) is a mismatch only when the reference agrees with eager there (the compiled value is
+  the one that deviates), or when no usable reference exists.
+
+Everything here is pure (tensors in, verdicts out) and needs no compilation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import traceback
+
+import torch
+
+TOLERANCES = {  # dtype -> (rtol, atol)
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (1.6e-2, 1e-2),
+    torch.float32: (1e-4, 1e-5),
+    torch.float64: (1e-7, 1e-7),
+}
+SMALL_NUMEL = 10
+
+
+def tolerance(dtype: torch.dtype) -> tuple[float, float]:
+    return TOLERANCES.get(dtype, (1e-4, 1e-5))
+
+
+def multiplier(dtype: torch.dtype, numel: int) -> float:
+    if dtype in (torch.float16, torch.bfloat16) or numel <= SMALL_NUMEL:
+        return 3.0
+    return 2.0
+
+
+class _LazyRef:
+    """Calls `fn` (which returns the reference outputs, or None) at most once, on demand."""
+
+    def __init__(self, ref):
+        self._fn = ref if callable(ref) else None
+        self._value = None if callable(ref) else ref
+        self.computed = not callable(ref)
+
+    def get(self):
+        if not self.computed:
+            self.computed = True
+            try:
+                self._value = self._fn()
+            except Exception:  # a reference that cannot be computed is simply absent
+                self._value = None
+        return self._value
+
+
+def _scalar(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)
+    return v
+
+
+def _item(t: torch.Tensor, index):
+    v = t[index].item() if t.dim() else t.item()
+    return _scalar(v)
+
+
+def _unravel(flat_index: int, shape) -> tuple:
+    out = []
+    for size in reversed(shape):
+        out.append(flat_index % size if size else 0)
+        flat_index //= max(size, 1)
+    return tuple(reversed(out))
+
+
+def _classes(t64: torch.Tensor) -> torch.Tensor:
+    """0 finite, 1 nan, 2 +inf, 3 -inf (elementwise)."""
+    cls = torch.zeros(t64.shape, dtype=torch.int8)
+    cls[t64.isnan()] = 1
+    cls[t64 == math.inf] = 2
+    cls[t64 == -math.inf] = 3
+    return cls
+
+
+def _ref_tensor(ref, i, e: torch.Tensor):
+    if ref is None or i >= len(ref):
+        return None
+    r = ref[i]
+    if not isinstance(r, torch.Tensor) or tuple(r.shape) != tuple(e.shape):
+        return None
+    if not (r.is_floating_point() or not e.is_floating_point()):
+        return None
+    return r.detach().to("cpu", torch.float64)
+
+
+def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | None:
+    """None when compiled output `c` matches eager output `e`; else mismatch details."""
+    base = {"output": i}
+    if not isinstance(c, torch.Tensor):
+        return {**base, "kind": "type", "eager": f"Tensor {e.dtype}", "compiled": type(c).__name__}
+    if e.dtype != c.dtype:
+        return {**base, "kind": "dtype", "eager": str(e.dtype), "compiled": str(c.dtype)}
+    if tuple(e.shape) != tuple(c.shape):
+        return {**base, "kind": "shape", "eager": list(e.shape), "compiled": list(c.shape)}
+    base.update(dtype=str(e.dtype).removeprefix("torch."), shape=list(e.shape))
+    if e.numel() == 0:
+        return None
+    e = e.detach().cpu()
+    c = c.detach().cpu()
+    if not e.is_floating_point():  # ints and bools: exact
+        neq = e != c
+        if not neq.any():
+            return None
+        flat = int(neq.reshape(-1).nonzero()[0, 0])
+        index = _unravel(flat, e.shape)
+        err = (e.to(torch.float64) - c.to(torch.float64)).abs()
+        return {**base, "kind": "value", "exact": True, "index": list(index),
+                "max_abs_err": float(err.max()), "n_diff": int(neq.sum()),
+                "eager": _item(e, index), "compiled": _item(c, index), "reference": None,
+                "rtol": 0.0, "atol": 0.0}
+
+    rtol, atol = tolerance(e.dtype)
+    k = multiplier(e.dtype, e.numel())
+    e64, c64 = e.to(torch.float64), c.to(torch.float64)
+    ce, cc = _classes(e64), _classes(c64)
+    diff_class = ce != cc
+    both_finite = (ce == 0) & (cc == 0)
+    err = torch.where(both_finite, (e64 - c64).abs(), torch.zeros((), dtype=torch.float64))
+    not_close = both_finite & (err > atol + rtol * e64.abs())
+    if not diff_class.any() and not not_close.any():
+        return None
+
+    ref = lazy_ref.get()
+    r64 = _ref_tensor(ref, i, e)
+    if r64 is not None:
+        cr = _classes(r64)
+        bad_class = diff_class & (cr == ce)
+    else:
+        cr = None
+        bad_class = diff_class
+    rmse_c = rmse_e = None
+    bad_values = False
+    if not_close.any():
+        if r64 is None:
+            bad_values = True
+        else:
+            m = both_finite & (cr == 0)
+            if m.any():
+                rmse_c = float(((r64 - c64)[m] ** 2).mean().sqrt())
+                rmse_e = float(((r64 - e64)[m] ** 2).mean().sqrt())
+                bad_values = rmse_c > k * rmse_e + atol / 10
+    if not bad_class.any() and not bad_values:
+        return None
+
+    if bad_class.any():
+        flat = int(bad_class.reshape(-1).nonzero()[0, 0])
+        kind = "nonfinite"
+    else:
+        flat = int(err.reshape(-1).argmax())
+        kind = "value"
+    index = _unravel(flat, e.shape)
+    return {**base, "kind": kind, "exact": False, "index": list(index),
+            "max_abs_err": float(err.max()), "n_diff": int((not_close | bad_class).sum()),
+            "eager": _item(e64, index), "compiled": _item(c64, index),
+            "reference": _item(r64, index) if r64 is not None else None,
+            "rtol": rtol, "atol": atol, "k": k, "rmse_compiled": rmse_c, "rmse_eager": rmse_e,
+            "has_reference": r64 is not None}
+
+
+def compare_scalar(i: int, e, c, lazy_ref: _LazyRef) -> dict | None:
+    base = {"output": i}
+    if isinstance(e, bool) or isinstance(e, int) and not isinstance(c, float):
+        if type(e) is type(c) and e == c:
+            return None
+        if isinstance(c, torch.Tensor) and c.numel() == 1 and c.item() == e:
+            return None  # a 0-d tensor standing for the same Python number
+        return {**base, "kind": "value", "exact": True, "eager": _scalar(e),
+                "compiled": _scalar(c.item() if isinstance(c, torch.Tensor) and c.numel() == 1
+                                    else c if isinstance(c, (int, float, bool)) else repr(c))}
+    if isinstance(e, float):
+        if isinstance(c, torch.Tensor) and c.numel() == 1:
+            c = c.item()
+        if not isinstance(c, (int, float)):
+            return {**base, "kind": "type", "eager": "float", "compiled": type(c).__name__}
+        et = torch.tensor([e], dtype=torch.float64)
+        ct = torch.tensor([float(c)], dtype=torch.float64)
+
+        class _Wrap:
+            def get(self):
+                ref = lazy_ref.get()
+                if ref is None or i >= len(ref) or not isinstance(ref[i], (int, float)):
+                    return None
+                out = [None] * (i + 1)
+                out[i] = torch.tensor([float(ref[i])], dtype=torch.float64)
+                return out
+        d = compare_tensor(i, et.to(torch.float32), ct.to(torch.float32), _Wrap())
+        if d:
+            d.update(eager=_scalar(e), compiled=_scalar(float(c)), shape=[], dtype="python float")
+        return d
+    if e != c:
+        return {**base, "kind": "value", "eager": repr(e), "compiled": repr(c)}
+    return None
+
+
+def compare_outputs(eager, compiled, ref=None) -> dict | None:
+    """None when `compiled` matches `eager`; else details of the first mismatching output.
+
+    `ref` is the float64 reference outputs (a sequence), a zero-argument callable returning
+    them (called at most once and only when needed), or None.
+    """
+    lazy = ref if isinstance(ref, _LazyRef) else _LazyRef(ref)
+    if len(eager) != len(compiled):
+        return {"output": None, "kind": "arity", "eager": len(eager), "compiled": len(compiled)}
+    for i, (e, c) in enumerate(zip(eager, compiled)):
+        if isinstance(e, torch.Tensor):
+            d = compare_tensor(i, e, c, lazy)
+        else:
+            d = compare_scalar(i, e, c, lazy)
+        if d is not None:
+            return d
+    return None
+
+
+def bitwise_equal(a, b) -> bool:
+    """Two output lists agree exactly (NaN == NaN at the same positions)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor):
+            return False
+        if not isinstance(x, torch.Tensor):
+            if not (x == y or (isinstance(x, float) and isinstance(y, float)
+                               and math.isnan(x) and math.isnan(y))):
+                return False
+            continue
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        x, y = x.detach().cpu(), y.detach().cpu()
+        if x.is_floating_point():
+            if not bool(((x == y) | (x.isnan() & y.isnan())).all()):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- exceptions
+
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+_COMPILE_MARKERS = ("_dynamo/convert_frame.py", "_inductor/compile_fx.py",
+                    "_dynamo/output_graph.py")
+MAX_FRAMES = 8
+MAX_MESSAGE = 2000
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen, out = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        out.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return out
+
+
+def qualname(exc: BaseException) -> str:
+    t = type(exc)
+    mod = t.__module__
+    return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+
+
+def torch_rel(path: str) -> str | None:
+    path = os.path.abspath(path)
+    if path.startswith(_TORCH_DIR + os.sep):
+        return "torch/" + os.path.relpath(path, _TORCH_DIR).replace(os.sep, "/")
+    return None
+
+
+def torch_frames(exc: BaseException, limit: int = MAX_FRAMES) -> list[str]:
+    """Innermost frames inside torch of the root cause (or the outer exception), as
+    "torch/rel/path.py:line:function", outermost first."""
+    for e in reversed(_chain(exc)):  # root cause first
+        frames = []
+        for fs in traceback.extract_tb(e.__traceback__):
+            rel = torch_rel(fs.filename)
+            if rel is not None:
+                frames.append(f"{rel}:{fs.lineno}:{fs.name}")
+        if frames:
+            return frames[-limit:]
+    return []
+
+
+def all_frame_files(exc: BaseException) -> list[str]:
+    files = []
+    for e in _chain(exc):
+        files.extend(fs.filename for fs in traceback.extract_tb(e.__traceback__))
+    return files
+
+
+def describe(exc: BaseException) -> tuple[str, str, list[str]]:
+    """(exc_type, message, frames): message = type and first lines, root cause appended."""
+    chain = _chain(exc)
+    lines = [f"{qualname(exc)}: {str(exc).strip()}"]
+    root = chain[-1]
+    if root is not exc and str(root).strip() not in str(exc):
+        lines.append(f"caused by {qualname(root)}: {str(root).strip()}")
+    text = "\n".join("\n".join(part.splitlines()[:12]) for part in lines)
+    return qualname(exc), text[:MAX_MESSAGE], torch_frames(exc)
+
+
+def is_oom(exc: BaseException) -> bool:
+    for e in _chain(exc):
+        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+            return True
+        if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):
+            return True
+    return False
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    """Raised while dynamo/AOTAutograd/inductor compiled (not while compiled code ran)."""
+    try:
+        from torch._dynamo.exc import TorchDynamoException
+    except Exception:  # pragma: no cover
+        TorchDynamoException = ()
+    for e in _chain(exc):
+        if TorchDynamoException and isinstance(e, TorchDynamoException):
+            return True
+    return any(f.replace(os.sep, "/").endswith(m) for f in all_frame_files(exc)
+               for m in _COMPILE_MARKERS)
+
+
+def classify(exc: BaseException, stage: str) -> str:
+    """Outcome for an exception raised at `stage`:
+    'eager' -> invalid; 'compile' (first compiled call, or compiled backward) -> compile_crash
+    when the error comes from compilation, else runtime_crash; 'run' -> runtime_crash.
+    Out-of-memory anywhere -> oom."""
+    if is_oom(exc):
+        return "oom"
+    if stage == "eager":
+        return "invalid"
+    if stage in ("compile", "backward") and is_compile_error(exc):
+        return "compile_crash"
+    return "runtime_crash"

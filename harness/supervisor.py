@@ -1,0 +1,268 @@
+"""Isolation: a supervisor that runs test cases in a worker process and survives its death.
+
+    sup = Supervisor(cache_dir=..., timeout=60, memory_limit=None)
+    result = sup.run(case_or_encoded_bytes)      # -> RunResult
+    sup.stats                                    # cases, restarts, crashes, timeouts, ...
+    sup.close()
+
+The interface is deliberately small (`start()`, `run()`, `close()`, `stats`, `pid`) so that a
+remote worker pool can implement the same one later. One Supervisor drives one worker at a time:
+- per-case timeout: the worker is SIGKILLed, outcome "timeout";
+- memory: the worker's RSS (/proc/<pid>/status VmRSS) is polled while waiting; over
+  `memory_limit` bytes it is SIGKILLed, outcome "oom" (MemoryError inside the worker is "oom"
+  too). RLIMIT_AS is not used: torch reserves large virtual ranges;
+- worker death (segfault, abort, os._exit, kernel OOM kill): outcome "process_crash" with the
+  signal or exit code; the next run() starts a fresh worker (lazily);
+- recycling: after `recycle_after` cases, or when the worker's RSS after a case exceeds
+  `recycle_rss`, the worker is replaced.
+The per-case timeout starts when the case is sent, after the worker has imported torch
+(worker start-up has its own `startup_timeout`).
+
+PR_SET_PDEATHSIG is tied to the *thread* that started the worker: create and use a Supervisor
+from a thread that lives as long as it (normally the main thread).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from array import array
+
+from harness.result import RunResult, empty_timings
+from harness.worker import rss_bytes, worker_main
+
+GiB = 1 << 30
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_RECYCLE_AFTER = 200
+DEFAULT_RECYCLE_RSS = 6 * GiB
+MEASURED = ("eager", "compile", "run", "backward", "coverage")
+
+
+def default_cache_dir() -> str:
+    """Shared default TORCHINDUCTOR_CACHE_DIR for covfuzz (campaigns pass their own)."""
+    return os.environ.get("COVFUZZ_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), f"covfuzz-inductor-{os.getuid()}")
+
+
+class WorkerStartError(RuntimeError):
+    """The worker process could not be started (it died or did not report ready in time)."""
+
+
+def _exit_text(exitcode) -> tuple[str, dict]:
+    if exitcode is None:
+        return "worker died (exit status unknown)", {"exitcode": None}
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker killed by {name}", {"exitcode": exitcode, "signal": name}
+    return f"worker exited with code {exitcode}", {"exitcode": exitcode, "signal": None}
+
+
+class Supervisor:
+    """Runs test cases one at a time in an isolated, restartable worker process."""
+
+    def __init__(self, cache_dir: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 memory_limit: int | None = None, recycle_after: int = DEFAULT_RECYCLE_AFTER,
+                 recycle_rss: int | None = DEFAULT_RECYCLE_RSS, coverage: bool = True,
+                 coverage_groups=("inductor", "dynamo"), device: str | None = None,
+                 reference: str | None = None, env: dict | None = None,
+                 startup_timeout: float = 300.0, poll_interval: float = 0.05):
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.recycle_after = recycle_after
+        self.recycle_rss = recycle_rss
+        self.coverage = coverage
+        self.coverage_groups = tuple(coverage_groups)
+        self.device = device
+        self.reference = reference
+        self.env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.poll_interval = poll_interval
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc = None
+        self._conn = None
+        self._cases_on_worker = 0
+        self.baseline_rss = 0
+        self.stats = {"cases": 0, "starts": 0, "restarts": 0, "recycles": 0, "crashes": 0,
+                      "timeouts": 0, "ooms": 0, "start_time": 0.0}
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def start(self) -> int:
+        """Start the worker if none is running; returns its pid."""
+        if self.alive():
+            return self._proc.pid
+        self._discard()
+        t0 = time.perf_counter()
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        options = {"cache_dir": self.cache_dir, "env": self.env,
+                   "coverage": self.coverage, "groups": list(self.coverage_groups)}
+        proc = self._ctx.Process(target=worker_main, args=(child_conn, options),
+                                 name="covfuzz-worker", daemon=True)
+        proc.start()
+        child_conn.close()
+        self._proc, self._conn = proc, parent_conn
+        deadline = time.monotonic() + self.startup_timeout
+        while not parent_conn.poll(0.1):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                self._kill()
+                raise WorkerStartError("covfuzz worker did not start: "
+                                       + _exit_text(proc.exitcode)[0])
+        try:
+            hello = json.loads(parent_conn.recv_bytes())
+        except (EOFError, OSError):
+            self._kill()
+            raise WorkerStartError("covfuzz worker died during start-up") from None
+        self.baseline_rss = int(hello.get("rss", 0))
+        self._cases_on_worker = 0
+        if self.stats["starts"]:
+            self.stats["restarts"] += 1
+        self.stats["starts"] += 1
+        self.stats["start_time"] += time.perf_counter() - t0
+        return proc.pid
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc is not None:
+            proc.join(10)
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+        if self._proc is not None and not self._proc.is_alive():
+            self._proc.join(0)
+            try:
+                self._proc.close()
+            except ValueError:
+                pass
+        self._proc, self._conn = None, None
+
+    def recycle(self) -> None:
+        """Replace the worker with a fresh one at the next run()."""
+        if self.alive():
+            try:
+                self._conn.send_bytes(json.dumps({"cmd": "exit"}).encode())
+                self._proc.join(5)
+            except (OSError, BrokenPipeError):
+                pass
+        self._kill()
+
+    def close(self) -> None:
+        self.recycle()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self._kill()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ running
+    def run(self, case, timeout: float | None = None, device: str | None = None,
+            coverage: bool | None = None, reference: str | None = None) -> RunResult:
+        """Run one test case (a TestCase or its encoded bytes); never raises for what the
+        case does. Worker start-up failures raise WorkerStartError."""
+        if not isinstance(case, (bytes, bytearray)):
+            from covfuzz.serialize import encode
+            case = encode(case)
+        timeout = self.timeout if timeout is None else timeout
+        coverage = self.coverage if coverage is None else coverage
+        self.start()
+        self.stats["cases"] += 1
+        self._cases_on_worker += 1
+        header = {"cmd": "run", "device": device or self.device,
+                  "reference": reference or self.reference, "coverage": coverage}
+        t0 = time.perf_counter()
+        try:
+            self._conn.send_bytes(json.dumps(header).encode())
+            self._conn.send_bytes(bytes(case))
+        except (OSError, BrokenPipeError):
+            return self._crashed(t0)
+        deadline = time.monotonic() + timeout
+        peak = 0
+        pid = self._proc.pid
+        while True:
+            if self._conn.poll(self.poll_interval):
+                break
+            if not self._proc.is_alive():
+                return self._crashed(t0)
+            rss = rss_bytes(pid)
+            peak = max(peak, rss)
+            if self.memory_limit is not None and rss > self.memory_limit:
+                self._kill()
+                self.stats["ooms"] += 1
+                return self._synthetic("oom", t0, f"worker RSS {rss / GiB:.2f} GiB exceeded the "
+                                       f"memory limit {self.memory_limit / GiB:.2f} GiB "
+                                       "(killed worker)", {"rss": rss, "limit": self.memory_limit})
+            if time.monotonic() > deadline:
+                self._kill()
+                self.stats["timeouts"] += 1
+                return self._synthetic("timeout", t0, f"timed out after {timeout:g} s "
+                                       "(killed worker)", {"timeout": timeout})
+        try:
+            payload = json.loads(self._conn.recv_bytes())
+            raw = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            return self._crashed(t0)
+        features = array("Q")
+        features.frombytes(raw)
+        payload["features"] = features.tolist()
+        rss = int(payload.pop("rss", 0))
+        result = RunResult.from_dict(payload)
+        t = result.timings
+        t["worker_total"] = t.get("total", 0.0)
+        t["total"] = time.perf_counter() - t0
+        t["overhead"] = max(0.0, t["total"] - sum(t.get(k, 0.0) for k in MEASURED))
+        if result.outcome == "oom":
+            self.stats["ooms"] += 1
+        if (self._cases_on_worker >= self.recycle_after
+                or (self.recycle_rss is not None and rss > self.recycle_rss)):
+            self.stats["recycles"] += 1
+            self.recycle()
+        return result
+
+    def _synthetic(self, outcome: str, t0: float, message: str, details: dict) -> RunResult:
+        timings = empty_timings()
+        timings["total"] = timings["overhead"] = time.perf_counter() - t0
+        return RunResult(outcome=outcome, message=message, timings=timings, details=details)
+
+    def _crashed(self, t0: float) -> RunResult:
+        proc = self._proc
+        exitcode = None
+        if proc is not None:
+            proc.join(10)
+            exitcode = proc.exitcode
+        self._kill()
+        self.stats["crashes"] += 1
+        text, details = _exit_text(exitcode)
+        return self._synthetic("process_crash", t0, text, details)
+
+
+WorkerPool = Supervisor  # the name later issues use for the pool interface

@@ -1,0 +1,123 @@
+"""The worker process: imports torch once, then runs test cases sent to it one at a time.
+
+Started by the supervisor with the multiprocessing *spawn* context (never fork) through
+`worker_main(conn, options)`. Before importing torch it sets TORCHINDUCTOR_CACHE_DIR to the
+campaign's directory and turns the FX-graph and AOT-autograd caches off (each case must really
+compile), and arranges to die with its supervisor: prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux
+plus a watchdog thread that exits when the parent pid changes.
+
+Protocol (multiprocessing Connection, bytes only, no pickle):
+- worker -> supervisor, once: JSON {"ready": true, "pid": .., "rss": ..}
+- supervisor -> worker: JSON {"cmd": "run", "device": .., "reference": .., "coverage": bool}
+  followed by one message with the encoded test case (covfuzz.serialize.encode bytes);
+  worker -> supervisor: JSON result (RunResult fields, without features) followed by one
+  message with the features as little-endian uint64 array bytes, then JSON {"rss": ..}
+  is folded into the result as "rss".
+- {"cmd": "exit"}: the worker leaves its loop.
+
+Fault injection (tests only): with COVFUZZ_FAULT_INJECTION=1 in the worker's environment,
+cases whose seed is a key of harness.execute.FAULT_SEEDS crash, hang, blow up memory or raise
+on purpose (0xFA017001 segfault, ...02 abort, ...03 hang, ...04 memory, ...05 raise in
+compile, ...06 raise in eager). Without the variable those seeds are ordinary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from array import array
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(poll_s: float = 0.5) -> None:
+    """Exit when the parent dies (even by SIGKILL): PDEATHSIG plus a polling watchdog."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except Exception:
+            pass
+    if os.getppid() != parent or parent == 1:  # the parent already went away
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="covfuzz-parent-watchdog", daemon=True).start()
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process from /proc (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _setup_env(options: dict) -> None:
+    cache_dir = options.get("cache_dir")
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "0"
+    os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "0"
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile subprocesses
+    for key, value in (options.get("env") or {}).items():
+        os.environ[key] = value
+
+
+def worker_main(conn, options: dict) -> None:
+    """Entry point of the spawned worker process (`options` is a dict of plain data)."""
+    die_with_parent()
+    _setup_env(options)
+
+    import torch  # noqa: F401 - imported once, after the environment is set
+    import torch._functorch.config
+    import torch._inductor.config
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+    torch._inductor.config.compile_threads = 1
+
+    from harness.execute import execute
+    collector = None
+    if options.get("coverage", True):
+        from harness.coverage import Collector
+        collector = Collector(tuple(options.get("groups") or ("inductor", "dynamo")))
+
+    conn.send_bytes(json.dumps({"ready": True, "pid": os.getpid(),
+                                "rss": rss_bytes()}).encode())
+    while True:
+        try:
+            header = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        cmd = header.get("cmd")
+        if cmd == "exit":
+            return
+        if cmd == "ping":
+            conn.send_bytes(json.dumps({"pid": os.getpid(), "rss": rss_bytes()}).encode())
+            continue
+        if cmd != "run":
+            conn.send_bytes(json.dumps({"error": f"unknown command {cmd!r}"}).encode())
+            continue
+        case_bytes = conn.recv_bytes()
+        use_cov = collector if header.get("coverage", True) else None
+        result = execute(case_bytes, header.get("device"), header.get("reference"), use_cov)
+        features = result.pop("features")
+        result["rss"] = rss_bytes()
+        conn.send_bytes(json.dumps(result).encode())
+        conn.send_bytes(array("Q", features).tobytes())

@@ -1,0 +1,72 @@
+"""The command line: gen / show / ops, exit codes and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def covfuzz(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "covfuzz", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def test_help_everywhere():
+    for args in ([], ["gen"], ["show"], ["ops"]):
+        result = covfuzz(*args, "--help")
+        assert result.returncode == 0 and "usage: covfuzz" in result.stdout
+
+
+def test_gen_is_deterministic_and_show_reads_both_forms(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert covfuzz("gen", "--seed", "3", "-n", "5", "--out", str(a)).returncode == 0
+    assert covfuzz("gen", "--seed", "3", "-n", "5", "--out", str(b)).returncode == 0
+    names = sorted(os.listdir(a))
+    assert len(names) == 5 and names == sorted(os.listdir(b))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    stored = a / names[0]
+    shown = covfuzz("show", str(stored))
+    assert shown.returncode == 0 and "def fn(" in shown.stdout
+    as_json = covfuzz("show", "--json", str(stored))
+    edited = tmp_path / "edited.json"
+    edited.write_text(as_json.stdout)
+    again = covfuzz("show", "--json", str(edited))
+    assert again.returncode == 0 and json.loads(again.stdout) == json.loads(as_json.stdout)
+
+
+def test_ops_lists_the_catalog():
+    result = covfuzz("ops", "--json")
+    rows = json.loads(result.stdout)
+    assert sum(r["available"] for r in rows) >= 120
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    good = tmp_path / "good.cfz"
+    covfuzz("gen", "--seed", "1", "--out", str(good))
+    data = good.read_bytes()
+    bad = {
+        "truncated.cfz": data[: len(data) // 2],
+        "random.bin": os.urandom(300),
+        "evil.json": json.dumps({"format": "covfuzz-testcase", "version": 1, "seed": 0,
+                                 "settings": {}, "outputs": [1],
+                                 "inputs": [{"kind": "tensor", "shape": [2], "stride": [1],
+                                             "dtype": "float32", "device": "cpu", "fill": "normal"}],
+                                 "nodes": [{"op": "__import__('os').system('touch PWNED')",
+                                            "args": [0], "attrs": {}}]}).encode(),
+    }
+    for name, content in bad.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = covfuzz("show", str(path), cwd=tmp_path)
+        assert result.returncode == 2, (name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "PWNED").exists()
+    missing = covfuzz("show", str(tmp_path / "nope.cfz"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    unknown = covfuzz("gen", "--supported-ops", "torch.bogus")
+    assert unknown.returncode == 2 and "unknown op" in unknown.stderr
