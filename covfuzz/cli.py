@@ -41,14 +41,9 @@ def _load_case(path: str):
 
 def cmd_gen(args) -> int:
     from covfuzz import codegen, serialize
-    from covfuzz.generator import GenOptions, generate, parse_dtypes, parse_supported_ops
+    from covfuzz.generator import generate
 
-    opts = GenOptions(max_nodes=args.max_nodes, max_depth=args.max_depth, device=args.device,
-                      data_dependent=args.data_dependent)
-    if args.supported_ops:
-        opts.op_weights = parse_supported_ops(args.supported_ops)
-    if args.dtypes:
-        opts.dtypes = parse_dtypes(args.dtypes)
+    opts = _gen_options(args)
     if args.count < 1:
         raise CovfuzzError("-n must be at least 1")
 
@@ -170,7 +165,96 @@ def cmd_ops(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- fuzz / status / plot
+
+
+def _gen_options(args):
+    from covfuzz.generator import GenOptions, parse_dtypes, parse_supported_ops
+
+    opts = GenOptions(max_nodes=args.max_nodes, max_depth=args.max_depth, device=args.device,
+                      data_dependent=args.data_dependent)
+    if args.supported_ops:
+        opts.op_weights = parse_supported_ops(args.supported_ops)
+    if args.dtypes:
+        opts.dtypes = parse_dtypes(args.dtypes)
+    return opts
+
+
+def cmd_fuzz(args) -> int:
+    from covfuzz.campaign import Campaign, CampaignOptions
+
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise CovfuzzError("--device cuda: no CUDA device is visible to torch")
+    workers = args.workers or default_workers(args.device)
+    opts = CampaignOptions(workers=workers, device=args.device, hours=args.hours, execs=args.execs,
+                           no_feedback=args.no_feedback, seed_files=args.seeds or [],
+                           timeout=args.timeout, memory_limit_mb=args.memory_limit_mb,
+                           rng_seed=args.seed, status_interval=args.status_interval,
+                           gen=_gen_options(args))
+    if opts.hours is None and opts.execs is None:
+        print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
+              file=sys.stderr)
+    status = Campaign(args.dir, opts).run()
+    from covfuzz.campaign import status_line
+    print(f"summary: {status_line(status)}")
+    print(f"results: {args.dir} (covfuzz status {args.dir}; covfuzz plot {args.dir})")
+    return 0
+
+
+def default_workers(device: str) -> int:
+    if device == "cuda":
+        import torch
+        return max(torch.cuda.device_count(), 1) * 2
+    return max(os.cpu_count() or 1, 1)
+
+
+def cmd_status(args) -> int:
+    from covfuzz.campaign import status_line
+    from covfuzz.status import read_status
+
+    status = read_status(args.dir)
+    if args.json:
+        json.dump(status, sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    state = "running" if status.get("running") else "stopped"
+    print(f"{args.dir}: {state} ({status.get('mode')}, {status.get('workers')} workers, "
+          f"{status.get('device')})")
+    print(status_line(status))
+    outcomes = status.get("outcomes", {})
+    if outcomes:
+        print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    rows = status.get("mutators", {})
+    if rows:
+        print("mutators (proposals / valid / executed / ran eagerly / wins):")
+        for name, row in sorted(rows.items()):
+            print(f"  {name:<18} {row.get('proposals', 0):>6} {row.get('valid', 0):>6} "
+                  f"{row.get('executed', 0):>6} {row.get('ran', 0):>6} {row.get('wins', 0):>5}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from covfuzz.status import plot
+
+    out = plot(args.dir, args.out or os.path.join(args.dir, "progress.png"),
+               compare=args.compare or [])
+    print(out)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
+
+
+def _add_gen_arguments(parser) -> None:
+    parser.add_argument("--max-nodes", type=int, default=10, help="upper bound on ops per graph (default 10)")
+    parser.add_argument("--max-depth", type=int, default=6, help="longest chain of ops (default 6)")
+    parser.add_argument("--supported-ops", help='restrict/weight ops, e.g. "torch.add,torch.matmul=5"')
+    parser.add_argument("--dtypes", help="dtypes of fresh inputs, e.g. float32,bfloat16,int64")
+    parser.add_argument("--data-dependent", action="store_true",
+                        help="also use nonzero/masked_select/unique/item (turns on dynamo capture_*)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,13 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", "-o", help="output file (n=1) or directory (one file per case)")
     gen.add_argument("--json", action="store_true", help="write the JSON form instead of the stored form")
     gen.add_argument("--code", action="store_true", help="print the generated Python programs")
-    gen.add_argument("--max-nodes", type=int, default=10, help="upper bound on ops per graph (default 10)")
-    gen.add_argument("--max-depth", type=int, default=6, help="longest chain of ops (default 6)")
-    gen.add_argument("--supported-ops", help='restrict/weight ops, e.g. "torch.add,torch.matmul=5"')
-    gen.add_argument("--dtypes", help="dtypes of fresh inputs, e.g. float32,bfloat16,int64")
-    gen.add_argument("--data-dependent", action="store_true",
-                     help="also use nonzero/masked_select/unique/item (turns on dynamo capture_*)")
-    gen.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_gen_arguments(gen)
     gen.add_argument("--stats", action="store_true", help="print op and dtype counts to stderr")
     gen.set_defaults(func=cmd_gen)
 
@@ -210,12 +288,47 @@ def build_parser() -> argparse.ArgumentParser:
     ops_cmd.add_argument("--category", help="only this category (e.g. reduction, view, matmul)")
     ops_cmd.set_defaults(func=cmd_ops)
 
+    fuzz = sub.add_parser(
+        "fuzz", help="run (or resume) a coverage-guided campaign in DIR",
+        description="Run a campaign: seed the corpus from the generator (and --seeds), then choose, "
+                    "mutate, validate, execute on warm workers, keep new coverage, bucket failures. "
+                    "Re-running on the same DIR resumes. SIGINT/SIGTERM stop cleanly.")
+    fuzz.add_argument("dir", metavar="DIR", help="campaign directory (created if missing)")
+    fuzz.add_argument("--workers", type=int, default=0, help="parallel workers (default: one per core, two per GPU)")
+    budget = fuzz.add_mutually_exclusive_group()
+    budget.add_argument("--hours", type=float, help="stop after this many hours (this run)")
+    budget.add_argument("--execs", type=int, help="stop after this many executions (this run)")
+    fuzz.add_argument("--no-feedback", action="store_true",
+                      help="baseline: pure generation, no coverage guidance (like torchfuzz)")
+    fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
+    fuzz.add_argument("--timeout", type=float, default=120.0, help="per-case timeout in seconds (default 120)")
+    fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")
+    fuzz.add_argument("--seed", type=int, default=0, help="campaign RNG seed (default 0)")
+    fuzz.add_argument("--status-interval", type=float, default=10.0, help="seconds between status lines")
+    _add_gen_arguments(fuzz)
+    fuzz.set_defaults(func=cmd_fuzz)
+
+    status = sub.add_parser("status", help="status of a campaign (running or stopped)",
+                            description="Read DIR/fuzzer_stats.json; safe while a campaign runs.")
+    status.add_argument("dir", metavar="DIR")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    plot_cmd = sub.add_parser("plot", help="PNG of features and unique failures over time",
+                              description="Plot features and unique failures over time.")
+    plot_cmd.add_argument("dir", metavar="DIR")
+    plot_cmd.add_argument("-o", "--out", help="PNG path (default DIR/progress.png)")
+    plot_cmd.add_argument("--compare", nargs="*", metavar="DIR", help="other campaigns on the same axes")
+    plot_cmd.set_defaults(func=cmd_plot)
+
     try:
         from harness import cli_run
     except ImportError:
         cli_run = None
     if cli_run is not None:
-        cli_run.add_parser(sub)
+        run_parser = cli_run.add_parser(sub)
+        if run_parser is not None and run_parser.get_default("func") is None:
+            run_parser.set_defaults(func=cli_run.main)
     return parser
 
 

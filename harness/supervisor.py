@@ -24,10 +24,12 @@ from a thread that lives as long as it (normally the main thread).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import time
 from array import array
@@ -46,6 +48,24 @@ def default_cache_dir() -> str:
     """Shared default TORCHINDUCTOR_CACHE_DIR for covfuzz (campaigns pass their own)."""
     return os.environ.get("COVFUZZ_CACHE_DIR") or os.path.join(
         tempfile.gettempdir(), f"covfuzz-inductor-{os.getuid()}")
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Keep spawn from re-running the parent's __main__ script in the worker: the worker
+    needs only harness.worker, and scripts without a __main__ guard would recurse."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
 
 
 class WorkerStartError(RuntimeError):
@@ -112,7 +132,8 @@ class Supervisor:
                    "coverage": self.coverage, "groups": list(self.coverage_groups)}
         proc = self._ctx.Process(target=worker_main, args=(child_conn, options),
                                  name="covfuzz-worker", daemon=True)
-        proc.start()
+        with _main_module_hidden():
+            proc.start()
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         deadline = time.monotonic() + self.startup_timeout

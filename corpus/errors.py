@@ -1,0 +1,18 @@
+"""Errors of the corpus store."""
+
+from covfuzz.errors import CovfuzzError
+
+
+class CorpusError(CovfuzzError):
+    """The corpus store cannot be opened or one of its records is unusable.
+
+    Raised for: a schema-version mismatch (the message names both versions), a path that is not
+    a covfuzz corpus, a store opened twice in one process or used across fork, a map that cannot
+    grow any further, and corrupt records (the message names the database and the key).
+    `db` and `key` are set for corrupt records, None otherwise.
+    """
+
+    def __init__(self, message: str, db: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.db = db
+        self.key = key

@@ -1,0 +1,389 @@
+"""The fuzzing campaign: choose, mutate, validate, execute on N warm workers, keep, bucket, report.
+
+One campaign = one directory:
+  DIR/corpus.lmdb/      the LMDB store (seeds, features, hits, failures, examples, stats, info)
+  DIR/fuzzer_stats.json the latest status, rewritten atomically (read by `covfuzz status`)
+  DIR/scheduler.jsonl   one line per executed candidate: seed, energy, mutators, outcome, gain
+  DIR/inductor_cache/   TORCHINDUCTOR_CACHE_DIR of this campaign's workers
+  DIR/.lock             held (flock) by the running campaign: a second one is refused
+
+Only the main thread writes to the store; worker threads only block on their supervisor.
+Everything needed to resume (counters, bandit statistics, generator position) is saved in the
+store's info after every kept seed and every status tick, so a restart resumes where it was.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import json
+import os
+import queue
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from covfuzz import __version__, serialize
+from covfuzz.errors import CovfuzzError
+from covfuzz.generator import GenOptions, generate
+from covfuzz.propagate import propagate
+from covfuzz.scheduler import Scheduler, SeedInfo
+from covfuzz.triage.signature import FAILURE_KINDS, signature, signature_id
+
+KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
+
+
+@dataclass
+class CampaignOptions:
+    workers: int = 1
+    device: str = "cpu"
+    hours: float | None = None
+    execs: int | None = None
+    no_feedback: bool = False
+    seed_files: list[str] = field(default_factory=list)
+    initial_seeds: int = 12
+    fresh_fraction: float = 0.1  # share of candidates generated fresh in feedback mode
+    timeout: float = 120.0
+    memory_limit_mb: int | None = None
+    max_stack: int = 3
+    rng_seed: int = 0
+    status_interval: float = 10.0
+    gen: GenOptions = field(default_factory=GenOptions)
+    quiet: bool = False
+
+
+class CampaignLocked(CovfuzzError):
+    pass
+
+
+def _lock(directory: str):
+    path = os.path.join(directory, ".lock")
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise CampaignLocked(f"{directory} is in use by another covfuzz campaign (pid {owner}); "
+                             "stop it first or choose another directory") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def write_json_atomic(path: str, obj: dict) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class Campaign:
+    def __init__(self, directory: str, opts: CampaignOptions):
+        from corpus import CorpusStore
+        from harness.supervisor import Supervisor
+        import mutators
+
+        self.dir = os.path.abspath(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.opts = opts
+        self._lock_handle = _lock(self.dir)
+        self.store = CorpusStore(os.path.join(self.dir, "corpus.lmdb"))
+        self.mutators = mutators
+        self._supervisor_cls = Supervisor
+        self.rng = random.Random(opts.rng_seed)
+        self.scheduler = Scheduler(self.rng)
+        self.known: set[int] = set()
+        self.state = {"execs": 0, "elapsed": 0.0, "next_gen_seed": opts.rng_seed * 1_000_000,
+                      "restarts": 0, "last_new_feature": None, "last_new_failure": None,
+                      "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {}}
+        self.stop_requested = False
+        self._load()
+
+    # ----------------------------------------------------------------------------- state
+    def _load(self) -> None:
+        info = self.store.get_info() or {}
+        if not info:
+            self.store.set_info({"covfuzz": __version__, "torch": torch.__version__,
+                                 "created": time.time(), "mode": self.mode,
+                                 "settings": {"device": self.opts.device, "workers": self.opts.workers},
+                                 "state": self.state})
+        else:
+            self.state.update(info.get("state", {}))
+            self.scheduler.load_state(info.get("scheduler", {}))
+            if info.get("torch") != torch.__version__:
+                self.log(f"note: corpus was made with torch {info.get('torch')}, running "
+                         f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
+        for seed_id, meta in self.store.iter_seeds():
+            features = self.store.get_features(seed_id)
+            self.known.update(int(f) for f in features)
+            self.scheduler.add_seed(SeedInfo(seed_id, np.asarray(features, dtype=np.uint64),
+                                             int(meta.get("nodes", 1)), float(meta.get("exec_time", 1.0)),
+                                             int(meta.get("times_chosen", 0))))
+        for f in self.known:  # every stored feature was hit at least by the run that found it
+            self.scheduler.hits[f] = 1
+
+    @property
+    def mode(self) -> str:
+        return "no-feedback" if self.opts.no_feedback else "feedback"
+
+    def save_state(self) -> None:
+        info = self.store.get_info() or {}
+        info["state"] = self.state
+        info["scheduler"] = self.scheduler.state()
+        self.store.set_info(info)
+
+    def log(self, text: str) -> None:
+        if not self.opts.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    # ----------------------------------------------------------------------------- candidates
+    def _generated(self):
+        seed = self.state["next_gen_seed"]
+        self.state["next_gen_seed"] = seed + 1
+        case = generate(seed, self.opts.gen)
+        return case, {"parent": None, "mutators": ["generate"], "depth": 0}
+
+    def _initial_cases(self):
+        for path in self.opts.seed_files:
+            with open(path, "rb") as handle:
+                case = propagate(serialize.decode(handle.read()))
+            yield case, {"parent": None, "mutators": ["seed-file"], "depth": 0}
+        for _ in range(self.opts.initial_seeds):
+            yield self._generated()
+
+    def next_candidate(self):
+        if self.opts.no_feedback or not self.scheduler.seeds or self.rng.random() < self.opts.fresh_fraction:
+            return self._generated()
+        names = sorted(self.mutators.MUTATORS)
+        for _ in range(8):
+            seed, energy = self.scheduler.pick()
+            parent = propagate(serialize.decode(self.store.get_case_bytes(seed.seed_id)))
+            k = min(self.opts.max_stack, 1 + int(self.rng.expovariate(1.0)))
+            chosen = self.scheduler.choose_mutators(names, k)
+            case = parent
+            applied = []
+            for name in chosen:
+                out = self.mutators.mutate_with(name, case, self.rng, self._mutation_context())
+                self._count_mutator(name, "proposals")
+                if out is None:
+                    continue
+                self._count_mutator(name, "valid")
+                case = out
+                applied.append(name)
+            self.state["proposals"] += 1
+            if applied:
+                self.state["valid"] += 1
+                meta = {"parent": seed.seed_id, "mutators": applied, "energy": round(energy, 4),
+                        "depth": int((self.store.get_meta(seed.seed_id) or {}).get("depth", 0)) + 1}
+                return case, meta
+        return self._generated()
+
+    def _mutation_context(self):
+        def random_case():
+            if not self.scheduler.seeds:
+                return None
+            other = self.rng.choice(self.scheduler.seeds)
+            try:
+                return propagate(serialize.decode(self.store.get_case_bytes(other.seed_id)))
+            except CovfuzzError:
+                return None
+        return self.mutators.MutationContext(random_case=random_case, gen=self.opts.gen)
+
+    def _count_mutator(self, name: str, key: str) -> None:
+        row = self.state["by_mutator"].setdefault(name, {"proposals": 0, "valid": 0, "ran": 0,
+                                                         "executed": 0, "wins": 0})
+        row[key] = row.get(key, 0) + 1
+
+    # ----------------------------------------------------------------------------- results
+    def handle(self, case, meta: dict, result) -> None:
+        self.state["execs"] += 1
+        outcome = result.outcome
+        self.state["outcomes"][outcome] = self.state["outcomes"].get(outcome, 0) + 1
+        features = np.unique(np.asarray(result.features, dtype=np.uint64))
+        self.scheduler.record_hits(features)
+        new = [int(f) for f in features if int(f) not in self.known]
+        ran = outcome != "invalid"
+        self.state["ran"] += int(ran)
+        for name in meta["mutators"]:
+            self._count_mutator(name, "executed")
+            if ran:
+                self._count_mutator(name, "ran")
+        won = False
+        data = serialize.encode(case)
+        cid = serialize.case_id(case)
+        if outcome in FAILURE_KINDS:
+            frames = getattr(result, "frames", []) or []
+            output_index = (getattr(result, "details", None) or {}).get("output_index")
+            sig = signature(outcome, result.exc_type or "", result.message or "", frames, case,
+                            output_index)
+            is_new = self.store.record_failure(signature_id(sig), outcome, result.message or "",
+                                               result.exc_type or "", cid, data, result.to_dict(),
+                                               extra={"signature": sig})
+            if is_new:
+                won = True
+                self.state["last_new_failure"] = time.time()
+                self.log(f"[new failure] {outcome} {signature_id(sig)} {sig[:150]}")
+        if new and outcome in KEEP_OUTCOMES:
+            won = True
+            self.known.update(new)
+            seed_meta = {**meta, "nodes": len(case.graph.nodes), "exec_time": result.timings.get("total", 0.0),
+                         "features_found": len(new), "times_chosen": 0, "found_at": time.time(),
+                         "outcome": outcome, "n_features": int(len(features))}
+            self.store.add_seed(cid, data, seed_meta, features)
+            self.scheduler.add_seed(SeedInfo(cid, features, len(case.graph.nodes),
+                                             float(result.timings.get("total", 1.0))))
+            self.state["last_new_feature"] = time.time()
+        if meta["mutators"] and meta["mutators"][0] not in ("generate", "seed-file"):
+            self.scheduler.reward(meta["mutators"], won)
+            if won:
+                for name in meta["mutators"]:
+                    self._count_mutator(name, "wins")
+        self._log_choice(cid, meta, outcome, len(new), won)
+        if new or won:
+            self.save_state()
+
+    def _log_choice(self, cid, meta, outcome, new_features, won) -> None:
+        record = {"t": round(time.time(), 3), "id": cid, "parent": meta.get("parent"),
+                  "energy": meta.get("energy"), "mutators": meta["mutators"], "outcome": outcome,
+                  "new_features": new_features, "won": won}
+        with open(os.path.join(self.dir, "scheduler.jsonl"), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------------------------- status
+    def status(self, elapsed: float) -> dict:
+        failures = self.store.failures()
+        by_kind: dict[str, int] = {}
+        for row in failures:
+            by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
+        execs = self.state["execs"]
+        proposals = max(self.state["proposals"], 1)
+        return {
+            "dir": self.dir, "pid": os.getpid(), "mode": self.mode, "updated": time.time(),
+            "elapsed": round(elapsed, 1), "execs": execs,
+            "execs_per_s": round(execs / elapsed, 3) if elapsed > 0 else 0.0,
+            "corpus": len(self.scheduler.seeds), "features": len(self.known),
+            "unique_failures": len(failures), "failures_by_kind": by_kind,
+            "last_new_feature": self.state["last_new_feature"],
+            "last_new_failure": self.state["last_new_failure"],
+            "validity": round(self.state["valid"] / proposals, 4),
+            "ran_eagerly": round(self.state["ran"] / max(execs, 1), 4),
+            "worker_restarts": self.state["restarts"], "workers": self.opts.workers,
+            "device": self.opts.device, "outcomes": self.state["outcomes"],
+            "mutators": self.state["by_mutator"], "running": not self.stop_requested,
+        }
+
+    def report(self, elapsed: float, final: bool = False) -> dict:
+        status = self.status(elapsed)
+        status["running"] = not final
+        self.store.append_stats({k: status[k] for k in (
+            "elapsed", "execs", "corpus", "features", "unique_failures", "failures_by_kind",
+            "validity", "worker_restarts", "execs_per_s")})
+        write_json_atomic(os.path.join(self.dir, "fuzzer_stats.json"), status)
+        self.save_state()
+        self.log(status_line(status))
+        return status
+
+    # ----------------------------------------------------------------------------- loop
+    def run(self) -> dict:
+        opts = self.opts
+        started = time.time()
+        base_elapsed = float(self.state.get("elapsed", 0.0))
+        deadline = started + opts.hours * 3600 if opts.hours else None
+        exec_budget = opts.execs
+        cache_dir = os.path.join(self.dir, "inductor_cache")
+        pool: queue.Queue = queue.Queue()
+        supervisors = [self._supervisor_cls(device=opts.device, cache_dir=cache_dir,
+                                            memory_limit_mb=opts.memory_limit_mb)
+                       for _ in range(opts.workers)]
+        for sup in supervisors:
+            pool.put(sup)
+
+        def execute(case):
+            sup = pool.get()
+            try:
+                return sup.run(case, timeout=opts.timeout)
+            finally:
+                pool.put(sup)
+
+        initial = list(self._initial_cases()) if not self.scheduler.seeds else []
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        executed_now = 0
+        last_report = time.time()
+        self.log(f"covfuzz fuzz: {self.dir} ({self.mode}, {opts.workers} worker(s), {opts.device}); "
+                 f"corpus {len(self.scheduler.seeds)} seeds, {len(self.known)} features")
+        in_flight: dict = {}
+        try:
+            with cf.ThreadPoolExecutor(max_workers=opts.workers) as executor:
+                while True:
+                    budget_left = not (exec_budget is not None and executed_now + len(in_flight) >= exec_budget)
+                    time_left = deadline is None or time.time() < deadline
+                    while (not self.stop_requested and budget_left and time_left
+                           and len(in_flight) < opts.workers):
+                        case, meta = initial.pop(0) if initial else self.next_candidate()
+                        in_flight[executor.submit(execute, case)] = (case, meta)
+                        budget_left = not (exec_budget is not None
+                                           and executed_now + len(in_flight) >= exec_budget)
+                    if not in_flight:
+                        break
+                    done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        case, meta = in_flight.pop(future)
+                        self.handle(case, meta, future.result())
+                        executed_now += 1
+                    self.state["restarts"] = sum(getattr(s, "restarts", 0) for s in supervisors) + \
+                        int(self.state.get("restarts_before", 0))
+                    self.state["elapsed"] = base_elapsed + time.time() - started
+                    if time.time() - last_report >= opts.status_interval:
+                        self.report(self.state["elapsed"])
+                        last_report = time.time()
+                    if self.stop_requested and in_flight:
+                        break  # abandon in-flight cases: they are re-generated after a resume
+        finally:
+            for s, handler in old_handlers.items():
+                signal.signal(s, handler)
+            for sup in supervisors:
+                sup.close()
+            self.state["restarts_before"] = self.state["restarts"]
+            self.state["elapsed"] = base_elapsed + time.time() - started
+            status = self.report(self.state["elapsed"], final=True)
+            self.store.close()
+            self._lock_handle.close()
+        return status
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.log(f"\n[{signal.Signals(signum).name}] stopping after the cases in flight...")
+
+
+def _ago(ts) -> str:
+    if not ts:
+        return "never"
+    seconds = max(time.time() - ts, 0)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def status_line(s: dict) -> str:
+    kinds = ",".join(f"{k}={v}" for k, v in sorted(s.get("failures_by_kind", {}).items())) or "none"
+    return (f"[{s['elapsed'] / 60:6.1f}m] execs {s['execs']} ({s['execs_per_s']:.2f}/s) | corpus "
+            f"{s['corpus']} | features {s['features']} | failures {s['unique_failures']} ({kinds}) | "
+            f"new feature {_ago(s.get('last_new_feature'))}, new failure {_ago(s.get('last_new_failure'))} | "
+            f"valid {100 * s['validity']:.0f}% ran {100 * s.get('ran_eagerly', 0):.0f}% | "
+            f"restarts {s['worker_restarts']}")
+
+
+__all__ = ["Campaign", "CampaignOptions", "CampaignLocked", "status_line", "write_json_atomic"]

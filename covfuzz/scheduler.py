@@ -1,0 +1,152 @@
+"""Seed scheduling (which corpus entry to mutate) and mutator selection (which mutators to stack).
+
+Seed energy follows AFL++'s "rare" schedule and libFuzzer's entropic idea: a seed is worth
+mutating in proportion to how rare its features are across *all executions so far*, boosted when
+it is "favored" (the smallest, then fastest, seed that owns some feature, as in AFL's top_rated)
+and decayed by how often it has already been chosen. Energies are recomputed in bulk with numpy
+every `refresh_every` picks (AFL's cull_queue), not on every pick.
+
+Mutator selection is a Thompson-sampling bandit: each mutator keeps Beta(1 + wins, 1 + losses),
+where a win is a candidate that found a new feature or a new failure bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SeedInfo:
+    seed_id: str
+    features: np.ndarray  # sorted unique uint64
+    nodes: int
+    exec_time: float
+    times_chosen: int = 0
+
+
+@dataclass
+class MutatorStats:
+    wins: int = 0
+    tries: int = 0
+
+
+class Scheduler:
+    def __init__(self, rng: random.Random, refresh_every: int = 50):
+        self.rng = rng
+        self.seeds: list[SeedInfo] = []
+        self.index: dict[str, int] = {}
+        self.hits: dict[int, int] = {}
+        self.refresh_every = refresh_every
+        self._weights: list[float] = []
+        self._favored: set[int] = set()
+        self._picks_since_refresh = refresh_every
+        self.mutators: dict[str, MutatorStats] = {}
+
+    # ----------------------------------------------------------------------------- seeds
+    def add_seed(self, info: SeedInfo) -> None:
+        if info.seed_id in self.index:
+            return
+        self.index[info.seed_id] = len(self.seeds)
+        self.seeds.append(info)
+        self._picks_since_refresh = self.refresh_every  # new seeds deserve a fresh look
+
+    def record_hits(self, features) -> None:
+        for f in features:
+            f = int(f)
+            self.hits[f] = self.hits.get(f, 0) + 1
+
+    def energies(self) -> list[float]:
+        """One weight per seed (recomputed now)."""
+        if not self.seeds:
+            return []
+        keys = np.fromiter(self.hits.keys(), dtype=np.uint64, count=len(self.hits))
+        counts = np.fromiter(self.hits.values(), dtype=np.float64, count=len(self.hits))
+        order = np.argsort(keys)
+        keys, counts = keys[order], counts[order]
+        self._favored = self._compute_favored()
+        weights = []
+        for i, seed in enumerate(self.seeds):
+            feats = seed.features
+            if len(feats) and len(keys):
+                pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
+                found = keys[pos] == feats
+                hit = np.where(found, counts[pos], 1.0)
+                # Rarity: features hit by few executions dominate (1/hits), like AFL++ "rare".
+                rarity = float(np.sum(1.0 / hit))
+            else:
+                rarity = 0.0
+            favored = 1.0 if i in self._favored else 0.15
+            size = 1.0 / (1.0 + seed.nodes / 8.0)
+            speed = 1.0 / (0.5 + seed.exec_time)
+            decay = 1.0 / math.sqrt(1.0 + seed.times_chosen)
+            weights.append(max(rarity, 1e-3) * favored * size * speed * decay)
+        return weights
+
+    def _compute_favored(self) -> set[int]:
+        """Indices of seeds that are the cheapest owner of at least one feature."""
+        if not self.seeds:
+            return set()
+        feats = [s.features for s in self.seeds]
+        lengths = np.array([len(f) for f in feats])
+        if lengths.sum() == 0:
+            return set(range(len(self.seeds)))
+        all_feats = np.concatenate(feats)
+        owner = np.repeat(np.arange(len(self.seeds)), lengths)
+        cost = np.array([s.nodes * 10.0 + s.exec_time for s in self.seeds])[owner]
+        order = np.lexsort((owner, cost, all_feats))  # by feature, then cost, then index
+        sorted_feats = all_feats[order]
+        first = np.ones(len(sorted_feats), dtype=bool)
+        first[1:] = sorted_feats[1:] != sorted_feats[:-1]
+        return set(int(i) for i in np.unique(owner[order][first]))
+
+    def pick(self) -> tuple[SeedInfo, float]:
+        """A seed chosen with probability proportional to its energy, and that energy."""
+        if self._picks_since_refresh >= self.refresh_every or len(self._weights) != len(self.seeds):
+            self._weights = self.energies()
+            self._picks_since_refresh = 0
+        self._picks_since_refresh += 1
+        i = self.rng.choices(range(len(self.seeds)), self._weights)[0]
+        seed = self.seeds[i]
+        seed.times_chosen += 1
+        return seed, self._weights[i]
+
+    def is_favored(self, seed_id: str) -> bool:
+        return self.index.get(seed_id) in self._favored
+
+    # ----------------------------------------------------------------------------- mutators
+    def choose_mutators(self, names: list[str], k: int) -> list[str]:
+        """k mutator names, each drawn by Thompson sampling over past wins."""
+        chosen = []
+        for _ in range(k):
+            best, best_draw = names[0], -1.0
+            for name in names:
+                stats = self.mutators.setdefault(name, MutatorStats())
+                draw = self.rng.betavariate(1 + stats.wins, 1 + stats.tries - stats.wins)
+                if draw > best_draw:
+                    best, best_draw = name, draw
+            chosen.append(best)
+        return chosen
+
+    def reward(self, names: list[str], won: bool) -> None:
+        for name in set(names):
+            stats = self.mutators.setdefault(name, MutatorStats())
+            stats.tries += 1
+            stats.wins += int(won)
+
+    def mutator_table(self) -> dict[str, dict]:
+        return {n: {"tries": s.tries, "wins": s.wins} for n, s in sorted(self.mutators.items())}
+
+    def state(self) -> dict:
+        """What must survive a restart besides the corpus itself (bandit counts)."""
+        return {"mutators": self.mutator_table()}
+
+    def load_state(self, state: dict) -> None:
+        for name, row in state.get("mutators", {}).items():
+            self.mutators[name] = MutatorStats(int(row.get("wins", 0)), int(row.get("tries", 0)))
+
+
+__all__ = ["Scheduler", "SeedInfo", "MutatorStats"]

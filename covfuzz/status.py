@@ -1,0 +1,84 @@
+"""Reading a campaign from outside: the status file and the stats time series (plots).
+
+Nothing here attaches to the running campaign: `fuzzer_stats.json` is rewritten atomically by the
+campaign and the LMDB store is opened read-only, so both are safe while a campaign writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from covfuzz.errors import CovfuzzError
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def read_status(directory: str) -> dict:
+    path = os.path.join(directory, "fuzzer_stats.json")
+    if not os.path.isdir(directory):
+        raise CovfuzzError(f"{directory}: no such campaign directory")
+    if not os.path.exists(path):
+        raise CovfuzzError(f"{directory}: no fuzzer_stats.json yet (has a campaign run here?)")
+    try:
+        with open(path) as handle:
+            status = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CovfuzzError(f"{path}: unreadable status file: {exc}") from None
+    if not isinstance(status, dict):
+        raise CovfuzzError(f"{path}: status file is not a JSON object")
+    if status.get("running") and not _pid_alive(status.get("pid")):
+        status["running"] = False
+        status["note"] = "the campaign process is gone (killed?): re-run covfuzz fuzz to resume"
+    return status
+
+
+def stats_series(directory: str) -> list[dict]:
+    from corpus import CorpusStore
+
+    store = CorpusStore(os.path.join(directory, "corpus.lmdb"), readonly=True, create=False)
+    try:
+        return [record for _, record in store.stats_series()]
+    finally:
+        store.close()
+
+
+def plot(directory: str, out: str, compare: list[str] = ()) -> str:
+    """PNG with features and unique failures against elapsed minutes (one line per campaign)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_features, ax_failures) = plt.subplots(1, 2, figsize=(11, 4))
+    for campaign in [directory, *compare]:
+        series = stats_series(campaign)
+        if not series:
+            raise CovfuzzError(f"{campaign}: no stats recorded yet")
+        minutes = [r["elapsed"] / 60 for r in series]
+        info_mode = _mode(campaign)
+        label = f"{os.path.basename(os.path.abspath(campaign))} ({info_mode})"
+        ax_features.plot(minutes, [r["features"] for r in series], label=label)
+        ax_failures.step(minutes, [r["unique_failures"] for r in series], where="post", label=label)
+    ax_features.set(title="coverage features (Dynamo + Inductor arcs)", xlabel="minutes",
+                    ylabel="features")
+    ax_failures.set(title="unique failures", xlabel="minutes", ylabel="signatures")
+    for ax in (ax_features, ax_failures):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _mode(directory: str) -> str:
+    try:
+        return read_status(directory).get("mode", "?")
+    except CovfuzzError:
+        return "?"

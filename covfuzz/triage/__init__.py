@@ -1,0 +1,1 @@
+"""Triage: failure signatures (dedup), and later replay, repro and reduction."""

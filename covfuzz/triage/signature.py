@@ -1,0 +1,84 @@
+"""Failure signatures: how failures are deduplicated into buckets.
+
+A signature is `kind | exception type | normalized message | innermost torch frames`, where the
+message has numbers, hex addresses, generated names (v12, s0, buf3, cpp_fused_...), shapes, quoted
+strings and paths replaced by placeholders, and frames are `file:function` (no line numbers, so
+a bucket survives small edits of torch). Mismatches have no exception: their signature is built
+from the op pattern that produced the diverging output (the op and the ops feeding it).
+The bucket key stored in the corpus is `signature_id(signature)`: 12 hex digits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+FAILURE_KINDS = ("compile_crash", "runtime_crash", "mismatch", "grad_mismatch", "timeout",
+                 "process_crash", "oom")
+
+_RULES = [
+    (re.compile(r"0x[0-9a-fA-F]+"), "ADDR"),
+    (re.compile(r"(/[\w.\-]+)+/?"), "PATH"),
+    (re.compile(r"\b(cpp|triton)_\w+"), "KERNEL"),
+    (re.compile(r"\b(buf|arg|primals_|tangents_|getitem_?|view_?|permute_?|add_?|mul_?)\d+\b"), "NAME"),
+    (re.compile(r"\b[vxsuz]\d+\b"), "SYM"),
+    (re.compile(r"'[^']{0,200}'"), "'STR'"),
+    (re.compile(r'"[^"]{0,200}"'), '"STR"'),
+    (re.compile(r"\[[\d,\s]*\]"), "[SHAPE]"),
+    (re.compile(r"\([\d,\s]*\)"), "(SHAPE)"),
+    (re.compile(r"-?\d+(\.\d+)?(e[-+]?\d+)?"), "N"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def normalize_message(message: str, limit: int = 240) -> str:
+    text = (message or "").strip().splitlines()
+    # The first line names the problem; dynamo appends long "from user code" tails after it.
+    text = text[0] if text else ""
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    return text[:limit].strip()
+
+
+def torch_frames(frames: list[str], count: int = 3) -> list[str]:
+    """Innermost `count` frames inside torch, as `torch/…/file.py:function`."""
+    inside = []
+    for frame in reversed(frames or []):
+        parts = frame.rsplit(":", 2)
+        path = parts[0]
+        func = parts[-1] if len(parts) == 3 else ""
+        if "/torch/" in path:
+            short = "torch/" + path.split("/torch/", 1)[1]
+            inside.append(f"{short}:{func}")
+        if len(inside) == count:
+            break
+    return inside
+
+
+def mismatch_pattern(case, output_index: int | None) -> str:
+    """The op that produced the diverging output, with the ops of its arguments."""
+    if case is None or output_index is None or output_index >= len(case.graph.outputs):
+        return "?"
+    graph = case.graph
+    value = graph.outputs[output_index]
+    node = graph.node_of(value)
+    if node is None:
+        return "input"
+    feeding = sorted({(graph.node_of(a).op if graph.node_of(a) else "input") for a in node.args})
+    return f"{node.op}<-{'+'.join(feeding)}"
+
+
+def signature(kind: str, exc_type: str = "", message: str = "", frames: list[str] | None = None,
+              case=None, output_index: int | None = None) -> str:
+    if kind in ("mismatch", "grad_mismatch"):
+        return f"{kind}|{mismatch_pattern(case, output_index)}"
+    if kind in ("timeout", "oom"):
+        return kind
+    if kind == "process_crash":
+        return f"{kind}|{normalize_message(message, 80)}"
+    where = ",".join(torch_frames(frames or []))
+    return f"{kind}|{exc_type}|{normalize_message(message)}|{where}"
+
+
+def signature_id(sig: str) -> str:
+    return hashlib.sha1(sig.encode("utf-8", "replace")).hexdigest()[:12]

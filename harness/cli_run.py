@@ -1,0 +1,120 @@
+"""`covfuzz run FILE... [--device cpu|cuda] [--timeout S] [--json] [--no-coverage]`.
+
+Runs stored (b"CFZT"...) or JSON test-case files through the harness and prints the outcome,
+the time split and the coverage feature count (or, with --json, one JSON object per case).
+Exit status: 0 all passed (or were invalid), 1 some failure outcome, 2 bad input.
+Corpus ids are not supported yet (there is no corpus): arguments must be files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from harness.result import FAILURES, RunResult
+
+TIME_LABELS = (("eager", "eager"), ("compile", "compile"), ("run", "compiled run"),
+               ("backward", "backward"), ("coverage", "coverage"), ("overhead", "overhead"))
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("run", help="run test-case files through the harness",
+                              description=__doc__.split("\n\n")[1],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cases", nargs="+", metavar="FILE_OR_ID",
+                   help="test-case file (stored or JSON form); corpus ids are not supported yet")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="device to run on (default: the case's own device)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="per-case timeout in seconds (default 120)")
+    p.add_argument("--json", action="store_true", help="one JSON object per case on stdout")
+    p.add_argument("--no-coverage", action="store_true", help="do not measure coverage")
+    p.set_defaults(func=main)
+    return p
+
+
+def _err(msg: str) -> None:
+    print(f"covfuzz run: {msg}", file=sys.stderr)
+
+
+def _load(arg: str):
+    """(case, None) or (None, error message)."""
+    from covfuzz.errors import TestCaseFormatError
+    from covfuzz.serialize import decode
+    if not os.path.isfile(arg):
+        if os.path.exists(arg):
+            return None, f"{arg}: not a regular file"
+        return None, (f"{arg}: no such file (corpus ids are not supported yet; "
+                      "pass a test-case file)")
+    try:
+        with open(arg, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return None, f"{arg}: {exc.strerror or exc}"
+    try:
+        return decode(data), None
+    except TestCaseFormatError as exc:
+        return None, f"{arg}: {exc}"
+
+
+def _human(name: str, r: RunResult) -> str:
+    t = r.timings
+    split = ", ".join(f"{label} {t.get(key, 0.0):.3f}s" for key, label in TIME_LABELS)
+    lines = [f"{name}: {r.outcome}" + (f" ({r.case_id})" if r.case_id else ""),
+             f"  time {t.get('total', 0.0):.3f}s: {split}",
+             f"  coverage: {len(r.features)} features, {r.n_lines} lines"]
+    note = r.details.get("note")
+    if note:
+        lines.append(f"  note: {note}")
+    if r.message and r.outcome != "pass":
+        lines.extend("  | " + line for line in r.message.splitlines()[:15])
+    if r.frames:
+        lines.append("  frames (innermost last):")
+        lines.extend(f"    {f}" for f in r.frames)
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    loaded = []
+    for arg in args.cases:
+        case, error = _load(arg)
+        if error:
+            _err(error)
+            return 2
+        loaded.append((arg, case))
+
+    from covfuzz.errors import InvalidGraph
+    from covfuzz.propagate import propagate
+    from covfuzz.serialize import encode
+    from harness.supervisor import Supervisor
+
+    status = 0
+    sup = None
+    try:
+        for name, case in loaded:
+            try:
+                case = propagate(case)
+            except InvalidGraph as exc:
+                result = RunResult(outcome="invalid", message=f"InvalidGraph: {exc}",
+                                   exc_type="covfuzz.errors.InvalidGraph")
+            else:
+                if sup is None:
+                    sup = Supervisor(timeout=args.timeout, coverage=not args.no_coverage)
+                result = sup.run(encode(case), device=args.device)
+            if result.outcome in FAILURES:
+                status = 1
+            if args.json:
+                obj = {"file": name, "case_id": result.case_id, "outcome": result.outcome,
+                       "message": result.message, "exc_type": result.exc_type,
+                       "frames": result.frames, "timings": result.timings,
+                       "n_features": len(result.features), "features": result.features,
+                       "n_lines": result.n_lines, "details": result.details}
+                print(json.dumps(obj), flush=True)
+            else:
+                print(_human(name, result), flush=True)
+    finally:
+        if sup is not None:
+            sup.close()
+    return status
