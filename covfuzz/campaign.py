@@ -301,8 +301,9 @@ class Campaign:
         exec_budget = opts.execs
         cache_dir = os.path.join(self.dir, "inductor_cache")
         pool: queue.Queue = queue.Queue()
+        memory_limit = opts.memory_limit_mb * (1 << 20) if opts.memory_limit_mb else None
         supervisors = [self._supervisor_cls(device=opts.device, cache_dir=cache_dir,
-                                            memory_limit_mb=opts.memory_limit_mb)
+                                            memory_limit=memory_limit, timeout=opts.timeout)
                        for _ in range(opts.workers)]
         for sup in supervisors:
             pool.put(sup)
@@ -339,7 +340,7 @@ class Campaign:
                         case, meta = in_flight.pop(future)
                         self.handle(case, meta, future.result())
                         executed_now += 1
-                    self.state["restarts"] = sum(getattr(s, "restarts", 0) for s in supervisors) + \
+                    self.state["restarts"] = sum(s.stats["restarts"] for s in supervisors) + \
                         int(self.state.get("restarts_before", 0))
                     self.state["elapsed"] = base_elapsed + time.time() - started
                     if time.time() - last_report >= opts.status_interval:

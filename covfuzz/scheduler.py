@@ -1,7 +1,8 @@
 """Seed scheduling (which corpus entry to mutate) and mutator selection (which mutators to stack).
 
 Seed energy follows AFL++'s "rare" schedule and libFuzzer's entropic idea: a seed is worth
-mutating in proportion to how rare its features are across *all executions so far*, boosted when
+mutating in proportion to how rare its features are across *all executions so far*
+(sum over its features of 1/hits^2), boosted when
 it is "favored" (the smallest, then fastest, seed that owns some feature, as in AFL's top_rated)
 and decayed by how often it has already been chosen. Energies are recomputed in bulk with numpy
 every `refresh_every` picks (AFL's cull_queue), not on every pick.
@@ -75,8 +76,9 @@ class Scheduler:
                 pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
                 found = keys[pos] == feats
                 hit = np.where(found, counts[pos], 1.0)
-                # Rarity: features hit by few executions dominate (1/hits), like AFL++ "rare".
-                rarity = float(np.sum(1.0 / hit))
+                # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
+                # the square keeps a seed's many common features from outweighing one rare one.
+                rarity = float(np.sum(1.0 / (hit * hit)))
             else:
                 rarity = 0.0
             favored = 1.0 if i in self._favored else 0.15

@@ -79,6 +79,8 @@ class Collector:
         """(sorted feature ids, covered line count) of what was measured since erase()."""
         data = self.cov.get_data()
         ids = self._ids
+        if len(ids) > 2_000_000:
+            ids.clear()
         out = set()
         n_lines = 0
         for filename in data.measured_files():
@@ -90,8 +92,6 @@ class Collector:
                 if fid is None:
                     fid = ids[key] = feature_id(rel, src, dst)
                 out.add(fid)
-        if len(ids) > 2_000_000:
-            ids.clear()
         return sorted(out), n_lines
 
     def erase(self) -> None:

@@ -92,7 +92,8 @@ class Supervisor:
                  recycle_rss: int | None = DEFAULT_RECYCLE_RSS, coverage: bool = True,
                  coverage_groups=("inductor", "dynamo"), device: str | None = None,
                  reference: str | None = None, env: dict | None = None,
-                 startup_timeout: float = 300.0, poll_interval: float = 0.05):
+                 startup_timeout: float = 300.0, poll_interval: float = 0.05,
+                 worker_output: str | None = None):
         self.cache_dir = cache_dir or default_cache_dir()
         self.timeout = timeout
         self.memory_limit = memory_limit
@@ -105,6 +106,7 @@ class Supervisor:
         self.env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.poll_interval = poll_interval
+        self.worker_output = worker_output  # None: /dev/null; "inherit"; or a file path
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
@@ -129,7 +131,8 @@ class Supervisor:
         t0 = time.perf_counter()
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         options = {"cache_dir": self.cache_dir, "env": self.env,
-                   "coverage": self.coverage, "groups": list(self.coverage_groups)}
+                   "coverage": self.coverage, "groups": list(self.coverage_groups),
+                   "output": self.worker_output}
         proc = self._ctx.Process(target=worker_main, args=(child_conn, options),
                                  name="covfuzz-worker", daemon=True)
         with _main_module_hidden():

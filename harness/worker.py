@@ -80,9 +80,21 @@ def _setup_env(options: dict) -> None:
         os.environ[key] = value
 
 
+def _redirect_output(target: str | None) -> None:
+    """Send the worker's stdout/stderr (torch's logging, C++ warnings) to `target`:
+    a file path, "inherit" (keep the supervisor's), or None (/dev/null)."""
+    if target == "inherit":
+        return
+    fd = os.open(target or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def worker_main(conn, options: dict) -> None:
     """Entry point of the spawned worker process (`options` is a dict of plain data)."""
     die_with_parent()
+    _redirect_output(options.get("output"))
     _setup_env(options)
 
     import torch  # noqa: F401 - imported once, after the environment is set

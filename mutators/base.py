@@ -270,7 +270,7 @@ def build_args(rng: random.Random, ctx: MutationContext, eg: EGraph, op: OpDef, 
             if before is None:
                 before = eg.values_before(pos)
             cands = [u for u in before if not eg.is_index_input(u) and arg_accepts(arg, eg.spec(u))
-                     and (shape is None or eg.spec(u).shape == tuple(shape))]
+                     and (shape is None or getattr(eg.spec(u), 'shape', None) == tuple(shape))]
             if cands:
                 uid = rng.choice(cands)
         if uid is None:

@@ -41,15 +41,21 @@ def normalize_message(message: str, limit: int = 240) -> str:
 
 
 def torch_frames(frames: list[str], count: int = 3) -> list[str]:
-    """Innermost `count` frames inside torch, as `torch/…/file.py:function`."""
+    """Innermost `count` frames inside torch, as `file.py:function` relative to torch.
+
+    The harness reports frames as `path:line:function`, outermost first, with paths either
+    relative to the torch package or absolute; line numbers are dropped here.
+    """
     inside = []
     for frame in reversed(frames or []):
         parts = frame.rsplit(":", 2)
         path = parts[0]
         func = parts[-1] if len(parts) == 3 else ""
         if "/torch/" in path:
-            short = "torch/" + path.split("/torch/", 1)[1]
-            inside.append(f"{short}:{func}")
+            path = path.split("/torch/", 1)[1]
+        elif path.startswith("/") or path.startswith("<"):
+            continue  # outside torch
+        inside.append(f"{path}:{func}")
         if len(inside) == count:
             break
     return inside

@@ -1,0 +1,313 @@
+"""Corpus minimization (like afl-cmin) and corpus merging.
+
+`minimize(store)`: the smallest-first greedy cover. Features are processed rarest first (fewest
+seeds containing them, then feature id); for each feature not yet covered, the "smallest" seed
+containing it is kept — smallest by node count (meta `nodes`; unknown counts last), then exec
+time (unknown last), then id — and all its features count as covered. Every feature of the
+(readable) corpus stays covered.
+
+`write_minimized(src, ids, out)`: a new store with the kept seeds (testcase, meta, features
+copied byte for byte), `info` copied (plus `minimized_from`), `hits` copied (the global hit
+counts, i.e. the union over the source), failures/examples/stats copied unchanged.
+
+`minimize_in_place(dir)`: minimize into `<dir>/.corpus-cmin.tmp/`, check the features, then swap:
+rename `corpus.lmdb` -> `corpus.lmdb.bak`, rename the new one into place, delete the backup. An
+interruption leaves either the old store, or the backup alone (restored by the next
+read-write open, see `corpus.store.recover_swap`), or both (backup deleted at next open). No
+campaign may write to the store meanwhile (the caller ensures it).
+
+`merge(a, b, out)`: seeds of A then of B (each in found_at, id order) are kept only when they add
+a feature not covered by seeds kept before; hit counts are summed over the union of features;
+failure buckets are merged by signature (counts summed, first/last seen widened, examples
+united up to the cap); stats records of both are copied.
+
+Seeds whose meta or features are corrupt are skipped and reported (`errors` / report["errors"]).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import numpy as np
+
+from corpus.errors import CorpusError
+from corpus.store import (CorpusStore, ENV_NAME, _STATS_KEY, _U64, canonical_json, env_path)
+
+COPY_BATCH = 512
+TMP_NAME = ".corpus-cmin.tmp"
+
+
+# ----------------------------------------------------------------------------- minimize
+
+
+def _load(store: CorpusStore, errors: list | None):
+    ids, sizes, feats = [], [], []
+    for sid, meta, f in store.iter_seeds(errors, with_features=True):
+        ids.append(sid)
+        nodes = meta.get("nodes")
+        et = meta.get("exec_time")
+        sizes.append((math.inf if nodes is None else nodes, math.inf if et is None else et))
+        feats.append(f)
+    return ids, sizes, feats
+
+
+def _cover(ids, sizes, feats) -> tuple[list[str], int]:
+    """Greedy cover; returns (kept ids sorted, number of distinct features)."""
+    n = len(ids)
+    if n == 0:
+        return [], 0
+    lens = np.fromiter((len(f) for f in feats), dtype=np.int64, count=n)
+    if lens.sum() == 0:
+        return [], 0
+    allf = np.concatenate(feats)
+    owner = np.repeat(np.arange(n, dtype=np.int64), lens)
+    uniq, inv, counts = np.unique(allf, return_inverse=True, return_counts=True)
+    inv = inv.astype(np.int64).ravel()
+    del allf
+    order_seeds = sorted(range(n), key=lambda i: (sizes[i][0], sizes[i][1], ids[i]))
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.asarray(order_seeds, dtype=np.int64)] = np.arange(n, dtype=np.int64)
+    best = np.full(len(uniq), n, dtype=np.int64)
+    np.minimum.at(best, inv, rank[owner])
+    offsets = np.concatenate(([0], np.cumsum(lens)))
+    covered = np.zeros(len(uniq), dtype=bool)
+    kept = []
+    # rarest first; ties by feature id (uniq is sorted, so a stable sort keeps id order)
+    for f in np.argsort(counts, kind="stable").tolist():
+        if covered[f]:
+            continue
+        s = order_seeds[best[f]]
+        kept.append(s)
+        covered[inv[offsets[s]:offsets[s + 1]]] = True
+    return sorted(ids[s] for s in kept), len(uniq)
+
+
+def minimize(store: CorpusStore, errors: list | None = None) -> list[str]:
+    """Ids of the smallest seed set covering every feature of the store's seeds (sorted)."""
+    ids, sizes, feats = _load(store, errors)
+    return _cover(ids, sizes, feats)[0]
+
+
+def _feature_union(store: CorpusStore, errors: list | None = None) -> int:
+    parts = [f for _, f in store.iter_features(errors)]
+    return int(np.unique(np.concatenate(parts)).size) if parts else 0
+
+
+def _copy_seeds(src: CorpusStore, out: CorpusStore, ids: list[str]) -> None:
+    for i in range(0, len(ids), COPY_BATCH):
+        keys = [x.encode("ascii") for x in ids[i:i + COPY_BATCH]]
+        items = []
+        for db in ("testcases", "meta", "features"):
+            for k, v in zip(keys, src.get_raw(db, keys)):
+                if v is None:
+                    raise CorpusError(f"seed {k.decode()} vanished from {db!r} while copying")
+                items.append((db, k, v))
+        out.put_raw(items)
+
+
+def _copy_db(src: CorpusStore, out: CorpusStore, db: str) -> None:
+    batch = []
+    for k, v in src.raw_items(db):
+        batch.append((db, k, v))
+        if len(batch) >= COPY_BATCH * 4:
+            out.put_raw(batch)
+            batch = []
+    if batch:
+        out.put_raw(batch)
+
+
+def _new_store(out_path: str) -> CorpusStore:
+    if os.path.exists(os.path.join(env_path(out_path), "data.mdb")):
+        raise CorpusError(f"refusing to write into an existing corpus at {env_path(out_path)}")
+    return CorpusStore(out_path, sync=False)
+
+
+def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
+                    features_before: int | None = None) -> dict:
+    """Write a new store at `out_path` holding the seeds `ids` of `src` and src's info, hits,
+    failures, examples and stats. Returns a report (seeds/features before and after)."""
+    out = _new_store(out_path)
+    try:
+        info = src.get_info()
+        info.pop("schema_version", None)
+        info["minimized_from"] = src.path
+        out.set_info(info)
+        _copy_seeds(src, out, list(ids))
+        for db in ("hits", "failures", "examples", "stats"):
+            _copy_db(src, out, db)
+        out.sync()
+        report = {"seeds_before": src.num_seeds(), "seeds_after": out.num_seeds(),
+                  "features_before": (_feature_union(src) if features_before is None
+                                      else features_before),
+                  "features_after": _feature_union(out),
+                  "hits_before": src.num_features(), "hits_after": out.num_features(),
+                  "failures": out.num_failures()}
+    finally:
+        out.close()
+    return report
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def minimize_in_place(path: str) -> dict:
+    """Minimize the corpus of campaign directory `path` (or its corpus.lmdb) in place, with an
+    atomic directory swap. Returns the report; raises CorpusError (leaving the store untouched)
+    if the minimized corpus would lose a feature."""
+    env = env_path(path)
+    campaign = os.path.dirname(env)
+    tmp = os.path.join(campaign, TMP_NAME)
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    errors: list = []
+    with CorpusStore(env, create=False) as src:
+        ids, sizes, feats = _load(src, errors)
+        kept, n_features = _cover(ids, sizes, feats)
+        del feats
+        report = write_minimized(src, kept, tmp, features_before=n_features)
+    report["errors"] = [str(e) for e in errors]
+    if report["features_after"] != report["features_before"]:
+        shutil.rmtree(tmp)
+        raise CorpusError(f"minimization would lose features ({report['features_before']} -> "
+                          f"{report['features_after']}); store left unchanged")
+    bak = env + ".bak"
+    if os.path.exists(bak):
+        shutil.rmtree(bak)
+    os.rename(env, bak)
+    os.rename(os.path.join(tmp, ENV_NAME), env)
+    _fsync_dir(campaign)
+    shutil.rmtree(bak)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def _seed_order(store: CorpusStore, errors: list):
+    rows = [(meta.get("found_at", 0.0), sid, f)
+            for sid, meta, f in store.iter_seeds(errors, with_features=True)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return rows
+
+
+def _merge_failures(stores: list[CorpusStore], out: CorpusStore, errors: list) -> int:
+    buckets: dict[bytes, dict] = {}
+    sources: dict[str, CorpusStore] = {}
+    cap = out.max_examples
+    for st in stores:
+        for key, raw in st.raw_items("failures"):
+            try:
+                rec = st._decode_failure(key, raw)
+            except CorpusError as exc:
+                errors.append(exc)
+                continue
+            cur = buckets.get(key)
+            if cur is None:
+                rec["example_ids"] = rec["example_ids"][:cap]
+                buckets[key] = rec
+                for e in rec["example_ids"]:
+                    sources.setdefault(e, st)
+                continue
+            cur["count"] += rec["count"]
+            cur["first_seen"] = min(cur["first_seen"], rec["first_seen"])
+            cur["last_seen"] = max(cur["last_seen"], rec["last_seen"])
+            if cur.get("extra") is None:
+                cur["extra"] = rec.get("extra")
+            for e in rec["example_ids"]:
+                if e not in cur["example_ids"] and len(cur["example_ids"]) < cap:
+                    cur["example_ids"].append(e)
+                    sources.setdefault(e, st)
+    items = [("failures", k, canonical_json(v)) for k, v in buckets.items()]
+    for e, st in sources.items():
+        k = e.encode("ascii", "replace")
+        raw = st.get_raw("examples", [k])[0]
+        if raw is not None:
+            items.append(("examples", k, raw))
+    for i in range(0, len(items), COPY_BATCH * 4):
+        out.put_raw(items[i:i + COPY_BATCH * 4])
+    return len(buckets)
+
+
+def _merge_stats(stores: list[CorpusStore], out: CorpusStore) -> None:
+    used: set[bytes] = set()
+    items = []
+    for st in stores:
+        for k, v in st.raw_items("stats"):
+            if len(k) != 12:
+                continue
+            ms, seq = _STATS_KEY.unpack(k)
+            while k in used:
+                seq += 1
+                k = _STATS_KEY.pack(ms, seq)
+            used.add(k)
+            items.append(("stats", k, v))
+    for i in range(0, len(items), COPY_BATCH * 4):
+        out.put_raw(items[i:i + COPY_BATCH * 4])
+
+
+def merge(a_path: str, b_path: str, out_path: str) -> dict:
+    """Merge corpora A and B into a new corpus at `out_path` (see the module docstring).
+    A and B are opened read-only and not modified. Returns a report."""
+    if len({os.path.realpath(env_path(p)) for p in (a_path, b_path, out_path)}) != 3:
+        raise CorpusError("merge needs three different corpora")
+    errors: list = []
+    with CorpusStore(a_path, readonly=True) as a, CorpusStore(b_path, readonly=True) as b:
+        out = _new_store(out_path)
+        try:
+            info = a.get_info()
+            info.pop("schema_version", None)
+            info["merged_from"] = [a.path, b.path]
+            out.set_info(info)
+            covered: set[int] = set()
+            kept = {"a": [], "b": []}
+            for name, st in (("a", a), ("b", b)):
+                for _, sid, f in _seed_order(st, errors):
+                    fl = f.tolist()
+                    if not covered.issuperset(fl):
+                        covered.update(fl)
+                        kept[name].append(sid)
+            seen_ids = set(kept["a"])
+            kept["b"] = [x for x in kept["b"] if x not in seen_ids]
+            _copy_seeds(a, out, kept["a"])
+            _copy_seeds(b, out, kept["b"])
+            counts: dict[int, int] = {}
+            for st in (a, b):
+                for f, c in st.feature_counts(errors).items():
+                    counts[f] = min((1 << 64) - 1, counts.get(f, 0) + c)
+            for f in covered:  # every kept feature is in hits (even if a hits record was bad)
+                counts.setdefault(f, 1)
+            items = [("hits", _U64.pack(f), _U64.pack(c)) for f, c in sorted(counts.items())]
+            for i in range(0, len(items), COPY_BATCH * 8):
+                out.put_raw(items[i:i + COPY_BATCH * 8])
+            n_fail = _merge_failures([a, b], out, errors)
+            _merge_stats([a, b], out)
+            out.sync()
+            union_before = _union_sizes(a, b)
+            report = {"seeds_a": a.num_seeds(), "seeds_b": b.num_seeds(),
+                      "seeds_before": a.num_seeds() + b.num_seeds(),
+                      "seeds_after": out.num_seeds(),
+                      "kept_from_a": len(kept["a"]), "kept_from_b": len(kept["b"]),
+                      "features_before": union_before, "features_after": _feature_union(out),
+                      "hits_after": out.num_features(), "failures": n_fail,
+                      "errors": [str(e) for e in errors]}
+        finally:
+            out.close()
+    return report
+
+
+def _union_sizes(*stores: CorpusStore) -> int:
+    parts = [f for st in stores for _, f in st.iter_features([])]
+    return int(np.unique(np.concatenate(parts)).size) if parts else 0

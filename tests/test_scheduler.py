@@ -1,0 +1,71 @@
+"""Scheduler energy and the mutator bandit; failure signatures."""
+
+import random
+
+import numpy as np
+
+from covfuzz.generator import generate
+from covfuzz.scheduler import Scheduler, SeedInfo
+from covfuzz.triage.signature import normalize_message, signature, signature_id, torch_frames
+
+
+def _seed(name, feats, nodes=3, exec_time=1.0):
+    return SeedInfo(name, np.array(sorted(feats), dtype=np.uint64), nodes, exec_time)
+
+
+def test_rare_features_get_more_energy():
+    sched = Scheduler(random.Random(0))
+    sched.add_seed(_seed("common", range(0, 100)))
+    sched.add_seed(_seed("rare", list(range(0, 90)) + [10_000, 10_001]))
+    for _ in range(50):
+        sched.record_hits(range(0, 100))
+    sched.record_hits([10_000, 10_001])
+    weights = dict(zip(["common", "rare"], sched.energies()))
+    assert weights["rare"] > 5 * weights["common"]
+    picks = [sched.pick()[0].seed_id for _ in range(300)]
+    assert picks.count("rare") > picks.count("common")
+
+
+def test_favored_is_the_cheapest_owner_of_a_feature():
+    sched = Scheduler(random.Random(0))
+    sched.add_seed(_seed("big", [1, 2, 3], nodes=20))
+    sched.add_seed(_seed("small", [1, 2], nodes=2))
+    sched.add_seed(_seed("dup", [1, 2], nodes=5))
+    sched.energies()
+    assert sched.is_favored("small") and sched.is_favored("big")  # big alone owns feature 3
+    assert not sched.is_favored("dup")
+
+
+def test_bandit_learns_which_mutator_pays():
+    sched = Scheduler(random.Random(1))
+    names = ["good", "bad"]
+    for _ in range(200):
+        chosen = sched.choose_mutators(names, 1)
+        sched.reward(chosen, chosen[0] == "good" and sched.rng.random() < 0.5)
+    table = sched.mutator_table()
+    assert table["good"]["tries"] > 2 * table["bad"]["tries"]
+    restored = Scheduler(random.Random(2))
+    restored.load_state(sched.state())
+    assert restored.mutator_table() == table
+
+
+def test_signature_normalizes_numbers_names_and_paths():
+    a = normalize_message("AssertionError: buf12 has size 17 at 0xdeadbeef in /tmp/x/cpp_fused_add_3.cpp")
+    b = normalize_message("AssertionError: buf3 has size 4 at 0x1234 in /var/y/cpp_fused_mul_0.cpp")
+    assert a == b
+    frames_a = ["_inductor/lowering.py:100:make_pointwise", "_inductor/ir.py:20:create"]
+    frames_b = ["_inductor/lowering.py:101:make_pointwise", "_inductor/ir.py:22:create"]
+    assert torch_frames(frames_a) == torch_frames(frames_b) == ["_inductor/ir.py:create",
+                                                                "_inductor/lowering.py:make_pointwise"]
+    s1 = signature("compile_crash", "LoweringException", "size 17 bad", frames_a)
+    s2 = signature("compile_crash", "LoweringException", "size 4 bad", frames_b)
+    s3 = signature("compile_crash", "LoweringException", "size 4 bad", ["_dynamo/x.py:1:other"])
+    assert s1 == s2 != s3
+    assert signature_id(s1) == signature_id(s2) and len(signature_id(s1)) == 12
+
+
+def test_mismatch_signature_uses_the_op_pattern():
+    case = generate(4)
+    sig = signature("mismatch", case=case, output_index=0)
+    node = case.graph.node_of(case.graph.outputs[0])
+    assert sig.startswith("mismatch|") and node.op in sig
