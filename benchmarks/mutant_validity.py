@@ -28,7 +28,12 @@ def main(argv=None) -> int:
                         help="accepted candidates per mutator (default: --cases)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--failures", type=int, default=3, help="eager failure reasons shown per mutator")
+    parser.add_argument("--meta-only", action="store_true",
+                        help="validity check without the real-tensor pass (meta propagation only)")
     args = parser.parse_args(argv)
+    if args.meta_only:
+        import mutators.base
+        mutators.base.REAL_CHECK = False
     start = time.perf_counter()
     cases = [generate(s) for s in range(args.cases)]
     per = args.per_mutator or args.cases

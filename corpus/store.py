@@ -371,11 +371,16 @@ class CorpusStore:
                 self._fail_open(f"corpus {self.path} has store schema version {version}; "
                                 f"this covfuzz reads store schema version {STORE_SCHEMA}")
         # Handles for every database (they exist: created by _initialise or a previous run).
-        def open_all(txn):
-            return {name: self._env.open_db(name.encode(), txn=txn, create=False)
-                    for name in DB_NAMES}
+        # Opened without an explicit transaction: py-lmdb then keeps the handles valid (a handle
+        # opened inside a user read transaction dies with it).
         try:
-            self._dbs = self._read_raw(open_all)
+            for _ in range(8):
+                try:
+                    self._dbs = {name: self._env.open_db(name.encode(), create=False)
+                                 for name in DB_NAMES}
+                    break
+                except lmdb.MapResizedError:
+                    self._env.set_mapsize(0)
         except lmdb.NotFoundError as exc:
             self._fail_open(f"corpus {self.path} lacks a database: {exc}")
 

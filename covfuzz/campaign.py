@@ -106,6 +106,7 @@ class Campaign:
                       "restarts": 0, "last_new_feature": None, "last_new_failure": None,
                       "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {}}
         self.stop_requested = False
+        self.mutation_ctx = self._mutation_context()
         self._load()
 
     # ----------------------------------------------------------------------------- state
@@ -166,13 +167,13 @@ class Campaign:
         names = sorted(self.mutators.MUTATORS)
         for _ in range(8):
             seed, energy = self.scheduler.pick()
-            parent = propagate(serialize.decode(self.store.get_case_bytes(seed.seed_id)))
+            parent = self._load_case(seed.seed_id)
             k = min(self.opts.max_stack, 1 + int(self.rng.expovariate(1.0)))
             chosen = self.scheduler.choose_mutators(names, k)
             case = parent
             applied = []
             for name in chosen:
-                out = self.mutators.mutate_with(name, case, self.rng, self._mutation_context())
+                out = self.mutators.mutate_with(name, case, self.rng, self.mutation_ctx)
                 self._count_mutator(name, "proposals")
                 if out is None:
                     continue
@@ -187,16 +188,19 @@ class Campaign:
                 return case, meta
         return self._generated()
 
+    def _load_case(self, seed_id: str):
+        return propagate(serialize.decode(self.store.get_case_bytes(seed_id)))
+
     def _mutation_context(self):
-        def random_case():
+        def random_case(rng):
             if not self.scheduler.seeds:
                 return None
-            other = self.rng.choice(self.scheduler.seeds)
+            other = rng.choice(self.scheduler.seeds)
             try:
-                return propagate(serialize.decode(self.store.get_case_bytes(other.seed_id)))
+                return self._load_case(other.seed_id)
             except CovfuzzError:
                 return None
-        return self.mutators.MutationContext(random_case=random_case, gen=self.opts.gen)
+        return self.mutators.MutationContext(options=self.opts.gen, case_source=random_case)
 
     def _count_mutator(self, name: str, key: str) -> None:
         row = self.state["by_mutator"].setdefault(name, {"proposals": 0, "valid": 0, "ran": 0,

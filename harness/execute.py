@@ -15,6 +15,7 @@ Stages and timing keys:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import linecache
 import os
@@ -108,6 +109,15 @@ def _f2i_cast_values(case: TestCase) -> set[int]:
     return tainted
 
 
+@contextlib.contextmanager
+def _timed(timings: dict, key: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - t
+
+
 class _Failure(Exception):
     def __init__(self, outcome: str, exc: BaseException, stage: str):
         super().__init__(outcome)
@@ -181,26 +191,24 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
         return fn(*inputs)
 
     # -- eager
-    t = time.perf_counter()
     try:
-        if fault == "raise_eager":
-            raise RuntimeError("covfuzz fault injection: eager run raised")
-        eager_inputs = make_inputs(device)
-        eager_out = eager_run(eager_inputs)
+        with _timed(timings, "eager"):
+            if fault == "raise_eager":
+                raise RuntimeError("covfuzz fault injection: eager run raised")
+            eager_inputs = make_inputs(device)
+            eager_out = eager_run(eager_inputs)
     except Exception as exc:
         raise _Failure(oracle.classify(exc, "eager"), exc, "eager") from None
-    timings["eager"] += time.perf_counter() - t
     eager_grads = None
     if backward:
-        t = time.perf_counter()
         try:
-            loss = backward_loss(eager_out)
-            if loss is not None:
-                loss.backward()
-            eager_grads = _grads(eager_inputs)
+            with _timed(timings, "backward"):
+                loss = backward_loss(eager_out)
+                if loss is not None:
+                    loss.backward()
+                eager_grads = _grads(eager_inputs)
         except Exception as exc:
             raise _Failure(oracle.classify(exc, "eager"), exc, "eager backward") from None
-        timings["backward"] += time.perf_counter() - t
 
     deterministic = None
 
@@ -265,33 +273,36 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
                 torch._dynamo.config.patch(ns["DYNAMO_CONFIG"]):
             compiled = torch.compile(fn, **compile_kwargs)
             args = compiled_inputs()
-            t = time.perf_counter()
             try:
-                if fault in ("segfault", "abort", "hang", "memory"):
-                    _trigger(fault)
-                torch.manual_seed(case.seed % (1 << 32))
-                compiled_out = compiled(*args)
+                with _timed(timings, "compile"):
+                    if fault in ("segfault", "abort", "hang", "memory"):
+                        _trigger(fault)
+                    torch.manual_seed(case.seed % (1 << 32))
+                    compiled_out = compiled(*args)
             except Exception as exc:
-                raise _Failure(oracle.classify(exc, "compile"), exc, "compile") from None
-            timings["compile"] += time.perf_counter() - t
+                outcome = oracle.classify(exc, "compile")
+                if outcome == "compile_crash" and oracle.is_specialized_mark_dynamic(exc):
+                    details["note"] = ("mark_dynamic on a dim the program specializes "
+                                       "(ConstraintViolationError): a case defect, not a bug")
+                    outcome = "invalid"
+                raise _Failure(outcome, exc, "compile") from None
             if backward:
-                t = time.perf_counter()
                 try:
-                    loss = backward_loss(compiled_out)
-                    if loss is not None:
-                        loss.backward()
-                    compiled_grads = _grads(args)
+                    with _timed(timings, "backward"):
+                        loss = backward_loss(compiled_out)
+                        if loss is not None:
+                            loss.backward()
+                        compiled_grads = _grads(args)
                 except Exception as exc:
                     raise _Failure(oracle.classify(exc, "backward"), exc,
                                    "compiled backward") from None
-                timings["backward"] += time.perf_counter() - t
-            t = time.perf_counter()
             try:
-                torch.manual_seed(case.seed % (1 << 32))
-                second_out = compiled(*compiled_inputs())
+                with _timed(timings, "run"):
+                    args = compiled_inputs()
+                    torch.manual_seed(case.seed % (1 << 32))
+                    second_out = compiled(*args)
             except Exception as exc:
                 raise _Failure(oracle.classify(exc, "run"), exc, "run") from None
-            timings["run"] += time.perf_counter() - t
     finally:
         if collector is not None and collector.running:
             t = time.perf_counter()

@@ -334,6 +334,11 @@ def is_compile_error(exc: BaseException) -> bool:
                for m in _COMPILE_MARKERS)
 
 
+def is_specialized_mark_dynamic(exc: BaseException) -> bool:
+    """torch's documented refusal of mark_dynamic on a dim the code specializes."""
+    return any(type(e).__name__ == "ConstraintViolationError" for e in _chain(exc))
+
+
 def classify(exc: BaseException, stage: str) -> str:
     """Outcome for an exception raised at `stage`:
     'eager' -> invalid; 'compile' (first compiled call, or compiled backward) -> compile_crash

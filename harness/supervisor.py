@@ -18,12 +18,13 @@ remote worker pool can implement the same one later. One Supervisor drives one w
 The per-case timeout starts when the case is sent, after the worker has imported torch
 (worker start-up has its own `startup_timeout`).
 
-PR_SET_PDEATHSIG is tied to the *thread* that started the worker: create and use a Supervisor
-from a thread that lives as long as it (normally the main thread).
+Workers are started from one long-lived launcher thread (PR_SET_PDEATHSIG is tied to the
+thread that created the child), so a Supervisor may be used from any thread, one at a time.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import multiprocessing
@@ -31,6 +32,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from array import array
 
@@ -68,6 +70,28 @@ def _main_module_hidden():
             setattr(main, k, v)
 
 
+_LAUNCHER: concurrent.futures.ThreadPoolExecutor | None = None
+_LAUNCHER_LOCK = threading.Lock()
+
+
+def _start_hidden(proc) -> None:
+    with _main_module_hidden():
+        proc.start()
+
+
+def _launch(proc) -> None:
+    """Start `proc` from one long-lived launcher thread. PR_SET_PDEATHSIG fires when the
+    *thread* that created the child exits, so workers must not be started from short-lived
+    threads (e.g. a campaign's thread pool): the launcher lives as long as the process."""
+    global _LAUNCHER
+    with _LAUNCHER_LOCK:
+        if _LAUNCHER is None:
+            _LAUNCHER = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="covfuzz-worker-launcher")
+        launcher = _LAUNCHER
+    launcher.submit(_start_hidden, proc).result()
+
+
 class WorkerStartError(RuntimeError):
     """The worker process could not be started (it died or did not report ready in time)."""
 
@@ -93,7 +117,8 @@ class Supervisor:
                  coverage_groups=("inductor", "dynamo"), device: str | None = None,
                  reference: str | None = None, env: dict | None = None,
                  startup_timeout: float = 300.0, poll_interval: float = 0.05,
-                 worker_output: str | None = None):
+                 worker_output: str | None = None, warmup: bool = False):
+        self.warmup = warmup  # run one small case (no coverage) on every fresh worker
         self.cache_dir = cache_dir or default_cache_dir()
         self.timeout = timeout
         self.memory_limit = memory_limit
@@ -135,8 +160,7 @@ class Supervisor:
                    "output": self.worker_output}
         proc = self._ctx.Process(target=worker_main, args=(child_conn, options),
                                  name="covfuzz-worker", daemon=True)
-        with _main_module_hidden():
-            proc.start()
+        _launch(proc)
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         deadline = time.monotonic() + self.startup_timeout
@@ -155,8 +179,22 @@ class Supervisor:
         if self.stats["starts"]:
             self.stats["restarts"] += 1
         self.stats["starts"] += 1
+        if self.warmup:
+            self._warm_up()
         self.stats["start_time"] += time.perf_counter() - t0
         return proc.pid
+
+    def _warm_up(self) -> None:
+        """Compile one tiny forward+backward case without coverage, so one-time initialisation
+        (lazy imports, first-compile set-up) is not counted as the next case's features."""
+        header = {"cmd": "run", "device": self.device, "reference": None, "coverage": False}
+        self._conn.send_bytes(json.dumps(header).encode())
+        self._conn.send_bytes(warmup_case_bytes())
+        if not self._conn.poll(self.startup_timeout):
+            self._kill()
+            raise WorkerStartError("covfuzz worker did not finish its warm-up case")
+        self._conn.recv_bytes()
+        self._conn.recv_bytes()
 
     def _kill(self) -> None:
         proc = self._proc
@@ -290,3 +328,14 @@ class Supervisor:
 
 
 WorkerPool = Supervisor  # the name later issues use for the pool interface
+
+
+def warmup_case_bytes() -> bytes:
+    from covfuzz import serialize
+    from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
+
+    x = TensorSpec.contiguous((4, 8), requires_grad=True)
+    graph = Graph((Input(x), Input(x)), (Node("torch.add", (0, 1), {"alpha": 1}),
+                                         Node("torch.sum", (2,), {"dim": (1,), "keepdim": False})),
+                  (3,))
+    return serialize.encode(TestCase(graph, CompileSettings(backward=True), seed=0))

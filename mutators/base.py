@@ -22,7 +22,7 @@ from covfuzz.ir import (DTYPES, FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_NUMEL, 
                         CompileSettings, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
-from covfuzz.propagate import propagate
+from covfuzz.propagate import needs_real_tensors, propagate
 
 CAPTURE_FLAGS = {"capture_scalar_outputs": True, "capture_dynamic_output_shape_ops": True}
 MAX_SPLICE_NODES = 16
@@ -367,8 +367,15 @@ def structural_problem(case: TestCase) -> str | None:
     return None
 
 
-def validate(case: TestCase | None) -> TestCase | None:
-    """The propagated `case` when it is a valid test case, else None."""
+# Also propagate on small real CPU tensors (the case's own seeded inputs) after the meta check.
+# It costs about as much as the meta pass and catches what meta kernels do not check: CPU kernels
+# missing for a dtype, mixed-dtype in-place ops, index values out of range. Set False to measure
+# the meta check alone (benchmarks/mutant_validity.py --meta-only).
+REAL_CHECK = True
+
+
+def validate(case: TestCase | None, real_check: bool | None = None) -> TestCase | None:
+    """The (meta-)propagated `case` when it is a valid test case, else None."""
     if case is None or structural_problem(case) is not None:
         return None
     try:
@@ -382,7 +389,20 @@ def validate(case: TestCase | None) -> TestCase | None:
         if inp.fill == "index" and isinstance(inp.spec, TensorSpec) and inp.spec.numel > 0:
             if index_bound(g, i) < 1:
                 return None  # an index into an empty dim: fails at run time, not on meta
+    if (REAL_CHECK if real_check is None else real_check) and not real_ok(case):
+        return None
     return checked
+
+
+def real_ok(case: TestCase) -> bool:
+    """Whether `case` also propagates on its real (seeded, CPU) inputs; see REAL_CHECK."""
+    if needs_real_tensors(case.graph) or case.settings.device != "cpu":
+        return True  # propagation already ran on real tensors (or cannot here)
+    try:
+        propagate(case, real=True)
+    except Exception:  # noqa: BLE001 - InvalidGraph, or a torch internal error
+        return False
+    return True
 
 
 def ensure_propagated(case: TestCase) -> TestCase:

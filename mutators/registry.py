@@ -8,7 +8,8 @@ from typing import Callable
 from covfuzz import serialize
 from covfuzz.ir import TestCase
 
-from mutators.base import MutationContext, ensure_propagated, validate
+import mutators.base as _base
+from mutators.base import MutationContext, ensure_propagated, real_ok, validate
 from mutators.params import mutate_attrs, mutate_settings, mutate_values
 from mutators.structural import delete_node, insert_node, replace_op, splice
 from mutators.tensors import perturb_layout, perturb_shape, retype
@@ -36,9 +37,12 @@ ERROR = "error"  # the mutator itself raised (a bug: logged by the caller, never
 LAST_ERRORS: list[str] = []  # the most recent mutator exceptions (for logs and tests)
 
 
-def propose(name: str, case: TestCase, rng: random.Random, ctx: MutationContext | None = None
-            ) -> tuple[str, TestCase | None]:
-    """One application of mutator `name`: (outcome, validated candidate or None)."""
+def propose(name: str, case: TestCase, rng: random.Random, ctx: MutationContext | None = None,
+            real_check: bool | None = None) -> tuple[str, TestCase | None]:
+    """One application of mutator `name`: (outcome, validated candidate or None).
+
+    `real_check` overrides `mutators.base.REAL_CHECK` (the real-tensor pass of the check).
+    """
     ctx = ctx or MutationContext()
     case = ensure_propagated(case)
     try:
@@ -49,7 +53,7 @@ def propose(name: str, case: TestCase, rng: random.Random, ctx: MutationContext 
         return ERROR, None
     if raw is None:
         return NOT_APPLICABLE, None
-    checked = validate(raw)
+    checked = validate(raw, real_check)
     if checked is None:
         return REJECTED, None
     if serialize.encode(checked) == serialize.encode(case):
@@ -85,17 +89,19 @@ def mutate(case: TestCase, rng: random.Random, ctx: MutationContext | None = Non
     ctx = ctx or MutationContext()
     names = sorted(MUTATORS) if weights is None else sorted(n for n in weights if weights[n] > 0)
     w = [1.0] * len(names) if weights is None else [weights[n] for n in names]
-    current = ensure_propagated(case)
-    applied: list[str] = []
+    start = ensure_propagated(case)
     k = _stack_size(rng, max_stack)
     tries = 0
-    while len(applied) < k and tries < max_tries:
-        tries += 1
-        name = rng.choices(names, w)[0]
-        candidate = mutate_with(name, current, rng, ctx)
-        if candidate is not None:
-            current = candidate
-            applied.append(name)
-    if not applied:
-        return None, []
-    return current, applied
+    while tries < max_tries:
+        # Intermediate steps get the meta check; the stacked result gets the real pass once.
+        current, applied = start, []
+        while len(applied) < k and tries < max_tries:
+            tries += 1
+            name = rng.choices(names, w)[0]
+            outcome, candidate = propose(name, current, rng, ctx, real_check=False)
+            if candidate is not None:
+                current = candidate
+                applied.append(name)
+        if applied and (not _base.REAL_CHECK or real_ok(current)):
+            return current, applied
+    return None, []

@@ -258,3 +258,17 @@ def test_oracle_bitwise_and_classify():
     except TypeError:
         exc = Unsupported.__new__(Unsupported)
     assert oracle.classify(exc, "compile") == "compile_crash"
+
+
+def test_worker_survives_starting_thread_exit(cache_dir):
+    import threading
+    sup = Supervisor(cache_dir=cache_dir, coverage=False)
+    try:
+        t = threading.Thread(target=sup.start)
+        t.start()
+        t.join()
+        time.sleep(1.0)
+        assert sup.alive()  # PDEATHSIG is tied to the launcher thread, not this one
+    finally:
+        sup.close()
+    assert not sup.alive()

@@ -1,0 +1,247 @@
+"""Mutators: validity, invariants, determinism, mutant validity (candidates run eagerly)."""
+
+import collections
+import random
+
+import pytest
+
+from covfuzz import ops, serialize
+from covfuzz.config_space import check_config_override
+from covfuzz.generator import GenOptions, generate
+from covfuzz.ir import MAX_INPUTS, MAX_NODES, MAX_OUTPUTS, Graph, Input, Node, TensorSpec, TestCase
+from covfuzz.propagate import propagate
+from mutators import (ACCEPTED, ERROR, LAST_ERRORS, MUTATORS, MutationContext, mutate, mutate_with,
+                      propose)
+from mutators.validity import measure, run_eagerly
+
+EXPECTED = {"insert_node", "delete_node", "replace_op", "retype", "perturb_layout", "perturb_shape",
+            "mutate_attrs", "splice", "mutate_settings", "mutate_values"}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return [generate(seed) for seed in range(51)]
+
+
+@pytest.fixture(scope="module")
+def ctx(cases):
+    return MutationContext(corpus=cases)
+
+
+def check_invariants(case: TestCase, repropagate: bool = True) -> None:
+    g = case.graph
+    assert 1 <= len(g.nodes) <= MAX_NODES and len(g.inputs) <= MAX_INPUTS
+    assert 1 <= len(g.outputs) <= MAX_OUTPUTS
+    assert all(0 <= o < g.num_values for o in g.outputs)
+    base = len(g.inputs)
+    for j, node in enumerate(g.nodes):
+        op = ops.get_op(node.op)
+        assert len(node.args) == len(op.args), node
+        assert op.check_attrs(node.attrs) is None, (node, op.check_attrs(node.attrs))
+        assert node.out is not None
+        for a, vid in enumerate(node.args):
+            assert 0 <= vid < base + j, "args name earlier values only"
+            is_index_input = vid < base and g.inputs[vid].fill == "index"
+            assert is_index_input == (op.args[a].fill == "index"), (node.op, a)
+            if op.args[a].fresh:
+                assert vid < base
+        if op.data_dependent:
+            assert case.settings.dynamo_config.get("capture_scalar_outputs")
+    used = {a for n in g.nodes for a in n.args} | set(g.outputs)
+    assert all(i in used for i in range(base)), "unused inputs are dropped"
+    for i, d in case.settings.mark_dynamic:
+        spec = g.inputs[i].spec
+        assert isinstance(spec, TensorSpec) and 0 <= d < spec.rank
+    for section in ("inductor_config", "dynamo_config"):
+        for k, v in getattr(case.settings, section).items():
+            assert check_config_override(section, k, v) is None
+    # serializes, and the round trip is exact
+    data = serialize.encode(case)
+    assert serialize.encode(serialize.decode(data)) == data
+    if repropagate:
+        assert serialize.encode(propagate(case)) == data  # valid, and specs are the propagated ones
+
+
+def test_registry_has_every_mutator():
+    assert set(MUTATORS) == EXPECTED
+    assert all(callable(fn) for fn in MUTATORS.values())
+
+
+def test_every_mutator_produces_valid_different_candidates(cases, ctx):
+    for name in sorted(MUTATORS):
+        rng = random.Random(name)
+        produced = 0
+        for case in cases:
+            cand = mutate_with(name, case, rng, ctx)
+            if cand is None:
+                continue
+            assert serialize.encode(cand) != serialize.encode(case)
+            check_invariants(cand)
+            produced += 1
+        assert produced >= len(cases) // 3, (name, produced)
+
+
+def test_invariants_over_stacked_mutations(cases, ctx):
+    rng = random.Random(1234)
+    pool = list(cases)
+    stats = collections.Counter()
+    errors_before = len(LAST_ERRORS)
+    for i in range(2000):
+        case = pool[rng.randrange(len(pool))]
+        cand, names = mutate(case, rng, ctx, max_stack=4)
+        if cand is None:
+            stats["none"] += 1
+            continue
+        assert 1 <= len(names) <= 4 and all(n in MUTATORS for n in names)
+        stats.update(names)
+        check_invariants(cand, repropagate=i % 10 == 0)
+        if i % 20 == 0:
+            why = run_eagerly(cand)
+            stats["eager ok" if why is None else "eager failed"] += 1
+        if rng.random() < 0.3 and len(cand.graph.nodes) <= 16:  # let mutants grow from mutants
+            pool.append(cand)
+    assert stats["none"] < 20, stats
+    assert stats["eager failed"] <= 0.1 * (stats["eager ok"] + stats["eager failed"]), stats
+    assert all(stats[name] > 50 for name in MUTATORS), stats
+    assert len(LAST_ERRORS) == errors_before, LAST_ERRORS[-3:]
+
+
+def test_mutators_are_deterministic(cases, ctx):
+    for name in sorted(MUTATORS):
+        for case in cases[:10]:
+            a = mutate_with(name, case, random.Random(7), ctx)
+            b = mutate_with(name, case, random.Random(7), ctx)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert serialize.encode(a) == serialize.encode(b)
+    for case in cases[:10]:
+        a, na = mutate(case, random.Random(99), ctx)
+        b, nb = mutate(case, random.Random(99), ctx)
+        assert na == nb and serialize.encode(a) == serialize.encode(b)
+
+
+def test_mutant_validity_at_least_90_percent(cases, ctx):
+    table = measure(cases, per_mutator=30, seed=5, ctx=ctx)
+    accepted = sum(row[ACCEPTED] for row in table.values())
+    ran = sum(row["ran"] for row in table.values())
+    assert accepted >= 290
+    assert all(row[ERROR] == 0 for row in table.values()), LAST_ERRORS[-3:]
+    failures = {n: row["failures"].most_common(3) for n, row in table.items() if row["failures"]}
+    assert ran / accepted >= 0.90, failures
+    for name, row in table.items():
+        assert row["ran"] / max(row[ACCEPTED], 1) >= 0.8, (name, failures.get(name))
+
+
+# ----------------------------------------------------------------------------- specific behaviour
+
+
+def _chain_case() -> TestCase:
+    spec = TensorSpec.contiguous((4, 8))
+    g = Graph((Input(spec), Input(spec, "positive")),
+              (Node("torch.add", (0, 1), {"alpha": 1}), Node("torch.sin", (2,), {}),
+               Node("torch.mul", (3, 0), {})),
+              (4,))
+    return propagate(TestCase(g))
+
+
+def test_delete_node_renumbers_and_drops_unused_inputs():
+    case = _chain_case()
+    seen = set()
+    for seed in range(40):
+        cand = mutate_with("delete_node", case, random.Random(seed), MutationContext())
+        if cand is None:
+            continue
+        check_invariants(cand)
+        seen.add(tuple(n.op for n in cand.graph.nodes))
+        if "torch.add" not in [n.op for n in cand.graph.nodes] and \
+                not any(i.fill == "positive" for i in cand.graph.inputs):
+            seen.add("dropped input")
+    assert ("torch.add", "torch.mul") in seen  # sin deleted: mul reads add directly
+    assert "dropped input" in seen
+
+
+def test_perturb_shape_changes_shared_dims_consistently():
+    case = _chain_case()
+    changed = 0
+    for seed in range(30):
+        cand = mutate_with("perturb_shape", case, random.Random(seed), MutationContext())
+        if cand is None:
+            continue
+        shapes = [i.spec.shape for i in cand.graph.inputs]
+        assert all(s == TensorSpec.contiguous(s).shape for s in shapes)
+        assert [i.spec.stride for i in cand.graph.inputs] == [TensorSpec.contiguous(s).stride
+                                                             for s in shapes]
+        changed += 1
+    assert changed >= 10
+
+
+def test_splice_needs_a_donor_and_grafts_its_nodes(cases):
+    case = cases[0]
+    assert mutate_with("splice", case, random.Random(0), MutationContext()) is None
+    donor = _chain_case()
+    grown = 0
+    for seed in range(10):
+        cand = mutate_with("splice", case, random.Random(seed), MutationContext(corpus=[donor]))
+        if cand is not None:
+            check_invariants(cand)
+            grown += len(cand.graph.nodes) > len(case.graph.nodes)
+    assert grown >= 5
+
+
+def test_mutate_settings_covers_every_knob(cases, ctx):
+    seen = collections.Counter()
+    rng = random.Random(3)
+    for i in range(300):
+        case = cases[i % len(cases)]
+        cand = mutate_with("mutate_settings", case, rng, ctx)
+        if cand is None:
+            continue
+        a, b = case.settings, cand.settings
+        for field in ("dynamic", "mode", "fullgraph", "backward", "mark_dynamic", "inductor_config",
+                      "dynamo_config"):
+            if getattr(a, field) != getattr(b, field):
+                seen[field] += 1
+        if b.backward:
+            assert b.mode in (None, "default", "max-autotune-no-cudagraphs")
+    assert set(seen) == {"dynamic", "mode", "fullgraph", "backward", "mark_dynamic", "inductor_config",
+                         "dynamo_config"}, seen
+
+
+def test_mutate_values_keeps_fixed_fills(cases, ctx):
+    rng = random.Random(11)
+    fills = collections.Counter()
+    for i in range(300):
+        case = cases[i % len(cases)]
+        cand = mutate_with("mutate_values", case, rng, ctx)
+        if cand is None:
+            continue
+        check_invariants(cand)
+        fills.update(inp.fill for inp in cand.graph.inputs)
+    for fill in ("zeros", "ones", "edge", "positive", "uniform", "normal"):
+        assert fills[fill] > 0, fills
+
+
+def test_options_restrict_new_ops_and_dtypes(cases):
+    opts = GenOptions(op_weights={"torch.sin": 1.0, "torch.add": 1.0, "torch.mul": 1.0},
+                      dtypes=("float32", "float64"))
+    ctx = MutationContext(options=opts)
+    case = _chain_case()
+    rng = random.Random(0)
+    for _ in range(100):
+        cand, _ = mutate(case, rng, ctx, max_stack=2)
+        if cand is None:
+            continue
+        new_ops = {n.op for n in cand.graph.nodes} - {"torch.add", "torch.sin", "torch.mul"}
+        assert new_ops <= {"Tensor.to", "torch.reshape", "Tensor.expand", "torch.clone",
+                           "torch.transpose", "Tensor.contiguous", "torch.repeat_interleave",
+                           "Tensor.__getitem__.slice", "torch.narrow",
+                           "Tensor.contiguous.memory_format"}, new_ops
+        dtypes = {i.spec.dtype for i in cand.graph.inputs if isinstance(i.spec, TensorSpec)}
+        assert dtypes <= {"float32", "float64"}, dtypes
+
+
+def test_propose_reports_outcomes(cases, ctx):
+    outcomes = collections.Counter(propose("perturb_shape", c, random.Random(i), ctx)[0]
+                                   for i, c in enumerate(cases))
+    assert outcomes[ACCEPTED] > 0
+    assert set(outcomes) <= {"accepted", "rejected", "none", "same"}
