@@ -131,7 +131,6 @@ def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
     out = _new_store(out_path)
     try:
         info = src.get_info()
-        info.pop("schema_version", None)
         info["minimized_from"] = src.path
         out.set_info(info)
         _copy_seeds(src, out, list(ids))
@@ -268,7 +267,6 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
         out = _new_store(out_path)
         try:
             info = a.get_info()
-            info.pop("schema_version", None)
             info["merged_from"] = [a.path, b.path]
             out.set_info(info)
             covered: set[int] = set()

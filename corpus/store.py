@@ -9,8 +9,9 @@ Layout
 opens that environment directly. Named sub-databases:
 
 =============  ==========================================================================
-`info`         `schema` -> ascii int (`STORE_SCHEMA`); `campaign` -> JSON object (created_at,
-               covfuzz_version, torch_version, settings, and whatever `set_info` merged in)
+`info`         `schema` -> ascii int (`STORE_SCHEMA`); `created` -> JSON {created_at,
+               covfuzz_version, torch_version} written at creation (`store_info()`);
+               `campaign` -> JSON object merged by `set_info` (`get_info()`, {} when new)
 `testcases`    id (ascii) -> test-case stored form (`covfuzz.serialize.encode`)
 `meta`         id -> canonical JSON object (see `META_FIELDS`, plus any extra keys)
 `features`     id -> sorted unique uint64 array, little-endian `.tobytes()` (8 bytes a feature)
@@ -79,7 +80,7 @@ _MAX_COUNT = (1 << 64) - 1
 _FEATURE_DTYPE = np.dtype("<u8")
 
 # meta field -> (validator, default). `None` default factories are evaluated at add time.
-META_FIELDS = ("parent", "mutators", "depth", "nodes", "exec_time", "new_features", "chosen",
+META_FIELDS = ("parent", "mutators", "depth", "nodes", "exec_time", "features_found", "times_chosen",
                "found_at", "outcome")
 
 # Environments open in this process, by real path (LMDB forbids opening one twice).
@@ -147,8 +148,8 @@ def _check_meta(meta: dict) -> str | None:
         "depth": lambda v: _is_int(v) and v >= 0,
         "nodes": lambda v: v is None or (_is_int(v) and v >= 0),
         "exec_time": lambda v: v is None or (_is_num(v) and v >= 0),
-        "new_features": lambda v: _is_int(v) and v >= 0,
-        "chosen": lambda v: _is_int(v) and v >= 0,
+        "features_found": lambda v: _is_int(v) and v >= 0,
+        "times_chosen": lambda v: _is_int(v) and v >= 0,
         "found_at": lambda v: _is_num(v),
         "outcome": lambda v: v is None or isinstance(v, str),
     }
@@ -366,7 +367,8 @@ class CorpusStore:
             try:
                 version = int(schema.decode("ascii"))
             except (UnicodeDecodeError, ValueError):
-                self._fail_open(f"corpus {self.path} has an unreadable schema version {schema!r:.40}")
+                self._fail_open(f"corpus {self.path} has an unreadable schema version "
+                                f"{schema!r:.40}")
             if version != STORE_SCHEMA:
                 self._fail_open(f"corpus {self.path} has store schema version {version}; "
                                 f"this covfuzz reads store schema version {STORE_SCHEMA}")
@@ -391,12 +393,13 @@ class CorpusStore:
         raise CorpusError(message)
 
     def _initialise(self) -> None:
-        campaign = {"created_at": time.time(), "settings": {}, **_default_versions()}
+        created = {"created_at": time.time(), **_default_versions()}
 
         def init(txn):
-            dbs = {name: self._env.open_db(name.encode(), txn=txn, create=True) for name in DB_NAMES}
+            dbs = {name: self._env.open_db(name.encode(), txn=txn, create=True)
+                   for name in DB_NAMES}
             txn.put(b"schema", str(STORE_SCHEMA).encode("ascii"), db=dbs["info"])
-            txn.put(b"campaign", canonical_json(campaign), db=dbs["info"], overwrite=False)
+            txn.put(b"created", canonical_json(created), db=dbs["info"], overwrite=False)
         self._write_raw(init)
 
     def _release(self) -> None:
@@ -511,18 +514,24 @@ class CorpusStore:
     # ------------------------------------------------------------------ info
 
     def get_info(self) -> dict:
-        """Campaign info: `schema_version` plus the stored campaign object."""
+        """The campaign object merged by `set_info` ({} for a new store: callers use that to
+        tell a new campaign from a resumed one)."""
         raw = self._read(lambda txn: txn.get(b"campaign", db=self._dbs["info"]))
-        info = _load_object("info", b"campaign", raw) if raw is not None else {}
+        return _load_object("info", b"campaign", raw) if raw is not None else {}
+
+    def store_info(self) -> dict:
+        """What the store recorded at creation: schema_version, created_at, covfuzz_version,
+        torch_version."""
+        raw = self._read(lambda txn: txn.get(b"created", db=self._dbs["info"]))
+        info = _load_object("info", b"created", raw) if raw is not None else {}
         info["schema_version"] = STORE_SCHEMA
         return info
 
     def set_info(self, info: dict) -> dict:
-        """Merge `info` (JSON-serializable keys; e.g. settings, torch_version) into the campaign
-        object; returns the result. `schema_version` cannot be set."""
+        """Merge `info` (JSON-serializable; e.g. settings, versions, resumable state) into the
+        campaign object in one transaction; returns the result."""
         if not isinstance(info, dict):
             raise ValueError("info must be a dict")
-        info = {k: v for k, v in info.items() if k != "schema_version"}
         canonical_json(info)  # validate before the transaction
 
         def write(txn):
@@ -531,9 +540,7 @@ class CorpusStore:
             current.update(info)
             txn.put(b"campaign", canonical_json(current), db=self._dbs["info"])
             return current
-        out = self._write(write)
-        out["schema_version"] = STORE_SCHEMA
-        return out
+        return self._write(write)
 
     # ------------------------------------------------------------------ hits
 
@@ -605,9 +612,10 @@ class CorpusStore:
         if len(data) > MAX_CASE_BYTES:
             raise ValueError(f"test case too large ({len(data)} bytes > {MAX_CASE_BYTES})")
         meta = dict(meta or {})
-        explicit_new = "new_features" in meta
+        explicit_new = "features_found" in meta
         full = {"parent": None, "mutators": [], "depth": 0, "nodes": None, "exec_time": None,
-                "new_features": 0, "chosen": 0, "found_at": time.time(), "outcome": None}
+                "features_found": 0, "times_chosen": 0, "found_at": time.time(),
+                "outcome": None}
         full.update(meta)
         if isinstance(full.get("mutators"), tuple):
             full["mutators"] = list(full["mutators"])
@@ -630,7 +638,7 @@ class CorpusStore:
         if exists and not overwrite:
             return new
         if not explicit_new:
-            meta = dict(meta, new_features=len(new))
+            meta = dict(meta, features_found=len(new))
         txn.put(key, data, db=self._dbs["testcases"])
         txn.put(key, canonical_json(meta), db=self._dbs["meta"])
         txn.put(key, encode_features(feats), db=self._dbs["features"])
@@ -642,8 +650,9 @@ class CorpusStore:
         one transaction. Returns the features not seen before this call, ascending.
 
         meta: any of `META_FIELDS` (missing ones get defaults: parent None, mutators [],
-        depth 0, nodes None, exec_time None, chosen 0, found_at now, outcome None) plus extra
-        JSON-serializable keys. `new_features` is set to the number returned unless given.
+        depth 0, nodes None, exec_time None, times_chosen 0, found_at now, outcome None) plus
+        extra JSON-serializable keys. `features_found` is set to the number returned unless
+        given.
         An id already stored is left unchanged unless `overwrite` (its hits are still counted).
         count_hits=False: the execution was already counted (e.g. by `record_execution`);
         features never seen are still registered with count 1.
@@ -697,7 +706,7 @@ class CorpusStore:
 
     def update_meta(self, case_id: str, increment: dict | None = None, **changes) -> dict:
         """Change meta fields of a seed in one transaction; returns the new meta.
-        `increment={"chosen": 1}` adds to integer fields atomically. KeyError if absent."""
+        `increment={"times_chosen": 1}` adds to integer fields atomically. KeyError if absent."""
         key = _id_key(case_id)
         increment = dict(increment or {})
 
@@ -884,15 +893,21 @@ class CorpusStore:
         self._write(write)
         return t
 
-    def stats_series(self, since: float | None = None, errors: list | None = None) -> list[dict]:
-        """Stats records in time order (those at or after `since`, unix seconds)."""
+    def stats_series(self, since: float | None = None,
+                     errors: list | None = None) -> list[tuple[float, dict]]:
+        """(t, record) pairs in time order (t at or after `since`, unix seconds); each record
+        also holds its `t`."""
         start = _STATS_KEY.pack(max(0, int(since * 1000)), 0) if since is not None else b""
         out = []
         for key, raw in self._scan("stats", start=start):
             try:
                 if len(key) != 12:
                     raise _corrupt("stats", key, "key must be 12 bytes")
-                out.append(_load_object("stats", key, raw))
+                rec = _load_object("stats", key, raw)
+                t = rec.get("t")
+                if not _is_num(t):
+                    t = _STATS_KEY.unpack(key)[0] / 1000.0
+                out.append((float(t), rec))
             except CorpusError as exc:
                 self._report(errors, exc)
         return out

@@ -56,8 +56,10 @@ def test_round_trip_with_real_test_cases(tmp_path):
     assert os.path.isdir(tmp_path / "corpus.lmdb")
     with CorpusStore(str(tmp_path), readonly=True) as store:
         info = store.get_info()
-        assert info["schema_version"] == STORE_SCHEMA and info["settings"] == {"device": "cpu"}
-        assert info["torch_version"] == "x" and "covfuzz_version" in info
+        assert info == {"settings": {"device": "cpu"}, "torch_version": "x"}
+        created = store.store_info()
+        assert created["schema_version"] == STORE_SCHEMA and created["covfuzz_version"]
+        assert "torch_version" in created and created["created_at"] > 0
         assert store.num_seeds() == 3 and store.num_features() == 7
         for i, case in enumerate(cases):
             cid = case_id(case)
@@ -66,8 +68,8 @@ def test_round_trip_with_real_test_cases(tmp_path):
             assert case_id(store.get_case(cid)) == cid
             meta = store.get_meta(cid)
             assert meta["mutators"] == ["gen"] and meta["note"] == "extra"
-            assert meta["nodes"] == len(case.graph.nodes) and meta["chosen"] == 0
-            assert meta["new_features"] == (3 if i == 0 else 2)
+            assert meta["nodes"] == len(case.graph.nodes) and meta["times_chosen"] == 0
+            assert meta["features_found"] == (3 if i == 0 else 2)
             feats = store.get_features(cid)
             assert feats.dtype == np.uint64 and feats.tolist() == sorted({i, 100 + i, 2**64 - 1})
         assert sorted(store.seed_ids()) == sorted(case_id(c) for c in cases)
@@ -81,7 +83,7 @@ def test_new_feature_accounting_and_hits(tmp_path):
     with CorpusStore(str(tmp_path)) as store:
         assert store.add_seed("a", CASE, {}, [5, 1, 3, 3]) == [1, 3, 5]
         assert store.add_seed("b", CASE, {}, [3, 7]) == [7]
-        assert store.get_meta("b")["new_features"] == 1
+        assert store.get_meta("b")["features_found"] == 1
         assert store.new_features([1, 7, 9, 11]) == [9, 11]  # read only
         assert store.record_execution([9, 1]) == [9]
         assert store.record_execution([9]) == []
@@ -91,8 +93,8 @@ def test_new_feature_accounting_and_hits(tmp_path):
         assert store.feature_counts() == {1: 3, 3: 2, 5: 1, 7: 1, 9: 2, 42: 1}
         assert store.num_features() == 6
         assert store.hit_counts([1, 3, 1000]).tolist() == [3, 2, 0]
-        assert store.add_seed("c", CASE, {"new_features": 9}, [2], count_hits=False) == [2]
-        assert store.get_meta("c")["new_features"] == 9
+        assert store.add_seed("c", CASE, {"features_found": 9}, [2], count_hits=False) == [2]
+        assert store.get_meta("c")["features_found"] == 9
         assert store.bump_hits(np.array([2, 2, 3], dtype=np.uint64)) == []
         assert store.feature_counts()[2] == 2
         with pytest.raises(ValueError):
@@ -112,16 +114,16 @@ def test_meta_updates(tmp_path):
         meta = store.update_meta("a", outcome="crash", exec_time=0.25)
         assert meta["outcome"] == "crash" and meta["exec_time"] == 0.25
         for _ in range(3):
-            store.update_meta("a", increment={"chosen": 1})
+            store.update_meta("a", increment={"times_chosen": 1})
         meta = store.get_meta("a")
-        assert meta["chosen"] == 3 and meta["mutators"] == ["m1", "m2"] and meta["parent"] == "p"
+        assert meta["times_chosen"] == 3 and meta["mutators"] == ["m1", "m2"] and meta["parent"] == "p"
         store.update_meta("a", custom={"k": [1, 2]})
         assert store.get_meta("a")["custom"] == {"k": [1, 2]}
         with pytest.raises(KeyError):
             store.update_meta("missing", outcome="x")
         with pytest.raises(ValueError):
-            store.update_meta("a", chosen=-1)
-        assert store.get_meta("a")["chosen"] == 3
+            store.update_meta("a", times_chosen=-1)
+        assert store.get_meta("a")["times_chosen"] == 3
         assert [sid for sid, _ in store.iter_seeds()] == ["a"]
 
 
@@ -158,11 +160,12 @@ def test_stats_series_order(tmp_path):
         store.append_stats({"n": 2}, t=1002.0)
         store.append_stats({"n": 21}, t=1002.0)  # same ms: kept, after the first
         store.append_stats({"n": 22}, t=1002.0004)
-        assert [r["n"] for r in store.stats_series()] == [1, 2, 21, 22, 3]
-        assert [r["n"] for r in store.stats_series(since=1002.0)] == [2, 21, 22, 3]
+        assert [r["n"] for _, r in store.stats_series()] == [1, 2, 21, 22, 3]
+        assert [r["n"] for _, r in store.stats_series(since=1002.0)] == [2, 21, 22, 3]
+        assert [t for t, _ in store.stats_series()] == [1001.0, 1002.0, 1002.0, 1002.0004, 1003.0]
         assert store.stats_series(since=5000) == []
         t = store.append_stats({"n": 4})
-        assert store.stats_series()[-1] == {"n": 4, "t": t}
+        assert store.stats_series()[-1] == (t, {"n": 4, "t": t})
 
 
 def test_map_growth_from_tiny_map(tmp_path):
@@ -208,9 +211,10 @@ def test_open_rules(tmp_path):
         CorpusStore(str(tmp_path / "other"))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_use_across_fork_is_refused(tmp_path):
-    store = CorpusStore(str(tmp_path))
+FORK_CHECK = textwrap.dedent("""
+    import os, sys
+    from corpus import CorpusError, CorpusStore
+    store = CorpusStore(sys.argv[1])
     pid = os.fork()
     if pid == 0:  # child: must refuse, must not close the parent's environment
         code = 0
@@ -222,9 +226,19 @@ def test_use_across_fork_is_refused(tmp_path):
         store.close()
         os._exit(code)
     _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
-    store.add_seed("a", CASE, {}, [1])  # parent still fine
+    assert os.WEXITSTATUS(status) == 0, "child could use the store"
+    store.add_seed("a", b"x", {}, [1])  # the parent is still fine
     store.close()
+    print("OK")
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_use_across_fork_is_refused(tmp_path):
+    # in a fresh interpreter: forking the pytest process (torch threads loaded) is unsafe
+    out = subprocess.run([sys.executable, "-c", FORK_CHECK, str(tmp_path)], env=_child_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr
 
 
 # ----------------------------------------------------------------------------- schema / corruption
@@ -247,8 +261,9 @@ def test_schema_mismatch_is_refused_and_store_untouched(tmp_path):
     assert _sha(str(tmp_path)) == before
     # the failed opens released the path: fixing the schema makes it usable again
     env = lmdb.open(env_path(str(tmp_path)), max_dbs=16)
+    info = env.open_db(b"info")
     with env.begin(write=True) as txn:
-        txn.put(b"schema", str(STORE_SCHEMA).encode(), db=env.open_db(b"info"))
+        txn.put(b"schema", str(STORE_SCHEMA).encode(), db=info)
     env.close()
     with CorpusStore(str(tmp_path)) as store:
         assert store.has_seed("a")
@@ -449,7 +464,7 @@ def test_cmin_keeps_all_features_and_shrinks(tmp_path):
         assert store.feature_counts() == hits_before
         assert store.get_failure("sigA")["count"] == 2
         assert store.get_example("e3")["case_bytes"] == CASE
-        assert store.stats_series()[0]["execs"] == 200
+        assert store.stats_series()[0][1]["execs"] == 200
         assert store.get_info()["settings"] == {"who": "s"}
         assert store.verify() == []
 
@@ -501,12 +516,12 @@ def test_merge_keeps_only_seeds_adding_features(tmp_path):
     assert report["features_before"] == report["features_after"] == 6
     with CorpusStore(out, readonly=True) as st:
         assert sorted(st.seed_ids()) == ["a1", "a3", "b2", "b3"]
-        assert st.feature_counts() == {1: 4, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1}
+        assert st.feature_counts() == {1: 4, 2: 3, 3: 3, 4: 2, 5: 2, 6: 1}  # summed
         sig = st.get_failure("sig")
         assert sig["count"] == 3 and sig["example_ids"] == ["ea", "eb1", "eb2"]
         assert st.get_example("eb2")["case_bytes"] == CASE
         assert st.get_failure("only-a")["count"] == 1
-        assert sorted(r["src"] for r in st.stats_series()) == ["a", "b"]
+        assert sorted(r["src"] for _, r in st.stats_series()) == ["a", "b"]
         assert st.verify() == []
     with pytest.raises(CorpusError, match="existing corpus"):
         merge(a, b, out)
