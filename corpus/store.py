@@ -544,11 +544,13 @@ class CorpusStore:
 
     # ------------------------------------------------------------------ hits
 
-    def _bump(self, txn, feats: np.ndarray, by: int = 1) -> list[int]:
+    def _bump(self, txn, feats: np.ndarray, by=1) -> list[int]:
+        """Add `by` (an int, or one count per feature) to the hits of `feats`."""
         db = self._dbs["hits"]
         new = []
         get, put = txn.get, txn.put
-        for f in feats.tolist():
+        bys = by.tolist() if isinstance(by, np.ndarray) else [by] * len(feats)
+        for f, by in zip(feats.tolist(), bys):
             key = _U64.pack(f)
             raw = get(key, db=db)
             if raw is None:
@@ -566,6 +568,16 @@ class CorpusStore:
         return self._write(lambda txn: self._bump(txn, feats))
 
     record_execution = bump_hits  # every execution, seed or not
+
+    def add_hits(self, features, counts) -> list[int]:
+        """Add `counts[i]` executions to `features[i]` (one transaction: a campaign flushes its
+        accumulated hits this way); returns the features never seen before, ascending."""
+        feats = np.asarray(features, dtype=np.uint64)
+        counts = np.asarray(counts, dtype=np.uint64)
+        if feats.shape != counts.shape:
+            raise ValueError("features and counts differ in length")
+        order = np.argsort(feats)
+        return self._write(lambda txn: self._bump(txn, feats[order], counts[order]))
 
     def new_features(self, features) -> list[int]:
         """The features never seen before (read only, nothing counted)."""

@@ -34,6 +34,7 @@ from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import Scheduler, SeedInfo
 from covfuzz.triage.signature import FAILURE_KINDS, signature, signature_id
+from harness.coverage import LINE_BIT
 
 KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 
@@ -101,7 +102,9 @@ class Campaign:
         self._supervisor_cls = Supervisor
         self.rng = random.Random(opts.rng_seed)
         self.scheduler = Scheduler(self.rng)
-        self.known: set[int] = set()
+        self.known: set[int] = set()  # every feature (arcs and lines) of the stored seeds
+        self.n_arcs = self.n_lines = 0
+        self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
         self.state = {"execs": 0, "elapsed": 0.0, "next_gen_seed": opts.rng_seed * 1_000_000,
                       "restarts": 0, "last_new_feature": None, "last_new_failure": None,
                       "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {}}
@@ -123,14 +126,40 @@ class Campaign:
             if info.get("torch") != torch.__version__:
                 self.log(f"note: corpus was made with torch {info.get('torch')}, running "
                          f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
-        for seed_id, meta in self.store.iter_seeds():
-            features = self.store.get_features(seed_id)
-            self.known.update(int(f) for f in features)
-            self.scheduler.add_seed(SeedInfo(seed_id, np.asarray(features, dtype=np.uint64),
-                                             int(meta.get("nodes", 1)), float(meta.get("exec_time", 1.0)),
-                                             int(meta.get("times_chosen", 0))))
-        for f in self.known:  # every stored feature was hit at least by the run that found it
-            self.scheduler.hits[f] = 1
+        counts = self.store.feature_counts()
+        keys = np.fromiter(counts.keys(), dtype=np.uint64, count=len(counts))
+        values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        order = np.argsort(keys)
+        keys, values = keys[order], values[order]
+
+        def stored_hits(features):
+            if not len(keys):
+                return np.ones(len(features))
+            pos = np.clip(np.searchsorted(keys, features), 0, len(keys) - 1)
+            return np.where(keys[pos] == features, values[pos], 1.0)
+
+        for seed_id, meta, features in self.store.iter_seeds(with_features=True):
+            features = np.asarray(features, dtype=np.uint64)
+            self._know(features)
+            self.scheduler.add_seed(self._seed_info(seed_id, meta, features, stored_hits(features)),
+                                    stored_hits)
+
+    def _know(self, features) -> list[int]:
+        """Adds `features` to the known set; returns the ones that were new."""
+        new = [f for f in features.tolist() if f not in self.known]
+        self.known.update(new)
+        lines = sum(1 for f in new if f & LINE_BIT)
+        self.n_lines += lines
+        self.n_arcs += len(new) - lines
+        return new
+
+    @staticmethod
+    def _seed_info(seed_id, meta, features, hits, first_found=None) -> SeedInfo:
+        arcs = features[(features & np.uint64(LINE_BIT)) == 0]
+        arc_hits = hits[(features & np.uint64(LINE_BIT)) == 0]
+        rare = Scheduler.rare_subset(arcs, arc_hits, first_found)
+        return SeedInfo(seed_id, rare, int(meta.get("nodes") or 1),
+                        float(meta.get("exec_time") or 1.0), int(meta.get("times_chosen") or 0))
 
     @property
     def mode(self) -> str:
@@ -213,8 +242,9 @@ class Campaign:
         outcome = result.outcome
         self.state["outcomes"][outcome] = self.state["outcomes"].get(outcome, 0) + 1
         features = np.unique(np.asarray(result.features, dtype=np.uint64))
+        hits_before = self.scheduler.hits_of(features)
         self.scheduler.record_hits(features)
-        new = [int(f) for f in features if int(f) not in self.known]
+        new = [f for f in features.tolist() if f not in self.known]
         ran = outcome != "invalid"
         self.state["ran"] += int(ran)
         for name in meta["mutators"]:
@@ -238,14 +268,17 @@ class Campaign:
                 self.log(f"[new failure] {outcome} {signature_id(sig)} {sig[:150]}")
         if new and outcome in KEEP_OUTCOMES:
             won = True
-            self.known.update(new)
+            self._know(features)
             seed_meta = {**meta, "nodes": len(case.graph.nodes), "exec_time": result.timings.get("total", 0.0),
                          "features_found": len(new), "times_chosen": 0, "found_at": time.time(),
                          "outcome": outcome, "n_features": int(len(features))}
-            self.store.add_seed(cid, data, seed_meta, features)
-            self.scheduler.add_seed(SeedInfo(cid, features, len(case.graph.nodes),
-                                             float(result.timings.get("total", 1.0))))
+            self.store.add_seed(cid, data, seed_meta, features)  # counts this execution's hits
+            self.scheduler.add_seed(self._seed_info(cid, seed_meta, features, hits_before,
+                                                    np.asarray(new, dtype=np.uint64)),
+                                    self.scheduler.hits_of)
             self.state["last_new_feature"] = time.time()
+        else:
+            self.pending_hits.append(features)
         if meta["mutators"] and meta["mutators"][0] not in ("generate", "seed-file"):
             self.scheduler.reward(meta["mutators"], won)
             if won:
@@ -274,7 +307,7 @@ class Campaign:
             "dir": self.dir, "pid": os.getpid(), "mode": self.mode, "updated": time.time(),
             "elapsed": round(elapsed, 1), "execs": execs,
             "execs_per_s": round(execs / elapsed, 3) if elapsed > 0 else 0.0,
-            "corpus": len(self.scheduler.seeds), "features": len(self.known),
+            "corpus": len(self.scheduler.seeds), "features": self.n_arcs, "lines": self.n_lines,
             "unique_failures": len(failures), "failures_by_kind": by_kind,
             "last_new_feature": self.state["last_new_feature"],
             "last_new_failure": self.state["last_new_failure"],
@@ -285,11 +318,19 @@ class Campaign:
             "mutators": self.state["by_mutator"], "running": not self.stop_requested,
         }
 
+    def flush_hits(self) -> None:
+        """Count the executions since the last flush in the store's hits (one transaction)."""
+        if self.pending_hits:
+            keys, counts = np.unique(np.concatenate(self.pending_hits), return_counts=True)
+            self.store.add_hits(keys, counts)
+            self.pending_hits = []
+
     def report(self, elapsed: float, final: bool = False) -> dict:
+        self.flush_hits()
         status = self.status(elapsed)
         status["running"] = not final
         self.store.append_stats({k: status[k] for k in (
-            "elapsed", "execs", "corpus", "features", "unique_failures", "failures_by_kind",
+            "elapsed", "execs", "corpus", "features", "lines", "unique_failures", "failures_by_kind",
             "validity", "worker_restarts", "execs_per_s")})
         write_json_atomic(os.path.join(self.dir, "fuzzer_stats.json"), status)
         self.save_state()
@@ -307,7 +348,8 @@ class Campaign:
         pool: queue.Queue = queue.Queue()
         memory_limit = opts.memory_limit_mb * (1 << 20) if opts.memory_limit_mb else None
         supervisors = [self._supervisor_cls(device=opts.device, cache_dir=cache_dir,
-                                            memory_limit=memory_limit, timeout=opts.timeout)
+                                            memory_limit=memory_limit, timeout=opts.timeout,
+                                            warmup=True)
                        for _ in range(opts.workers)]
         for sup in supervisors:
             pool.put(sup)
@@ -324,7 +366,7 @@ class Campaign:
         executed_now = 0
         last_report = time.time()
         self.log(f"covfuzz fuzz: {self.dir} ({self.mode}, {opts.workers} worker(s), {opts.device}); "
-                 f"corpus {len(self.scheduler.seeds)} seeds, {len(self.known)} features")
+                 f"corpus {len(self.scheduler.seeds)} seeds, {self.n_arcs} features")
         in_flight: dict = {}
         try:
             with cf.ThreadPoolExecutor(max_workers=opts.workers) as executor:
@@ -385,7 +427,7 @@ def _ago(ts) -> str:
 def status_line(s: dict) -> str:
     kinds = ",".join(f"{k}={v}" for k, v in sorted(s.get("failures_by_kind", {}).items())) or "none"
     return (f"[{s['elapsed'] / 60:6.1f}m] execs {s['execs']} ({s['execs_per_s']:.2f}/s) | corpus "
-            f"{s['corpus']} | features {s['features']} | failures {s['unique_failures']} ({kinds}) | "
+            f"{s['corpus']} | features {s['features']} (lines {s.get('lines', 0)}) | failures {s['unique_failures']} ({kinds}) | "
             f"new feature {_ago(s.get('last_new_feature'))}, new failure {_ago(s.get('last_new_failure'))} | "
             f"valid {100 * s['validity']:.0f}% ran {100 * s.get('ran_eagerly', 0):.0f}% | "
             f"restarts {s['worker_restarts']}")

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
+RARE_PER_SEED = 512  # features a seed is judged by (libFuzzer keeps a similar rare subset)
+
+
 @dataclass
 class SeedInfo:
     seed_id: str
-    features: np.ndarray  # sorted unique uint64
+    features: np.ndarray  # sorted unique uint64: the seed's rarest features when it was added
     nodes: int
     exec_time: float
     times_chosen: int = 0
@@ -36,11 +39,18 @@ class MutatorStats:
 
 
 class Scheduler:
+    """Energy over seeds, computed from hit counts of the features the seeds are judged by.
+
+    Memory stays bounded per seed: a seed keeps only its `RARE_PER_SEED` rarest features (and
+    every feature it found first), and hit counts are tracked only for those features.
+    """
+
     def __init__(self, rng: random.Random, refresh_every: int = 50):
         self.rng = rng
         self.seeds: list[SeedInfo] = []
         self.index: dict[str, int] = {}
-        self.hits: dict[int, int] = {}
+        self.tracked = np.zeros(0, dtype=np.uint64)  # sorted feature ids
+        self.counts = np.zeros(0, dtype=np.float64)  # executions that hit tracked[i]
         self.refresh_every = refresh_every
         self._weights: list[float] = []
         self._favored: set[int] = set()
@@ -48,39 +58,62 @@ class Scheduler:
         self.mutators: dict[str, MutatorStats] = {}
 
     # ----------------------------------------------------------------------------- seeds
-    def add_seed(self, info: SeedInfo) -> None:
+    @staticmethod
+    def rare_subset(features: np.ndarray, hits: np.ndarray, first_found: np.ndarray = None,
+                    limit: int = RARE_PER_SEED) -> np.ndarray:
+        """The `limit` features with the fewest hits, plus those the seed found first."""
+        features = np.asarray(features, dtype=np.uint64)
+        if len(features) > limit:
+            keep = features[np.argsort(hits, kind="stable")[:limit]]
+        else:
+            keep = features
+        if first_found is not None and len(first_found):
+            keep = np.union1d(keep, np.asarray(first_found, dtype=np.uint64))
+        return np.unique(keep)
+
+    def add_seed(self, info: SeedInfo, hits_of=None) -> None:
+        """Add a seed; `hits_of(features) -> counts` initializes newly tracked features."""
         if info.seed_id in self.index:
             return
         self.index[info.seed_id] = len(self.seeds)
         self.seeds.append(info)
+        fresh = np.setdiff1d(info.features, self.tracked, assume_unique=True)
+        if len(fresh):
+            initial = (np.asarray(hits_of(fresh), dtype=np.float64) if hits_of is not None
+                       else np.ones(len(fresh)))
+            merged = np.concatenate([self.tracked, fresh])
+            order = np.argsort(merged, kind="stable")
+            self.tracked = merged[order]
+            self.counts = np.concatenate([self.counts, np.maximum(initial, 1.0)])[order]
         self._picks_since_refresh = self.refresh_every  # new seeds deserve a fresh look
 
     def record_hits(self, features) -> None:
-        for f in features:
-            f = int(f)
-            self.hits[f] = self.hits.get(f, 0) + 1
+        """Count one execution that hit `features` (only tracked features matter)."""
+        if not len(self.tracked):
+            return
+        feats = np.asarray(features, dtype=np.uint64)
+        pos = np.clip(np.searchsorted(self.tracked, feats), 0, len(self.tracked) - 1)
+        found = self.tracked[pos] == feats
+        np.add.at(self.counts, pos[found], 1.0)
+
+    def hits_of(self, features) -> np.ndarray:
+        feats = np.asarray(features, dtype=np.uint64)
+        if not len(self.tracked):
+            return np.zeros(len(feats))
+        pos = np.clip(np.searchsorted(self.tracked, feats), 0, len(self.tracked) - 1)
+        return np.where(self.tracked[pos] == feats, self.counts[pos], 0.0)
 
     def energies(self) -> list[float]:
         """One weight per seed (recomputed now)."""
         if not self.seeds:
             return []
-        keys = np.fromiter(self.hits.keys(), dtype=np.uint64, count=len(self.hits))
-        counts = np.fromiter(self.hits.values(), dtype=np.float64, count=len(self.hits))
-        order = np.argsort(keys)
-        keys, counts = keys[order], counts[order]
         self._favored = self._compute_favored()
         weights = []
         for i, seed in enumerate(self.seeds):
-            feats = seed.features
-            if len(feats) and len(keys):
-                pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
-                found = keys[pos] == feats
-                hit = np.where(found, counts[pos], 1.0)
-                # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
-                # the square keeps a seed's many common features from outweighing one rare one.
-                rarity = float(np.sum(1.0 / (hit * hit)))
-            else:
-                rarity = 0.0
+            hit = np.maximum(self.hits_of(seed.features), 1.0)
+            # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
+            # the square keeps a seed's many common features from outweighing one rare one.
+            rarity = float(np.sum(1.0 / (hit * hit))) if len(hit) else 0.0
             favored = 1.0 if i in self._favored else 0.15
             size = 1.0 / (1.0 + seed.nodes / 8.0)
             speed = 1.0 / (0.5 + seed.exec_time)
@@ -117,6 +150,7 @@ class Scheduler:
         return seed, self._weights[i]
 
     def is_favored(self, seed_id: str) -> bool:
+        """(As of the last energy refresh.)"""
         return self.index.get(seed_id) in self._favored
 
     # ----------------------------------------------------------------------------- mutators

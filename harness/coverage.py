@@ -53,9 +53,23 @@ def omit_globs() -> list[str]:
     return [os.path.join(base, pattern) for pattern in OMIT]
 
 
+LINE_BIT = 1 << 62  # set on line features, clear on arc features
+
+
 def feature_id(rel_path: str, src: int, dst: int) -> int:
+    """Stable id of an arc: 62 bits of blake2b over `torch/<rel path>:src:dst`."""
     digest = hashlib.blake2b(f"{rel_path}:{src}:{dst}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return int.from_bytes(digest, "little") >> 2
+
+
+def line_id(rel_path: str, line: int) -> int:
+    """Stable id of a covered line (bit 62 set), so plain line coverage travels with the arcs."""
+    digest = hashlib.blake2b(f"{rel_path}:{line}".encode(), digest_size=8).digest()
+    return LINE_BIT | (int.from_bytes(digest, "little") >> 2)
+
+
+def is_line(feature: int) -> bool:
+    return bool(int(feature) & LINE_BIT)
 
 
 class Collector:
@@ -87,7 +101,9 @@ class Collector:
         return rel
 
     def features(self) -> tuple[list[int], int]:
-        """(sorted feature ids, covered line count) of what was measured since erase()."""
+        """(sorted feature ids, covered line count) of what was measured since erase().
+
+        Features are arcs and, flagged with LINE_BIT, covered lines."""
         data = self.cov.get_data()
         ids = self._ids
         if len(ids) > 2_000_000:
@@ -96,7 +112,14 @@ class Collector:
         n_lines = 0
         for filename in data.measured_files():
             rel = self._relpath(filename)
-            n_lines += len(data.lines(filename) or ())
+            lines = data.lines(filename) or ()
+            n_lines += len(lines)
+            for line in lines:
+                key = (rel, line, None)
+                fid = ids.get(key)
+                if fid is None:
+                    fid = ids[key] = line_id(rel, line)
+                out.add(fid)
             for src, dst in data.arcs(filename) or ():
                 key = (rel, src, dst)
                 fid = ids.get(key)

@@ -18,12 +18,19 @@ def test_rare_features_get_more_energy():
     sched.add_seed(_seed("common", range(0, 100)))
     sched.add_seed(_seed("rare", list(range(0, 90)) + [10_000, 10_001]))
     for _ in range(50):
-        sched.record_hits(range(0, 100))
-    sched.record_hits([10_000, 10_001])
+        sched.record_hits(np.arange(0, 100, dtype=np.uint64))
+    sched.record_hits(np.array([10_000, 10_001], dtype=np.uint64))
     weights = dict(zip(["common", "rare"], sched.energies()))
     assert weights["rare"] > 5 * weights["common"]
     picks = [sched.pick()[0].seed_id for _ in range(300)]
     assert picks.count("rare") > picks.count("common")
+
+
+def test_seeds_keep_only_their_rarest_features():
+    features = np.arange(2000, dtype=np.uint64)
+    hits = np.concatenate([np.full(1990, 100), np.ones(10)])
+    kept = Scheduler.rare_subset(features, hits, first_found=np.array([5], dtype=np.uint64), limit=10)
+    assert set(kept.tolist()) == set(range(1990, 2000)) | {5}
 
 
 def test_favored_is_the_cheapest_owner_of_a_feature():
