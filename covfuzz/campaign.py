@@ -33,7 +33,7 @@ from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import Scheduler, SeedInfo
-from covfuzz.triage.signature import FAILURE_KINDS, signature, signature_id
+from covfuzz.triage.signature import FAILURE_KINDS, signature_of
 from harness.coverage import LINE_BIT
 
 KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
@@ -48,7 +48,7 @@ class CampaignOptions:
     no_feedback: bool = False
     seed_files: list[str] = field(default_factory=list)
     initial_seeds: int = 12
-    fresh_fraction: float = 0.1  # share of candidates generated fresh in feedback mode
+    fresh_fraction: float = 0.05  # floor on freshly generated candidates in feedback mode
     timeout: float = 120.0
     memory_limit_mb: int | None = None
     max_stack: int = 3
@@ -56,6 +56,10 @@ class CampaignOptions:
     status_interval: float = 10.0
     gen: GenOptions = field(default_factory=GenOptions)
     quiet: bool = False
+    # Testing only: this share of candidates carries a fault seed (segfault, abort, hang, memory
+    # blow-up, raise in compile/eager) that workers started with COVFUZZ_FAULT_INJECTION=1 obey.
+    inject_faults: float = 0.0
+    map_size: int | None = None  # initial LMDB map size (tests start tiny to force growth)
 
 
 class CampaignLocked(CovfuzzError):
@@ -97,7 +101,8 @@ class Campaign:
         os.makedirs(self.dir, exist_ok=True)
         self.opts = opts
         self._lock_handle = _lock(self.dir)
-        self.store = CorpusStore(os.path.join(self.dir, "corpus.lmdb"))
+        store_args = {"map_size": opts.map_size} if opts.map_size else {}
+        self.store = CorpusStore(os.path.join(self.dir, "corpus.lmdb"), **store_args)
         self.mutators = mutators
         self._supervisor_cls = Supervisor
         self.rng = random.Random(opts.rng_seed)
@@ -191,7 +196,20 @@ class Campaign:
             yield self._generated()
 
     def next_candidate(self):
+        case, meta = self._next_candidate()
+        if self.opts.inject_faults and self.rng.random() < self.opts.inject_faults:
+            from harness.execute import FAULT_SEEDS
+            fault_seed = self.rng.choice(sorted(FAULT_SEEDS))
+            case = case.replace(seed=fault_seed)
+            meta = {**meta, "mutators": list(meta["mutators"]) + ["inject-fault"]}
+        return case, meta
+
+    def _next_candidate(self):
+        """Generation is one arm of the bandit beside mutation: a campaign leans on whichever
+        finds new coverage more often (early on that is often fresh generation)."""
         if self.opts.no_feedback or not self.scheduler.seeds or self.rng.random() < self.opts.fresh_fraction:
+            return self._generated()
+        if self.scheduler.choose_mutators(["generate", "mutate"], 1)[0] == "generate":
             return self._generated()
         names = sorted(self.mutators.MUTATORS)
         for _ in range(8):
@@ -255,17 +273,14 @@ class Campaign:
         data = serialize.encode(case)
         cid = serialize.case_id(case)
         if outcome in FAILURE_KINDS:
-            frames = getattr(result, "frames", []) or []
-            output_index = (getattr(result, "details", None) or {}).get("output_index")
-            sig = signature(outcome, result.exc_type or "", result.message or "", frames, case,
-                            output_index)
-            is_new = self.store.record_failure(signature_id(sig), outcome, result.message or "",
+            sig, sig_id = signature_of(case, result)
+            is_new = self.store.record_failure(sig_id, outcome, result.message or "",
                                                result.exc_type or "", cid, data, result.to_dict(),
                                                extra={"signature": sig})
             if is_new:
                 won = True
                 self.state["last_new_failure"] = time.time()
-                self.log(f"[new failure] {outcome} {signature_id(sig)} {sig[:150]}")
+                self.log(f"[new failure] {outcome} {sig_id} {sig[:150]}")
         if new and outcome in KEEP_OUTCOMES:
             won = True
             self._know(features)
@@ -279,11 +294,13 @@ class Campaign:
             self.state["last_new_feature"] = time.time()
         else:
             self.pending_hits.append(features)
-        if meta["mutators"] and meta["mutators"][0] not in ("generate", "seed-file"):
-            self.scheduler.reward(meta["mutators"], won)
-            if won:
-                for name in meta["mutators"]:
-                    self._count_mutator(name, "wins")
+        arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault")]
+        if arms and not self.opts.no_feedback:
+            self.scheduler.reward(["generate" if arms == ["generate"] else "mutate"], won)
+            self.scheduler.reward(arms, won)
+        if won:
+            for name in arms:
+                self._count_mutator(name, "wins")
         self._log_choice(cid, meta, outcome, len(new), won)
         if new or won:
             self.save_state()
@@ -346,10 +363,12 @@ class Campaign:
         exec_budget = opts.execs
         cache_dir = os.path.join(self.dir, "inductor_cache")
         pool: queue.Queue = queue.Queue()
-        memory_limit = opts.memory_limit_mb * (1 << 20) if opts.memory_limit_mb else None
+        memory_limit_mb = opts.memory_limit_mb or (4096 if opts.inject_faults else None)
+        memory_limit = memory_limit_mb * (1 << 20) if memory_limit_mb else None
+        env = {"COVFUZZ_FAULT_INJECTION": "1"} if opts.inject_faults else {}
         supervisors = [self._supervisor_cls(device=opts.device, cache_dir=cache_dir,
                                             memory_limit=memory_limit, timeout=opts.timeout,
-                                            warmup=True)
+                                            warmup=True, env=env)
                        for _ in range(opts.workers)]
         for sup in supervisors:
             pool.put(sup)

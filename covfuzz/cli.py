@@ -192,6 +192,7 @@ def cmd_fuzz(args) -> int:
                            no_feedback=args.no_feedback, seed_files=args.seeds or [],
                            timeout=args.timeout, memory_limit_mb=args.memory_limit_mb,
                            rng_seed=args.seed, status_interval=args.status_interval,
+                           inject_faults=args.inject_faults,
                            gen=_gen_options(args))
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
@@ -305,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")
     fuzz.add_argument("--seed", type=int, default=0, help="campaign RNG seed (default 0)")
     fuzz.add_argument("--status-interval", type=float, default=10.0, help="seconds between status lines")
+    fuzz.add_argument("--inject-faults", type=float, default=0.0, metavar="RATE",
+                      help="testing covfuzz itself: this share of cases makes its worker segfault, "
+                           "abort, hang, blow up memory or raise (default 0)")
     _add_gen_arguments(fuzz)
     fuzz.set_defaults(func=cmd_fuzz)
 
@@ -320,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot_cmd.add_argument("-o", "--out", help="PNG path (default DIR/progress.png)")
     plot_cmd.add_argument("--compare", nargs="*", metavar="DIR", help="other campaigns on the same axes")
     plot_cmd.set_defaults(func=cmd_plot)
+
+    from covfuzz.triage import cli as triage_cli
+    triage_cli.add_parsers(sub)
 
     try:
         from harness import cli_run

@@ -32,9 +32,13 @@ _RULES = [
 
 
 def normalize_message(message: str, limit: int = 240) -> str:
-    text = (message or "").strip().splitlines()
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
     # The first line names the problem; dynamo appends long "from user code" tails after it.
-    text = text[0] if text else ""
+    # Wrappers (BackendCompilerFailed "backend='inductor' raised:") name the cause on the next
+    # line: keep it, or every inductor crash would land in one bucket.
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text[:limit].strip()
@@ -88,3 +92,34 @@ def signature(kind: str, exc_type: str = "", message: str = "", frames: list[str
 
 def signature_id(sig: str) -> str:
     return hashlib.sha1(sig.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def _get(result, key, default=None):
+    if isinstance(result, dict):
+        return result.get(key, default)
+    return getattr(result, key, default)
+
+
+def output_index(result) -> int | None:
+    """The diverging output of a mismatch result (harness details key `output`; older
+    records may carry `output_index`)."""
+    details = _get(result, "details") or {}
+    for key in ("output", "output_index"):
+        value = details.get(key) if isinstance(details, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def signature_of(case, result) -> tuple[str, str]:
+    """(signature, signature_id) of a failing run: `result` is a harness RunResult or its
+    `to_dict()` form, `case` the test case that produced it (used for mismatch patterns).
+    This is what campaigns record buckets under."""
+    sig = signature(_get(result, "outcome") or "", _get(result, "exc_type") or "",
+                    _get(result, "message") or "", _get(result, "frames") or [], case,
+                    output_index(result))
+    return sig, signature_id(sig)
+
+
+def is_failure(result) -> bool:
+    return (_get(result, "outcome") or "") in FAILURE_KINDS

@@ -1,0 +1,395 @@
+"""Test-case reduction: shrink a failing case while the *same signature* keeps reproducing.
+
+Greedy passes run to a fixed point (a round of all passes that accepts nothing ends it):
+  outputs   remove one output at a time (dead nodes and unused inputs go with it)
+  nodes     delete a node: bypass it (its users take an argument of the same spec) or cut it
+            (its users take a fresh graph input of its output spec); last node first
+  settings  backward->False (and requires_grad off), fullgraph->False, dynamic->None,
+            mode->None, drop mark_dynamic (all, then one at a time), drop config overrides
+            (all, then halves/quarters/... down to one at a time: a ddmin-style bisection like
+            ConfigFuzzer's)
+  inputs    per tensor input: dtype -> float32, requires_grad off, contiguous stride with
+            offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1)
+Every candidate passes the validity check (`mutators.base.validate`, or plain propagation for
+cases that were never structurally valid) before it costs a run; it is then run in an isolated
+worker (one warm Supervisor reused across steps) and accepted only when it fails with exactly the
+target signature. Verdicts are cached by case id. Runs are bounded by `max_steps` and the whole
+reduction by a wall-clock `budget`, so it always ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from covfuzz import ops, serialize
+from covfuzz.errors import CovfuzzError
+from covfuzz.ir import FLOAT_DTYPES, Graph, Input, ScalarSpec, TensorSpec, TestCase, contiguous_stride
+from covfuzz.triage.signature import FAILURE_KINDS, signature_of
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+@dataclass
+class ReduceResult:
+    original: TestCase
+    case: TestCase
+    signature: str
+    nodes_before: int
+    nodes_after: int
+    runs: int = 0
+    steps: int = 0  # accepted reductions
+    seconds: float = 0.0
+    stopped: str = "fixed point"  # or "max steps" / "time budget"
+    accepted: list = field(default_factory=list)  # pass names, in order
+
+    def to_dict(self) -> dict:
+        return {"signature": self.signature, "nodes_before": self.nodes_before,
+                "nodes_after": self.nodes_after, "inputs_before": len(self.original.graph.inputs),
+                "inputs_after": len(self.case.graph.inputs), "runs": self.runs,
+                "steps": self.steps, "seconds": round(self.seconds, 3), "stopped": self.stopped,
+                "original_id": serialize.case_id(self.original),
+                "reduced_id": serialize.case_id(self.case), "accepted": self.accepted}
+
+
+# ----------------------------------------------------------------------------- graph helpers
+
+
+def _graph_case(case: TestCase, inputs, nodes, outputs, settings=None) -> TestCase:
+    """Rebuild from (inputs, nodes, outputs) with positional ids; removes dead nodes and unused
+    inputs, renumbers, remaps mark_dynamic."""
+    inputs, nodes, outputs = list(inputs), list(nodes), list(dict.fromkeys(outputs))
+    base = len(inputs)
+    live = set(outputs)
+    for j in range(len(nodes) - 1, -1, -1):
+        if base + j in live:
+            live.update(nodes[j].args)
+    keep_in = [i for i in range(base) if i in live]
+    keep_nodes = [j for j in range(len(nodes)) if base + j in live]
+    ids = {old: new for new, old in enumerate(keep_in)}
+    for new, j in enumerate(keep_nodes):
+        ids[base + j] = len(keep_in) + new
+    new_nodes = tuple(dataclasses.replace(nodes[j], args=tuple(ids[a] for a in nodes[j].args), out=None)
+                      for j in keep_nodes)
+    settings = settings or case.settings
+    marks = []
+    for i, d in settings.mark_dynamic:
+        if i in ids:
+            spec = inputs[i].spec
+            if isinstance(spec, TensorSpec) and d < spec.rank:
+                marks.append((ids[i], d))
+    settings = dataclasses.replace(settings, mark_dynamic=tuple(dict.fromkeys(marks)))
+    graph = Graph(tuple(inputs[i] for i in keep_in), new_nodes, tuple(ids[o] for o in outputs))
+    return TestCase(graph, settings, case.seed)
+
+
+def _same_spec(a, b) -> bool:
+    if isinstance(a, TensorSpec) and isinstance(b, TensorSpec):
+        return a.shape == b.shape and a.dtype == b.dtype
+    return isinstance(a, ScalarSpec) and isinstance(b, ScalarSpec) and a.kind == b.kind
+
+
+def _fresh_input_for(case: TestCase, value: int) -> Input | None:
+    """A graph input that can stand in for node value `value` (same spec, contiguous)."""
+    g = case.graph
+    spec = g.spec_of(value)
+    if isinstance(spec, ScalarSpec):
+        return Input(spec, "normal", {"int": 2, "float": 0.5, "bool": True}[spec.kind])
+    if not isinstance(spec, TensorSpec):
+        return None
+    fill = "bool" if spec.dtype == "bool" else "normal"
+    base = len(g.inputs)
+    for j, node in enumerate(g.nodes):
+        op = ops.get_op(node.op)
+        for a, arg in enumerate(node.args):
+            if arg == value and a < len(op.args) and op.args[a].fill:
+                fill = op.args[a].fill
+    grad = case.settings.backward and spec.dtype in FLOAT_DTYPES and fill != "index"
+    return Input(TensorSpec.contiguous(spec.shape, spec.dtype, spec.device, grad), fill)
+
+
+# ----------------------------------------------------------------------------- passes
+
+
+def pass_outputs(case: TestCase) -> Iterator[TestCase]:
+    g = case.graph
+    if len(g.outputs) < 2:
+        return
+    for i in range(len(g.outputs) - 1, -1, -1):
+        outs = [o for k, o in enumerate(g.outputs) if k != i]
+        yield _graph_case(case, g.inputs, g.nodes, outs)
+
+
+def pass_nodes(case: TestCase) -> Iterator[TestCase]:
+    g = case.graph
+    if len(g.nodes) < 2:
+        return
+    base = len(g.inputs)
+    for j in range(len(g.nodes) - 1, -1, -1):
+        node = g.nodes[j]
+        value = base + j
+        replacements: list[tuple[int, Input | None]] = []
+        for a in dict.fromkeys(node.args):
+            if a < base and g.inputs[a].fill == "index":
+                continue
+            if _same_spec(g.spec_of(a), node.out):
+                replacements.append((a, None))
+        fresh = _fresh_input_for(case, value)
+        if fresh is not None:
+            replacements.append((-1, fresh))
+        for repl, new_input in replacements:
+            inputs = list(g.inputs)
+            shift = 0
+            if new_input is not None:
+                inputs.append(new_input)
+                repl = base  # the new input's id; node ids move up by one
+                shift = 1
+
+            def remap(v, repl=repl, shift=shift):
+                if v == value:
+                    return repl
+                return v + shift if v >= base else v
+
+            nodes = []
+            for k, n in enumerate(g.nodes):
+                if k == j:
+                    nodes.append(None)
+                    continue
+                nodes.append(dataclasses.replace(n, args=tuple(remap(a) for a in n.args)))
+            outputs = []
+            for o in g.outputs:
+                r = remap(o)
+                if r < len(inputs) and o == value:  # an input cannot be an output: drop it
+                    continue
+                outputs.append(r)
+            if not outputs:
+                continue
+            # drop the deleted node's slot: ids above it move down by one
+            removed = len(inputs) + j
+            nodes = [n for n in nodes if n is not None]
+            fix = (lambda v, removed=removed: v - 1 if v > removed else v)
+            nodes = [dataclasses.replace(n, args=tuple(fix(a) for a in n.args)) for n in nodes]
+            outputs = [fix(o) for o in outputs]
+            if not nodes:
+                continue
+            yield _graph_case(case, inputs, nodes, outputs)
+
+
+def _settings(case: TestCase, **changes) -> TestCase:
+    return case.replace(settings=dataclasses.replace(case.settings, **changes))
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _drop_configs(case: TestCase) -> Iterator[TestCase]:
+    s = case.settings
+    items = [("inductor_config", k) for k in sorted(s.inductor_config)] + \
+            [("dynamo_config", k) for k in sorted(s.dynamo_config)]
+    if not items:
+        return
+    size = len(items)
+    while size >= 1:  # all, then halves, quarters, ... singles (bisection)
+        for chunk in _chunks(items, size):
+            gone = set(chunk)
+            yield _settings(case, inductor_config={k: v for k, v in s.inductor_config.items()
+                                                   if ("inductor_config", k) not in gone},
+                            dynamo_config={k: v for k, v in s.dynamo_config.items()
+                                           if ("dynamo_config", k) not in gone})
+        size //= 2
+
+
+def pass_settings(case: TestCase) -> Iterator[TestCase]:
+    s = case.settings
+    if s.backward:
+        inputs = tuple(dataclasses.replace(i, spec=dataclasses.replace(i.spec, requires_grad=False))
+                       if isinstance(i.spec, TensorSpec) else i for i in case.graph.inputs)
+        yield case.replace(graph=dataclasses.replace(case.graph, inputs=inputs),
+                           settings=dataclasses.replace(s, backward=False))
+        yield _settings(case, backward=False)
+    if s.fullgraph:
+        yield _settings(case, fullgraph=False)
+    if s.dynamic is not None:
+        yield _settings(case, dynamic=None)
+    if s.mode is not None:
+        yield _settings(case, mode=None)
+    if s.mark_dynamic:
+        yield _settings(case, mark_dynamic=())
+        for k in range(len(s.mark_dynamic)):
+            yield _settings(case, mark_dynamic=tuple(m for i, m in enumerate(s.mark_dynamic) if i != k))
+    yield from _drop_configs(case)
+
+
+def _with_input(case: TestCase, i: int, inp: Input) -> TestCase:
+    inputs = list(case.graph.inputs)
+    inputs[i] = inp
+    return case.replace(graph=dataclasses.replace(case.graph, inputs=tuple(inputs)))
+
+
+def _reshaped(inp: Input, shape: tuple) -> Input:
+    spec = inp.spec
+    return dataclasses.replace(inp, spec=TensorSpec(tuple(shape), contiguous_stride(tuple(shape)),
+                                                    spec.dtype, 0, spec.device, spec.requires_grad))
+
+
+def pass_inputs(case: TestCase) -> Iterator[TestCase]:
+    for i, inp in enumerate(case.graph.inputs):
+        spec = inp.spec
+        if not isinstance(spec, TensorSpec):
+            continue
+        if spec.dtype in FLOAT_DTYPES and spec.dtype != "float32":
+            yield _with_input(case, i, dataclasses.replace(inp, spec=dataclasses.replace(spec, dtype="float32")))
+        if spec.requires_grad:
+            yield _with_input(case, i, dataclasses.replace(inp, spec=dataclasses.replace(spec, requires_grad=False)))
+        if spec.stride != contiguous_stride(spec.shape) or spec.offset:
+            yield _with_input(case, i, _reshaped(inp, spec.shape))
+        if inp.fill not in ("normal", "index", "bool"):
+            yield _with_input(case, i, dataclasses.replace(inp, fill="normal"))
+        for d, size in enumerate(spec.shape):
+            if size > 1:
+                shape = list(spec.shape)
+                shape[d] = 1
+                yield _with_input(case, i, _reshaped(inp, shape))
+                if size > 3:
+                    shape[d] = size // 2
+                    yield _with_input(case, i, _reshaped(inp, shape))
+        for d in range(spec.rank):
+            shape = spec.shape[:d] + spec.shape[d + 1:]
+            cand = _with_input(case, i, _reshaped(inp, shape))
+            marks = tuple((k, m if m < d else m - 1) for k, m in case.settings.mark_dynamic
+                          if not (k == i and m == d))
+            yield _settings(cand, mark_dynamic=marks) if marks != case.settings.mark_dynamic else cand
+
+
+PASSES: list[tuple[str, Callable[[TestCase], Iterator[TestCase]]]] = [
+    ("outputs", pass_outputs), ("nodes", pass_nodes), ("settings", pass_settings),
+    ("inputs", pass_inputs)]
+
+
+# ----------------------------------------------------------------------------- reducer
+
+
+class Reducer:
+    """Reduce one case; `supervisor` (a harness Supervisor) is reused and not closed here."""
+
+    def __init__(self, supervisor, timeout: float = 60.0, max_steps: int = 300,
+                 budget: float = 600.0, log: Callable[[str], None] | None = None):
+        self.sup = supervisor
+        self.timeout = timeout
+        self.max_steps = max_steps
+        self.budget = budget
+        self.log = log or (lambda text: None)
+        self.cache: dict[str, bool] = {}
+        self.runs = 0
+        self._deadline = 0.0
+        self.strict = True
+
+    def run_case(self, case: TestCase):
+        result = self.sup.run(case, timeout=self.timeout, coverage=False)
+        return result, signature_of(case, result)[0]
+
+    def _valid(self, case: TestCase) -> TestCase | None:
+        from mutators.base import validate
+        if self.strict:
+            return validate(case)
+        from covfuzz.propagate import propagate
+        try:
+            return propagate(case)
+        except Exception:  # noqa: BLE001 - InvalidGraph or a torch internal error
+            return None
+
+    def check(self, case: TestCase, target: str) -> TestCase | None:
+        """The (propagated) case when it fails with `target`, else None."""
+        cid = serialize.case_id(case)
+        if self.cache.get(cid) is False:
+            return None
+        checked = self._valid(case)
+        if checked is None:
+            self.cache[cid] = False
+            return None
+        if self.runs >= self.max_steps:
+            raise _OutOfBudget("max steps")
+        if time.monotonic() > self._deadline:
+            raise _OutOfBudget("time budget")
+        self.runs += 1
+        result, sig = self.run_case(checked)
+        ok = result.outcome in FAILURE_KINDS and sig == target
+        self.cache[cid] = ok
+        return checked if ok else None
+
+    def reduce(self, case: TestCase, target: str | None = None) -> ReduceResult:
+        """Reduce `case`. `target`: the signature to keep (default: the one the case shows now).
+        Raises CovfuzzError when the case does not fail (with `target`)."""
+        from mutators.base import validate
+        started = time.monotonic()
+        self._deadline = started + self.budget
+        self.strict = validate(case) is not None
+        if not self.strict:
+            from covfuzz.propagate import propagate
+            try:
+                case = propagate(case)
+            except Exception:  # noqa: BLE001
+                pass
+        result, sig = self.run_case(case)
+        self.runs += 1
+        if result.outcome not in FAILURE_KINDS:
+            raise CovfuzzError(f"the case does not fail any more (outcome {result.outcome}); "
+                               "nothing to reduce")
+        if target is not None and sig != target:
+            self.log(f"note: signature changed since it was recorded: {target} -> {sig}; "
+                     "reducing the current one")
+        target = sig
+        self.cache[serialize.case_id(case)] = True
+        current = case
+        res = ReduceResult(case, case, target, len(case.graph.nodes), len(case.graph.nodes))
+        try:
+            progress = True
+            while progress:
+                progress = False
+                for name, make in PASSES:
+                    restart = True
+                    while restart:
+                        restart = False
+                        current_id = serialize.case_id(current)
+                        for cand in make(current):
+                            if serialize.case_id(cand) == current_id:
+                                continue
+                            checked = self.check(cand, target)
+                            if checked is not None:
+                                current = checked
+                                res.steps += 1
+                                res.accepted.append(name)
+                                self.log(f"  {name}: {len(current.graph.nodes)} nodes, "
+                                         f"{len(current.graph.inputs)} inputs ({self.runs} runs)")
+                                progress = restart = True
+                                break
+        except _OutOfBudget as exc:
+            res.stopped = str(exc)
+        res.case = current
+        res.nodes_after = len(current.graph.nodes)
+        res.runs = self.runs
+        res.seconds = time.monotonic() - started
+        return res
+
+
+def make_supervisor(timeout: float = 60.0, cache_dir: str | None = None, env: dict | None = None):
+    from harness.supervisor import Supervisor
+    return Supervisor(cache_dir=cache_dir, timeout=timeout, warmup=False, coverage=False, env=env)
+
+
+def reduce_case(case: TestCase, target: str | None = None, timeout: float = 60.0,
+                max_steps: int = 300, budget: float = 600.0, supervisor=None, log=None,
+                cache_dir: str | None = None) -> ReduceResult:
+    own = supervisor is None
+    sup = make_supervisor(timeout, cache_dir) if own else supervisor
+    try:
+        return Reducer(sup, timeout, max_steps, budget, log).reduce(case, target)
+    finally:
+        if own:
+            sup.close()
