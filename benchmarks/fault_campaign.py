@@ -87,8 +87,12 @@ def snapshot(directory: str) -> dict | None:
     try:
         seeds = set(store.seed_ids())
         failures = {row["signature"]: row["count"] for row in store.failures()}
+        try:  # the writer's file (a read-only store reports its own map size)
+            data_bytes = os.path.getsize(os.path.join(store.path, "data.mdb"))
+        except OSError:
+            data_bytes = None
         return {"seeds": seeds, "failures": failures, "num_seeds": store.num_seeds(),
-                "map_size": store.map_size()}
+                "data_bytes": data_bytes}
     finally:
         store.close()
 
@@ -308,7 +312,7 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
             "final_execs": final_stats.get("execs"), "seeds": final["num_seeds"],
             "failure_buckets": len(final["failures"]),
             "failure_executions": sum(final["failures"].values()),
-            "map_size": final.get("map_size"), "initial_map_size": map_size,
+            "data_bytes": final.get("data_bytes"), "initial_map_size": map_size,
             "injected_by_outcome": dict(injected), "outcomes": dict(outcomes),
             "process_crash_by_signal": dict(signals),
             "status_outcomes": final_stats.get("outcomes", {}),
@@ -332,7 +336,8 @@ def table(result: dict) -> str:
     rows = [("fault", "count")] + [(k, str(v)) for k, v in result["faults"].items()]
     rows += [("", ""), ("executions", str(result["final_execs"])),
              ("seeds / failure buckets", f"{result['seeds']} / {result['failure_buckets']}"),
-             ("map size (initial -> final)", f"{result['initial_map_size']} -> {result['map_size']}"),
+             ("initial map / final data.mdb bytes",
+              f"{result['initial_map_size']} / {result['data_bytes']}"),
              ("kills / resumed", f"{result['kills']} / {result['resumed']}"),
              ("lost committed records", str(result["lost_count"])),
              ("campaign deaths (not the kill)", str(len(result["deaths"]))),

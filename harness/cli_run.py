@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from harness.coverage import is_line
 from harness.result import FAILURES, RunResult
 
 TIME_LABELS = (("eager", "eager"), ("compile", "compile"), ("run", "compiled run"),
@@ -64,7 +65,8 @@ def _human(name: str, r: RunResult) -> str:
     split = ", ".join(f"{label} {t.get(key, 0.0):.3f}s" for key, label in TIME_LABELS)
     lines = [f"{name}: {r.outcome}" + (f" ({r.case_id})" if r.case_id else ""),
              f"  time {t.get('total', 0.0):.3f}s: {split}",
-             f"  coverage: {len(r.features)} features, {r.n_lines} lines"]
+             f"  coverage: {sum(1 for f in r.features if not is_line(f))} arc features, "
+             f"{r.n_lines} lines"]
     note = r.details.get("note")
     if note:
         lines.append(f"  note: {note}")

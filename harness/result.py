@@ -26,7 +26,8 @@ class RunResult:
     - frames: innermost traceback frames inside torch, "path/rel/to/torch:line:function",
       outermost first (triage buckets on these).
     - timings: seconds, keys TIMING_KEYS; `overhead` = total - the other five.
-    - features: sorted coverage feature ids (63-bit ints, stable across processes).
+    - features: sorted coverage feature ids, stable across processes: 62-bit arc ids, and
+      line ids with bit 62 set (harness.coverage.LINE_BIT).
     - n_lines: covered lines (all measured files).
     - details: mismatch figures, notes ('nondeterministic', 'float->int cast UB', ...),
       exit code / signal of a crashed worker, and so on.

@@ -137,3 +137,27 @@ def test_sf2_error_line_escapes_control_characters(tmp_path):
     assert code == 2
     assert len(err.getvalue().strip().splitlines()) == 1
     assert "\x1b" not in err.getvalue()
+
+
+@pytest.mark.xfail(reason="KI-1: a known-issues pattern with nested quantifiers, e.g. '(a+)+$', "
+                          "makes KnownIssues.match run for exponential time on an ordinary "
+                          "failure message (ReDoS); parse() should reject such patterns. Fix "
+                          "proposed in the selffuzz report.", strict=False)
+def test_ki1_known_issues_pattern_cannot_hang_matching():
+    try:
+        selffuzz.known_issues_module()
+    except selffuzz.Skip as exc:
+        pytest.skip(str(exc))
+    code = ("from covfuzz.errors import CovfuzzError\n"
+            "from covfuzz.triage import known_issues as k\n"
+            "try:\n"
+            "    ki = k.parse(b'[{\"pattern\": \"(a+)+$\"}]')\n"
+            "except CovfuzzError:\n"
+            "    raise SystemExit(0)\n"
+            "ki.match('compile_crash|' + 'a' * 40 + '!')\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=20,
+                              capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("matching one failure against '(a+)+$' ran for more than 20 s")
+    assert proc.returncode == 0, proc.stderr
