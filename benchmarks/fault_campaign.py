@@ -259,12 +259,13 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
                 stats = read_stats(directory)
                 if stats and stats.get("pid") == child.pid:
                     execs = int(stats.get("execs", 0))
-                    if execs < max_execs:
+                    if execs < max_execs and (max_execs, execs) not in result["execs_decreased"]:
                         result["execs_decreased"].append((max_execs, execs))
                     max_execs = max(max_execs, execs)
                     restarts = int(stats.get("worker_restarts") or 0)
-                    if restarts < max_restarts:  # finding CF-1 (reported, not fatal)
-                        result["restarts_decreased"].append((max_restarts, restarts))
+                    drop = (max_restarts, restarts)
+                    if restarts < max_restarts and drop not in result["restarts_decreased"]:
+                        result["restarts_decreased"].append(drop)  # finding CF-1 (not fatal)
                     max_restarts = max(max_restarts, restarts)
                 code = child.proc.poll()
                 if code is not None:

@@ -16,3 +16,7 @@ class CorpusError(CovfuzzError):
         super().__init__(message)
         self.db = db
         self.key = key
+
+
+class InvalidId(CorpusError, ValueError):
+    """A test-case, example or signature id given from outside is malformed (not found is None)."""

@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterable, Iterator
 import lmdb
 import numpy as np
 
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, InvalidId
 
 log = logging.getLogger(__name__)
 
@@ -183,21 +183,21 @@ def _check_failure(rec: dict) -> str | None:
 
 def _id_key(case_id: str) -> bytes:
     if not isinstance(case_id, str) or not 0 < len(case_id) <= MAX_ID_LEN:
-        raise ValueError(f"id must be a non-empty str of at most {MAX_ID_LEN} characters, "
+        raise InvalidId(f"id must be a non-empty str of at most {MAX_ID_LEN} characters, "
                          f"got {case_id!r:.80}")
     try:
         key = case_id.encode("ascii")
     except UnicodeEncodeError:
-        raise ValueError(f"id must be ASCII, got {case_id!r:.80}") from None
+        raise InvalidId(f"id must be ASCII, got {case_id!r:.80}") from None
     if not case_id.isprintable() or any(c.isspace() for c in case_id):
-        raise ValueError(f"id must be printable without whitespace, got {case_id!r:.80}")
+        raise InvalidId(f"id must be printable without whitespace, got {case_id!r:.80}")
     return key
 
 
 def signature_key(signature: str) -> bytes:
     """The `failures` key of a signature (long signatures are hashed to fit an LMDB key)."""
     if not isinstance(signature, str) or not signature:
-        raise ValueError("signature must be a non-empty str")
+        raise InvalidId("signature must be a non-empty str")
     raw = signature.encode("utf-8", "surrogatepass")
     if len(raw) <= MAX_SIG_KEY and not raw.startswith(b"sha256:"):
         return raw

@@ -380,6 +380,8 @@ class Campaign:
             finally:
                 pool.put(sup)
 
+        # Restarts of earlier runs (a SIGKILLed run never reached its `finally`).
+        self.state["restarts_before"] = int(self.state.get("restarts", 0))
         initial = list(self._initial_cases()) if not self.scheduler.seeds else []
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         executed_now = 0

@@ -14,7 +14,7 @@ import sys
 import time
 
 from covfuzz import __version__
-from covfuzz.errors import CovfuzzError
+from covfuzz.errors import CovfuzzError, one_line
 
 EXIT_BAD_INPUT = 2
 
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from covfuzz.triage import cli as triage_cli
     triage_cli.add_parsers(sub)
+    from covfuzz import selffuzz
+    selffuzz.add_parser(sub)
 
     try:
         from harness import cli_run
@@ -345,12 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CovfuzzError as exc:
-        print(f"covfuzz {args.command}: {exc}", file=sys.stderr)
+        print(f"covfuzz {args.command}: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return 0
     except OSError as exc:
-        print(f"covfuzz {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        print(f"covfuzz {args.command}: {one_line(exc.strerror or exc)}: {one_line(exc.filename or '')}",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"covfuzz {args.command}: interrupted", file=sys.stderr)

@@ -25,3 +25,9 @@ class InvalidGraph(CovfuzzError):
     def __init__(self, message: str, node: int | None = None):
         super().__init__(message)
         self.node = node
+
+
+def one_line(error: object) -> str:
+    """An error message safe to print on one terminal line: control characters (newlines,
+    escape sequences from hostile file names) are shown escaped, never interpreted."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(error))

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from covfuzz.errors import one_line
 from harness.coverage import is_line
 from harness.result import FAILURES, RunResult
 
@@ -37,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _err(msg: str) -> None:
-    print(f"covfuzz run: {msg}", file=sys.stderr)
+    print(f"covfuzz run: {one_line(msg)}", file=sys.stderr)
 
 
 def _load(arg: str):

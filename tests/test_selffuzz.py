@@ -109,10 +109,6 @@ def test_known_issues_target_runs_when_module_exists():
         one(data)
 
 
-@pytest.mark.xfail(reason="SF-1: corpus.store._id_key raises plain ValueError (not a "
-                          "CovfuzzError) for a malformed id; the CLI would print a traceback "
-                          "once it takes corpus ids. Fix proposed in the selffuzz report.",
-                   strict=False)
 def test_sf1_malformed_id_lookup_raises_covfuzz_error(tmp_path):
     from corpus import CorpusStore
     store = CorpusStore(str(tmp_path / "c"))
@@ -124,9 +120,6 @@ def test_sf1_malformed_id_lookup_raises_covfuzz_error(tmp_path):
         store.close()
 
 
-@pytest.mark.xfail(reason="SF-2: `covfuzz show`/`status` echo control characters of a path "
-                          "raw (a newline splits the one-line error, ANSI escapes reach the "
-                          "terminal). Fix proposed in the selffuzz report.", strict=False)
 def test_sf2_error_line_escapes_control_characters(tmp_path):
     from covfuzz import cli
     import contextlib
@@ -139,10 +132,6 @@ def test_sf2_error_line_escapes_control_characters(tmp_path):
     assert "\x1b" not in err.getvalue()
 
 
-@pytest.mark.xfail(reason="KI-1: a known-issues pattern with nested quantifiers, e.g. '(a+)+$', "
-                          "makes KnownIssues.match run for exponential time on an ordinary "
-                          "failure message (ReDoS); parse() should reject such patterns. Fix "
-                          "proposed in the selffuzz report.", strict=False)
 def test_ki1_known_issues_pattern_cannot_hang_matching():
     try:
         selffuzz.known_issues_module()

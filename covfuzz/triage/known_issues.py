@@ -70,6 +70,10 @@ def _fail(path: str, why: str):
     raise CovfuzzError(f"known-issues file {path}: {why}")
 
 
+# A quantified group that itself ends in a quantifier: the classic catastrophic-backtracking shape.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}?]\)\s*[+*{]")
+
+
 def parse(data: bytes, path: str = "<known issues>") -> KnownIssues:
     if len(data) > MAX_FILE_BYTES:
         _fail(path, f"larger than {MAX_FILE_BYTES} bytes")
@@ -110,6 +114,9 @@ def parse(data: bytes, path: str = "<known issues>") -> KnownIssues:
             value = entry.get(key, "")
             if not isinstance(value, str) or len(value) > MAX_FIELD:
                 _fail(path, f"{where}: {key!r} must be a string of at most {MAX_FIELD} characters")
+        if _NESTED_QUANTIFIER.search(pattern):
+            _fail(path, f"{where}: nested quantifiers such as (a+)+ can take exponential time; "
+                        "rewrite the pattern")
         try:
             regex = re.compile(pattern)
         except (re.error, RecursionError, OverflowError) as exc:
