@@ -15,7 +15,6 @@ store's info after every kept seed and every status tick, so a restart resumes w
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import json
 import os
 import queue
@@ -28,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from covfuzz import __version__, serialize
+from covfuzz import __version__, lock, serialize
+from covfuzz.lock import CampaignLocked
 from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
@@ -62,28 +62,6 @@ class CampaignOptions:
     map_size: int | None = None  # initial LMDB map size (tests start tiny to force growth)
 
 
-class CampaignLocked(CovfuzzError):
-    pass
-
-
-def _lock(directory: str):
-    path = os.path.join(directory, ".lock")
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise CampaignLocked(f"{directory} is in use by another covfuzz campaign (pid {owner}); "
-                             "stop it first or choose another directory") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
 def write_json_atomic(path: str, obj: dict) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as handle:
@@ -100,7 +78,7 @@ class Campaign:
         self.dir = os.path.abspath(directory)
         os.makedirs(self.dir, exist_ok=True)
         self.opts = opts
-        self._lock_handle = _lock(self.dir)
+        self._lock_handle = lock.acquire(self.dir)
         store_args = {"map_size": opts.map_size} if opts.map_size else {}
         self.store = CorpusStore(os.path.join(self.dir, "corpus.lmdb"), **store_args)
         self.mutators = mutators

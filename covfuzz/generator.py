@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from covfuzz import config_space, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.ir import (DTYPES, FLOAT_DTYPES, CompileSettings, Graph, Input, Node, ScalarSpec,
-                        TensorSpec, TestCase, contiguous_stride, dtype_class)
+                        TensorSpec, TestCase, contiguous_stride, dtype_class,
+                        permuted_stride)
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
 from covfuzz.propagate import propagate
 
@@ -117,10 +118,7 @@ class _Builder:
         if roll < 0.12 and len(shape) >= 2:  # transposed: dense, permuted order
             order = list(range(len(shape)))
             rng.shuffle(order)
-            acc = 1
-            for d in reversed(order):
-                stride[d] = acc
-                acc *= max(shape[d], 1)
+            stride = list(permuted_stride(shape, order))
         elif roll < 0.22:  # gapped: a dim strides past unused elements
             d = rng.randrange(len(shape))
             factor = rng.choice([2, 3])

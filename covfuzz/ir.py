@@ -50,6 +50,16 @@ def contiguous_stride(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(stride))
 
 
+def permuted_stride(shape: tuple[int, ...], order: list[int]) -> tuple[int, ...]:
+    """Dense strides with the dims laid out in memory in `order` (outermost first)."""
+    stride = [0] * len(shape)
+    acc = 1
+    for d in reversed(order):
+        stride[d] = acc
+        acc *= max(shape[d], 1)
+    return tuple(stride)
+
+
 def storage_numel(shape: tuple[int, ...], stride: tuple[int, ...], offset: int) -> int:
     """Elements a strided view needs in its storage (0 for an empty tensor without offset)."""
     if any(s == 0 for s in shape):

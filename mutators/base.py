@@ -320,7 +320,6 @@ def structural_problem(case: TestCase) -> str | None:
         return "output id"
     base = len(g.inputs)
     fills_needed: dict[int, set] = {}
-    index_users: dict[int, bool] = {}
     for j, node in enumerate(g.nodes):
         if node.op not in ops.AVAILABLE:
             return f"unknown op {node.op}"

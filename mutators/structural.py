@@ -6,9 +6,9 @@ import dataclasses
 import random
 
 from covfuzz import ops
-from covfuzz.ir import (FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_OUTPUTS, Input, ScalarSpec,
-                        TensorSpec, TestCase)
-from covfuzz.ops.base import DTYPE_CLASSES, OpDef
+from covfuzz.ir import (FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_OUTPUTS, ScalarSpec, TensorSpec,
+                        TestCase)
+from covfuzz.ops.base import OpDef
 
 from mutators.base import (MAX_SPLICE_NODES, EGraph, MutationContext, arg_accepts, as_input,
                            build_args, fresh_input, probe, tensor_edges, with_capture_flags)

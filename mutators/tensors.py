@@ -8,7 +8,7 @@ import random
 from covfuzz import ops
 from covfuzz.generator import MAX_FRESH_NUMEL, SIZES
 from covfuzz.ir import (FLOAT_DTYPES, MAX_NODES, MAX_NUMEL, TensorSpec, TestCase,
-                        contiguous_stride, storage_numel)
+                        contiguous_stride, permuted_stride, storage_numel)
 from covfuzz.ops.base import DTYPE_CLASSES
 
 from mutators.base import EGraph, MutationContext, tensor_edges
@@ -79,10 +79,7 @@ def random_layout(rng: random.Random, shape: tuple, current=None) -> tuple[tuple
     if kind == "transposed" and len(shape) >= 2:
         order = list(range(len(shape)))
         rng.shuffle(order)
-        acc = 1
-        for d in reversed(order):
-            stride[d] = acc
-            acc *= max(shape[d], 1)
+        stride = list(permuted_stride(shape, order))
     elif kind == "gapped" and shape:
         d = rng.randrange(len(shape))
         factor = rng.choice([2, 3])

@@ -17,15 +17,14 @@ covfuzz/triage/failures.py).
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import fcntl
 import json
 import os
 import shutil
 import sys
 import time
 
+from covfuzz import lock
 from covfuzz.errors import CovfuzzError
 from covfuzz.triage import failures as F
 
@@ -34,21 +33,6 @@ def _when(ts) -> str:
     if not ts:
         return "-"
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _hold_lock(directory: str):
-    """Take DIR/.lock like a campaign does; refuse when a running campaign holds it."""
-    path = os.path.join(directory, ".lock")
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise CovfuzzError(f"{directory} is in use by a running campaign (pid {owner}); "
-                           "stop it first") from None
-    return handle
 
 
 def _supervisor(timeout: float, coverage: bool = False):
@@ -289,7 +273,7 @@ def cmd_cmin(args) -> int:
     from corpus import CorpusStore
     if not F.is_campaign_dir(args.dir):
         raise CovfuzzError(f"{args.dir}: not a campaign directory (no corpus.lmdb/)")
-    lock = _hold_lock(args.dir)
+    held = lock.acquire(args.dir, holder="covfuzz campaign or cmin")
     try:
         if args.rerun:
             n = _rerun_features(args.dir, args.timeout)
@@ -309,7 +293,7 @@ def cmd_cmin(args) -> int:
             rep = corpus.minimize_in_place(args.dir)
             print(f"cmin {args.dir} (in place): {_report_line(rep)}")
     finally:
-        lock.close()
+        held.close()
     return 0
 
 
@@ -365,7 +349,7 @@ def cmd_import(args) -> int:
         case = F.load_case_file(path, propagated=False)
         cases.append((path, case))
     os.makedirs(args.dir, exist_ok=True)
-    lock = _hold_lock(args.dir)
+    held = lock.acquire(args.dir, holder="covfuzz campaign or cmin")
     added = 0
     try:
         sup = _supervisor(args.timeout, coverage=True) if args.run else None
@@ -391,7 +375,7 @@ def cmd_import(args) -> int:
             if sup is not None:
                 sup.close()
     finally:
-        lock.close()
+        held.close()
     print(f"imported {added} of {len(cases)} test cases into {args.dir}")
     return 0
 
@@ -480,28 +464,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_import)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with just the triage subcommands (for tests and before the lead wires them)."""
-    parser = argparse.ArgumentParser(prog="covfuzz")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parsers(sub)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run a triage subcommand like `covfuzz.cli.main` does (one-line errors, exit 2)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CovfuzzError as exc:
-        print(f"covfuzz {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"covfuzz {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """Run a covfuzz subcommand (kept for callers of this module; same as `covfuzz.cli.main`)."""
+    from covfuzz.cli import main as cli_main
+    return cli_main(argv)

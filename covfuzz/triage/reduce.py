@@ -102,7 +102,6 @@ def _fresh_input_for(case: TestCase, value: int) -> Input | None:
     if not isinstance(spec, TensorSpec):
         return None
     fill = "bool" if spec.dtype == "bool" else "normal"
-    base = len(g.inputs)
     for j, node in enumerate(g.nodes):
         op = ops.get_op(node.op)
         for a, arg in enumerate(node.args):
