@@ -49,6 +49,7 @@ class CampaignOptions:
     seed_files: list[str] = field(default_factory=list)
     initial_seeds: int = 12
     fresh_fraction: float = 0.05  # floor on freshly generated candidates in feedback mode
+    min_mutation_share: float = 0.5  # floor on mutated candidates in feedback mode
     timeout: float = 120.0
     memory_limit_mb: int | None = None
     max_stack: int = 3
@@ -183,11 +184,15 @@ class Campaign:
         return case, meta
 
     def _next_candidate(self):
-        """Generation is one arm of the bandit beside mutation: a campaign leans on whichever
-        finds new coverage more often (early on that is often fresh generation)."""
+        """Generation is one arm of a bandit beside mutation (with floors on both), so a campaign
+        leans on whichever finds new coverage more often."""
         if self.opts.no_feedback or not self.scheduler.seeds or self.rng.random() < self.opts.fresh_fraction:
             return self._generated()
-        if self.scheduler.choose_mutators(["generate", "mutate"], 1)[0] == "generate":
+        # Mutation gets at least half of the candidates: early in a campaign almost every fresh
+        # graph finds something, so a pure bandit collapses onto generation and the campaign
+        # degenerates into the no-feedback baseline. The other half follows the bandit.
+        if (self.rng.random() >= self.opts.min_mutation_share
+                and self.scheduler.choose_mutators(["generate", "mutate"], 1)[0] == "generate"):
             return self._generated()
         names = sorted(self.mutators.MUTATORS)
         for _ in range(8):
