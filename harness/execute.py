@@ -322,6 +322,12 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
             mismatch["grad"] = True
     if mismatch is None:
         return
+    if mismatch.get("has_reference") is False:
+        # A floating-point divergence is only believed against a float64 reference (some graphs
+        # cannot be upcast, e.g. `view(dtype)` changes meaning): note it, do not report it.
+        details.update(note="floating-point divergence not confirmed: no float64 reference",
+                       unconfirmed=mismatch)
+        return
     # Before believing it: confirm it reproduces, and that eager is deterministic.
     if kind == "mismatch":
         again = oracle.compare_outputs(eager_out, second_out, lambda: reference_outputs()[0])
