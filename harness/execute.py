@@ -91,7 +91,9 @@ def _grads(inputs):
 
 
 def _f2i_cast_values(case: TestCase) -> set[int]:
-    """Value ids downstream of (or equal to) a float -> int `Tensor.to` cast."""
+    """Value ids downstream of (or equal to) a float -> int `Tensor.to` cast or `view(dtype)`
+    reinterpretation: out-of-range casts are undefined behaviour in C, and reinterpreted bits
+    expose NaN payloads and signs that no IEEE operation promises to preserve."""
     g = case.graph
     base = len(g.inputs)
     tainted: set[int] = set()
@@ -100,7 +102,7 @@ def _f2i_cast_values(case: TestCase) -> set[int]:
         if any(a in tainted for a in node.args):
             tainted.add(vid)
             continue
-        if node.op == "Tensor.to" and node.args:
+        if node.op in ("Tensor.to", "Tensor.view.dtype") and node.args:
             src = g.spec_of(node.args[0])
             out = node.out
             if (isinstance(src, TensorSpec) and src.dtype in FLOAT_DTYPES
@@ -342,7 +344,7 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
     if kind == "mismatch" and out_index is not None:
         tainted = _f2i_cast_values(case)
         if case.graph.outputs[out_index] in tainted:
-            details.update(note="float->int cast UB", suspected=mismatch)
+            details.update(note="float->int cast UB or float bits reinterpreted", suspected=mismatch)
             return
     result["outcome"] = kind
     details.update(mismatch)
