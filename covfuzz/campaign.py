@@ -15,6 +15,7 @@ store's info after every kept seed and every status tick, so a restart resumes w
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import json
 import os
 import queue
@@ -91,7 +92,8 @@ class Campaign:
         self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
         self.state = {"execs": 0, "elapsed": 0.0, "next_gen_seed": opts.rng_seed * 1_000_000,
                       "restarts": 0, "last_new_feature": None, "last_new_failure": None,
-                      "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {}}
+                      "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {},
+                      "op_yield": {}}
         self.stop_requested = False
         self.mutation_ctx = self._mutation_context()
         self._load()
@@ -163,8 +165,29 @@ class Campaign:
     def _generated(self):
         seed = self.state["next_gen_seed"]
         self.state["next_gen_seed"] = seed + 1
-        case = generate(seed, self.opts.gen)
+        case = generate(seed, self._guided_gen_options())
         return case, {"parent": None, "mutators": ["generate"], "depth": 0}
+
+    def _guided_gen_options(self) -> GenOptions:
+        """Feedback mode also steers generation: each op is weighted by how often the cases
+        containing it found new coverage (Beta mean (wins + 1) / (tries + 2), so untried ops
+        keep a fair chance). The no-feedback baseline and user-given weights stay as they are."""
+        opts = self.opts.gen
+        if self.opts.no_feedback or opts.op_weights:
+            return opts
+        from covfuzz import ops as catalog
+        weights = {}
+        for name, op in catalog.AVAILABLE.items():
+            if op.data_dependent and not opts.data_dependent:
+                continue
+            wins, tries = self.state["op_yield"].get(name, (0, 0))
+            weights[name] = op.weight * (wins + 1) / (tries + 2)
+        return dataclasses.replace(opts, op_weights=weights)
+
+    def _record_op_yield(self, case, won: bool) -> None:
+        for name in {n.op for n in case.graph.nodes}:
+            wins, tries = self.state["op_yield"].get(name, (0, 0))
+            self.state["op_yield"][name] = (wins + int(won), tries + 1)
 
     def _initial_cases(self):
         for path in self.opts.seed_files:
@@ -277,6 +300,8 @@ class Campaign:
             self.state["last_new_feature"] = time.time()
         else:
             self.pending_hits.append(features)
+        if not self.opts.no_feedback:
+            self._record_op_yield(case, bool(new))
         arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault")]
         if arms and not self.opts.no_feedback:
             self.scheduler.reward(["generate" if arms == ["generate"] else "mutate"], won)
