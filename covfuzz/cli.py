@@ -19,21 +19,40 @@ from covfuzz.errors import CovfuzzError, one_line
 EXIT_BAD_INPUT = 2
 
 
-def _load_case(path: str):
-    """A test case from a file in stored or JSON form (propagated, so specs are filled)."""
+def _load_case(path: str, directory: str | None = None):
+    """A test case from a file in stored or JSON form, or a seed / failure-example / signature
+    id of the campaign in `directory` (propagated, so specs are filled)."""
     from covfuzz import serialize
     from covfuzz.errors import TestCaseFormatError
     from covfuzz.propagate import propagate
 
-    if not os.path.isfile(path):
-        raise TestCaseFormatError(f"{path}: no such file (corpus ids arrive with the campaign)")
-    with open(path, "rb") as handle:
-        data = handle.read(serialize.MAX_ENCODED_BYTES + 1)
-    case = serialize.decode(data)
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            data = handle.read(serialize.MAX_ENCODED_BYTES + 1)
+        case = serialize.decode(data)
+    elif directory:
+        case = _case_from_campaign(directory, path)
+    else:
+        raise TestCaseFormatError(f"{path}: no such file (for an id, name its campaign with --dir DIR)")
     try:
         return propagate(case)
     except CovfuzzError:
         return case  # an invalid graph can still be shown
+
+
+def _case_from_campaign(directory: str, ident: str):
+    from corpus import CorpusStore
+    from covfuzz import serialize
+    from covfuzz.triage import failures
+
+    path = os.path.join(directory, "corpus.lmdb")
+    if not os.path.isdir(path):
+        raise CovfuzzError(f"{directory}: not a campaign directory (no corpus.lmdb/)")
+    with CorpusStore(path, readonly=True, create=False) as store:
+        data = store.get_case_bytes(ident) if failures.is_case_id(ident) else None
+        if data is not None:
+            return serialize.decode(data)
+        return failures.resolve(store, ident, directory).case
 
 
 # ----------------------------------------------------------------------------- gen
@@ -101,7 +120,7 @@ def cmd_show(args) -> int:
     from covfuzz import codegen, serialize
     from covfuzz.ir import TensorSpec
 
-    case = _load_case(args.case)
+    case = _load_case(args.case, args.dir)
     if args.json:
         sys.stdout.write(serialize.to_json(case))
         return 0
@@ -278,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print a test case: graph, specs, code",
                           description="Show a test case file (stored or JSON form).")
-    show.add_argument("case", metavar="FILE", help="test case file (.cfz stored form or .json)")
+    show.add_argument("case", metavar="FILE_OR_ID",
+                      help="test case file (.cfz stored form or .json), or an id with --dir")
+    show.add_argument("--dir", help="campaign directory to look ids up in (seed, example or signature id)")
     show.add_argument("--json", action="store_true", help="print the JSON form only")
     show.add_argument("--no-code", action="store_true", help="omit the generated program")
     show.set_defaults(func=cmd_show)

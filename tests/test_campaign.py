@@ -68,7 +68,7 @@ def test_sigkill_at_random_instants_loses_nothing_committed(tmp_path):
     d = tmp_path / "killed"
     rng = random.Random(1)
     previous_execs = 0
-    for round_ in range(4):
+    for round_ in range(3):
         before_seeds, before_failures = snapshot(d)
         proc = start(d)
         time.sleep(rng.uniform(4, 30) if round_ else 25)

@@ -223,6 +223,11 @@ def example_target(store, eid: str) -> Target | None:
     return Target(eid, decode_case(ex["case_bytes"], f"example {eid}"), sig, sid, failure, eid)
 
 
+def is_case_id(ident: str) -> bool:
+    """16 lowercase hex digits: the form of test-case (seed, example) ids."""
+    return bool(_CASE_ID.match(ident))
+
+
 def resolve(store, ident: str, directory: str | None = None, prefer_reduced: bool = False) -> Target:
     """An example id, a signature id or a full signature -> Target (CovfuzzError if unknown)."""
     if _CASE_ID.match(ident):
