@@ -314,7 +314,7 @@ def test_cmin_out_and_in_place(tmp_path, capsys):
     with open(os.path.join(src, ".lock"), "a+") as handle:  # a running campaign holds the lock
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         rc, _, err = _main(["cmin", src], capsys)
-        assert rc == 2 and "running campaign" in err
+        assert rc == 2 and "in use by another covfuzz campaign" in err
 
 
 def test_merge_and_export_import_round_trip(tmp_path, capsys):
