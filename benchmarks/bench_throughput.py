@@ -3,8 +3,8 @@
 The same generated CPU test cases run both ways, interleaved (warm, fresh, warm, fresh, ...) so
 machine noise hits both alike. The fresh-process variant runs the case's standalone program
 (`covfuzz.codegen.program`: import torch, build inputs, eager, torch.compile, compare) in a new
-interpreter. Both variants share one inductor cache directory (the kernel cache, as on a
-torchfuzz user's machine) and both have the FX-graph and AOT-autograd caches off.
+interpreter. Each variant has its own inductor cache directory (so neither reuses the C++
+kernels the other compiled), and both have the FX-graph and AOT-autograd caches off.
 
 Prints cases/hour/worker for each, their ratio, and where the warm worker's time goes.
 
@@ -60,7 +60,7 @@ def main() -> int:
         result = sup.run(case)
         warm.append(result.timings["total"])
         splits.append(result.timings)
-        fresh.append(fresh_process(case, work, cache))
+        fresh.append(fresh_process(case, work, os.path.join(work, "inductor-fresh")))
         print(f"case {i:>3}: warm {warm[-1]:6.2f}s ({result.outcome})  fresh process {fresh[-1]:6.2f}s",
               flush=True)
     sup.close()
