@@ -140,6 +140,16 @@ def _is_num(v) -> bool:
             and math.isfinite(v))
 
 
+def _check_fields(obj: dict, checks: dict) -> str | None:
+    """None when every field in `checks` is present and passes its check, else why not."""
+    for name, ok in checks.items():
+        if name not in obj:
+            return f"field {name!r} missing"
+        if not ok(obj[name]):
+            return f"field {name!r} has a bad value {obj[name]!r:.60}"
+    return None
+
+
 def _check_meta(meta: dict) -> str | None:
     """None if the known meta fields have their types, else what is wrong."""
     checks = {
@@ -153,12 +163,7 @@ def _check_meta(meta: dict) -> str | None:
         "found_at": lambda v: _is_num(v),
         "outcome": lambda v: v is None or isinstance(v, str),
     }
-    for name, ok in checks.items():
-        if name not in meta:
-            return f"field {name!r} missing"
-        if not ok(meta[name]):
-            return f"field {name!r} has a bad value {meta[name]!r:.60}"
-    return None
+    return _check_fields(meta, checks)
 
 
 def _check_failure(rec: dict) -> str | None:
@@ -173,12 +178,7 @@ def _check_failure(rec: dict) -> str | None:
         "example_ids": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "extra": lambda v: v is None or isinstance(v, dict),
     }
-    for name, ok in checks.items():
-        if name not in rec:
-            return f"field {name!r} missing"
-        if not ok(rec[name]):
-            return f"field {name!r} has a bad value {rec[name]!r:.60}"
-    return None
+    return _check_fields(rec, checks)
 
 
 def _id_key(case_id: str) -> bytes:

@@ -33,7 +33,7 @@ from covfuzz.lock import CampaignLocked
 from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
-from covfuzz.scheduler import Scheduler, SeedInfo
+from covfuzz.scheduler import Scheduler, SeedInfo, lookup
 from covfuzz.triage.signature import FAILURE_KINDS, signature_of
 from harness.coverage import LINE_BIT
 
@@ -119,25 +119,23 @@ class Campaign:
         keys, values = keys[order], values[order]
 
         def stored_hits(features):
-            if not len(keys):
-                return np.ones(len(features))
-            pos = np.clip(np.searchsorted(keys, features), 0, len(keys) - 1)
-            return np.where(keys[pos] == features, values[pos], 1.0)
+            return lookup(keys, values, features, 1.0)
 
         for seed_id, meta, features in self.store.iter_seeds(with_features=True):
             features = np.asarray(features, dtype=np.uint64)
-            self._know(features)
+            self._know(self._unknown(features))
             self.scheduler.add_seed(self._seed_info(seed_id, meta, features, stored_hits(features)),
                                     stored_hits)
 
-    def _know(self, features) -> list[int]:
-        """Adds `features` to the known set; returns the ones that were new."""
-        new = [f for f in features.tolist() if f not in self.known]
+    def _unknown(self, features) -> list[int]:
+        return [f for f in features.tolist() if f not in self.known]
+
+    def _know(self, new: list[int]) -> None:
+        """Adds features not known yet (from `_unknown`) to the known set and the counters."""
         self.known.update(new)
         lines = sum(1 for f in new if f & LINE_BIT)
         self.n_lines += lines
         self.n_arcs += len(new) - lines
-        return new
 
     @staticmethod
     def _seed_info(seed_id, meta, features, hits, first_found=None) -> SeedInfo:
@@ -268,7 +266,7 @@ class Campaign:
         features = np.unique(np.asarray(result.features, dtype=np.uint64))
         hits_before = self.scheduler.hits_of(features)
         self.scheduler.record_hits(features)
-        new = [f for f in features.tolist() if f not in self.known]
+        new = self._unknown(features)
         ran = outcome != "invalid"
         self.state["ran"] += int(ran)
         for name in meta["mutators"]:
@@ -289,7 +287,7 @@ class Campaign:
                 self.log(f"[new failure] {outcome} {sig_id} {sig[:150]}")
         if new and outcome in KEEP_OUTCOMES:
             won = True
-            self._know(features)
+            self._know(new)
             seed_meta = {**meta, "nodes": len(case.graph.nodes), "exec_time": result.timings.get("total", 0.0),
                          "features_found": len(new), "times_chosen": 0, "found_at": time.time(),
                          "outcome": outcome, "n_features": int(len(features))}

@@ -20,6 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def lookup(keys: np.ndarray, values: np.ndarray, features, missing: float) -> np.ndarray:
+    """values[i] where keys[i] == feature (keys sorted), `missing` for features not in keys."""
+    feats = np.asarray(features, dtype=np.uint64)
+    if not len(keys):
+        return np.full(len(feats), missing, dtype=np.float64)
+    pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
+    return np.where(keys[pos] == feats, values[pos], missing)
+
+
 RARE_PER_SEED = 512  # features a seed is judged by (libFuzzer keeps a similar rare subset)
 
 
@@ -97,11 +106,7 @@ class Scheduler:
         np.add.at(self.counts, pos[found], 1.0)
 
     def hits_of(self, features) -> np.ndarray:
-        feats = np.asarray(features, dtype=np.uint64)
-        if not len(self.tracked):
-            return np.zeros(len(feats))
-        pos = np.clip(np.searchsorted(self.tracked, feats), 0, len(self.tracked) - 1)
-        return np.where(self.tracked[pos] == feats, self.counts[pos], 0.0)
+        return lookup(self.tracked, self.counts, features, 0.0)
 
     def energies(self) -> list[float]:
         """One weight per seed (recomputed now)."""
