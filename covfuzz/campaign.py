@@ -33,11 +33,22 @@ from covfuzz.lock import CampaignLocked
 from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
-from covfuzz.scheduler import Scheduler, SeedInfo, lookup
+from covfuzz.scheduler import RateBandit, Scheduler, SeedInfo, lookup
 from covfuzz.triage.signature import FAILURE_KINDS, signature_of
 from harness.coverage import LINE_BIT
+from harness.worker import rss_bytes
 
 KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
+
+# Feedback mode's strategies, chosen per candidate by new features per second:
+#   generate           - a fresh graph (ops weighted by their coverage yield so far);
+#   generate+settings  - a fresh graph under one changed compile setting;
+#   settings           - a corpus seed under one changed compile setting;
+#   mutate             - 1..k stacked mutators (Thompson-sampled) on a corpus seed.
+# The setting is itself chosen by its yield: e.g. cpp_wrapper or backward re-lowers every op of a
+# graph through different code.
+STRATEGIES = ("generate", "generate+settings", "settings", "mutate")
+NEW_FAILURE_GAIN = 50.0  # a new failure bucket is worth this many new features to the bandits
 
 
 @dataclass
@@ -49,8 +60,7 @@ class CampaignOptions:
     no_feedback: bool = False
     seed_files: list[str] = field(default_factory=list)
     initial_seeds: int = 12
-    fresh_fraction: float = 0.05  # floor on freshly generated candidates in feedback mode
-    min_mutation_share: float = 0.5  # floor on mutated candidates in feedback mode
+    explore: float = 0.1  # share of strategy / setting choices made uniformly in feedback mode
     timeout: float = 120.0
     memory_limit_mb: int | None = None
     max_stack: int = 3
@@ -87,6 +97,8 @@ class Campaign:
         self._supervisor_cls = Supervisor
         self.rng = random.Random(opts.rng_seed)
         self.scheduler = Scheduler(self.rng)
+        self.strategies = RateBandit(self.rng, explore=opts.explore, decay=0.99)
+        self.setting_moves = RateBandit(self.rng, explore=opts.explore, decay=0.995)
         self.known: set[int] = set()  # every feature (arcs and lines) of the stored seeds
         self.n_arcs = self.n_lines = 0
         self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
@@ -109,6 +121,9 @@ class Campaign:
         else:
             self.state.update(info.get("state", {}))
             self.scheduler.load_state(info.get("scheduler", {}))
+            bandits = info.get("bandits", {})
+            self.strategies.load(bandits.get("strategies", {}))
+            self.setting_moves.load(bandits.get("settings", {}))
             if info.get("torch") != torch.__version__:
                 self.log(f"note: corpus was made with torch {info.get('torch')}, running "
                          f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
@@ -153,6 +168,8 @@ class Campaign:
         info = self.store.get_info() or {}
         info["state"] = self.state
         info["scheduler"] = self.scheduler.state()
+        info["bandits"] = {"strategies": self.strategies.table(),
+                           "settings": self.setting_moves.table()}
         self.store.set_info(info)
 
     def log(self, text: str) -> None:
@@ -201,29 +218,38 @@ class Campaign:
             from harness.execute import FAULT_SEEDS
             fault_seed = self.rng.choice(sorted(FAULT_SEEDS))
             case = case.replace(seed=fault_seed)
-            meta = {**meta, "mutators": list(meta["mutators"]) + ["inject-fault"]}
+            meta = {**meta, "mutators": list(meta["mutators"]) + ["inject-fault"],
+                    "fault": FAULT_SEEDS[fault_seed]}
         return case, meta
 
     def _next_candidate(self):
-        """Generation is one arm of a bandit beside mutation (with floors on both), so a campaign
-        leans on whichever finds new coverage more often."""
-        if self.opts.no_feedback or not self.scheduler.seeds or self.rng.random() < self.opts.fresh_fraction:
+        """No-feedback: always a fresh graph. Feedback: the strategy with the best rate of new
+        features per second (Thompson-sampled, with a uniform exploration share)."""
+        if self.opts.no_feedback or not self.scheduler.seeds:
             return self._generated()
-        # Mutation gets at least half of the candidates: early in a campaign almost every fresh
-        # graph finds something, so a pure bandit collapses onto generation and the campaign
-        # degenerates into the no-feedback baseline. The other half follows the bandit.
-        if (self.rng.random() >= self.opts.min_mutation_share
-                and self.scheduler.choose_mutators(["generate", "mutate"], 1)[0] == "generate"):
-            return self._generated()
-        names = sorted(self.mutators.MUTATORS)
+        strategy = self.strategies.choose(list(STRATEGIES))
+        if strategy.startswith("generate"):
+            case, meta = self._generated()
+            meta = {**meta, "strategy": "generate"}
+            if strategy == "generate+settings":
+                self.mutation_ctx.last_setting = None
+                changed = self.mutators.mutate_with("mutate_settings", case, self.rng, self.mutation_ctx)
+                if changed is not None:
+                    case = changed
+                    meta.update(strategy=strategy, mutators=["generate", "mutate_settings"],
+                                settings=[self.mutation_ctx.last_setting])
+            return case, meta
+        names = ["mutate_settings"] if strategy == "settings" else sorted(self.mutators.MUTATORS)
         for _ in range(8):
             seed, energy = self.scheduler.pick()
             parent = self._load_case(seed.seed_id)
-            k = min(self.opts.max_stack, 1 + int(self.rng.expovariate(1.0)))
+            k = 1 if strategy == "settings" else min(self.opts.max_stack,
+                                                      1 + int(self.rng.expovariate(1.0)))
             chosen = self.scheduler.choose_mutators(names, k)
             case = parent
-            applied = []
+            applied, moves = [], []
             for name in chosen:
+                self.mutation_ctx.last_setting = None
                 out = self.mutators.mutate_with(name, case, self.rng, self.mutation_ctx)
                 self._count_mutator(name, "proposals")
                 if out is None:
@@ -231,13 +257,19 @@ class Campaign:
                 self._count_mutator(name, "valid")
                 case = out
                 applied.append(name)
+                if self.mutation_ctx.last_setting:
+                    moves.append(self.mutation_ctx.last_setting)
             self.state["proposals"] += 1
             if applied:
                 self.state["valid"] += 1
                 meta = {"parent": seed.seed_id, "mutators": applied, "energy": round(energy, 4),
-                        "depth": int((self.store.get_meta(seed.seed_id) or {}).get("depth", 0)) + 1}
+                        "depth": int((self.store.get_meta(seed.seed_id) or {}).get("depth", 0)) + 1,
+                        "strategy": strategy}
+                if moves:
+                    meta["settings"] = moves
                 return case, meta
-        return self._generated()
+        case, meta = self._generated()
+        return case, {**meta, "strategy": "generate"}
 
     def _load_case(self, seed_id: str):
         return propagate(serialize.decode(self.store.get_case_bytes(seed_id)))
@@ -251,7 +283,9 @@ class Campaign:
                 return self._load_case(other.seed_id)
             except CovfuzzError:
                 return None
-        return self.mutators.MutationContext(options=self.opts.gen, case_source=random_case)
+        choose = None if self.opts.no_feedback else self.setting_moves.choose
+        return self.mutators.MutationContext(options=self.opts.gen, case_source=random_case,
+                                             choose_setting=choose)
 
     def _count_mutator(self, name: str, key: str) -> None:
         row = self.state["by_mutator"].setdefault(name, {"proposals": 0, "valid": 0, "ran": 0,
@@ -273,7 +307,7 @@ class Campaign:
             self._count_mutator(name, "executed")
             if ran:
                 self._count_mutator(name, "ran")
-        won = False
+        won = new_failure = False
         data = serialize.encode(case)
         cid = serialize.case_id(case)
         if outcome in FAILURE_KINDS:
@@ -282,7 +316,7 @@ class Campaign:
                                                result.exc_type or "", cid, data, result.to_dict(),
                                                extra={"signature": sig})
             if is_new:
-                won = True
+                won = new_failure = True
                 self.state["last_new_failure"] = time.time()
                 self.log(f"[new failure] {outcome} {sig_id} {sig[:150]}")
         if new and outcome in KEEP_OUTCOMES:
@@ -300,21 +334,36 @@ class Campaign:
             self.pending_hits.append(features)
         if not self.opts.no_feedback:
             self._record_op_yield(case, bool(new))
-        arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault")]
-        if arms and not self.opts.no_feedback:
-            self.scheduler.reward(["generate" if arms == ["generate"] else "mutate"], won)
-            self.scheduler.reward(arms, won)
+        arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault", "generate")]
+        if not self.opts.no_feedback:
+            # Rates, for the strategy and setting bandits: only kept features count as new.
+            gain = (len(new) if outcome in KEEP_OUTCOMES else 0) + new_failure * NEW_FAILURE_GAIN
+            seconds = float(result.timings.get("total") or 0.0)
+            if meta.get("strategy"):
+                self.strategies.reward(meta["strategy"], gain, seconds)
+            # A move is credited only where it alone made the difference (not on a fresh graph,
+            # whose new features come mostly from its ops).
+            if meta.get("strategy") == "settings":
+                for move in meta.get("settings", ()):
+                    self.setting_moves.reward(move, gain, seconds)
+            if arms and meta.get("strategy") in ("settings", "mutate"):
+                self.scheduler.reward(arms, won)
         if won:
             for name in arms:
                 self._count_mutator(name, "wins")
-        self._log_choice(cid, meta, outcome, len(new), won)
+        kept_new = len(new) if outcome in KEEP_OUTCOMES else 0
+        self._log_choice(cid, meta, outcome, kept_new, won, result.timings.get("total"))
         if new or won:
             self.save_state()
 
-    def _log_choice(self, cid, meta, outcome, new_features, won) -> None:
+    def _log_choice(self, cid, meta, outcome, new_features, won, seconds) -> None:
         record = {"t": round(time.time(), 3), "id": cid, "parent": meta.get("parent"),
-                  "energy": meta.get("energy"), "mutators": meta["mutators"], "outcome": outcome,
-                  "new_features": new_features, "won": won}
+                  "energy": meta.get("energy"), "strategy": meta.get("strategy"),
+                  "mutators": meta["mutators"], "settings": meta.get("settings"),
+                  "outcome": outcome, "new_features": new_features, "won": won,
+                  "seconds": round(float(seconds or 0.0), 3)}
+        if meta.get("fault"):
+            record["fault"] = meta["fault"]
         with open(os.path.join(self.dir, "scheduler.jsonl"), "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -334,11 +383,16 @@ class Campaign:
             "unique_failures": len(failures), "failures_by_kind": by_kind,
             "last_new_feature": self.state["last_new_feature"],
             "last_new_failure": self.state["last_new_failure"],
-            "validity": round(self.state["valid"] / proposals, 4),
+            # Mutants that passed the validity check (None: nothing was mutated, e.g. no-feedback).
+            "validity": round(self.state["valid"] / proposals, 4) if self.state["proposals"] else None,
             "ran_eagerly": round(self.state["ran"] / max(execs, 1), 4),
             "worker_restarts": self.state["restarts"], "workers": self.opts.workers,
+            "supervisor_rss_mb": round(rss_bytes() / 2**20, 1),
             "device": self.opts.device, "outcomes": self.state["outcomes"],
             "mutators": self.state["by_mutator"], "running": not self.stop_requested,
+            "strategies": self.strategies.table(),
+            "settings_moves": dict(sorted(self.setting_moves.table().items(),
+                                          key=lambda kv: -kv[1]["rate"])[:10]),
         }
 
     def flush_hits(self) -> None:
@@ -354,7 +408,7 @@ class Campaign:
         status["running"] = not final
         self.store.append_stats({k: status[k] for k in (
             "elapsed", "execs", "corpus", "features", "lines", "unique_failures", "failures_by_kind",
-            "validity", "worker_restarts", "execs_per_s")})
+            "validity", "worker_restarts", "execs_per_s", "supervisor_rss_mb")})
         write_json_atomic(os.path.join(self.dir, "fuzzer_stats.json"), status)
         self.save_state()
         self.log(status_line(status))
@@ -453,10 +507,11 @@ def _ago(ts) -> str:
 
 def status_line(s: dict) -> str:
     kinds = ",".join(f"{k}={v}" for k, v in sorted(s.get("failures_by_kind", {}).items())) or "none"
+    valid = "n/a" if s.get("validity") is None else f"{100 * s['validity']:.0f}%"
     return (f"[{s['elapsed'] / 60:6.1f}m] execs {s['execs']} ({s['execs_per_s']:.2f}/s) | corpus "
             f"{s['corpus']} | features {s['features']} (lines {s.get('lines', 0)}) | failures {s['unique_failures']} ({kinds}) | "
             f"new feature {_ago(s.get('last_new_feature'))}, new failure {_ago(s.get('last_new_failure'))} | "
-            f"valid {100 * s['validity']:.0f}% ran {100 * s.get('ran_eagerly', 0):.0f}% | "
+            f"valid {valid} ran {100 * s.get('ran_eagerly', 0):.0f}% | "
             f"restarts {s['worker_restarts']}")
 
 

@@ -9,6 +9,10 @@ every `refresh_every` picks (AFL's cull_queue), not on every pick.
 
 Mutator selection is a Thompson-sampling bandit: each mutator keeps Beta(1 + wins, 1 + losses),
 where a win is a candidate that found a new feature or a new failure bucket.
+
+`RateBandit` chooses between strategies whose payoff is a *rate* (new features per second of
+execution): generation vs settings mutation vs graph mutation, and which compile setting to
+change. Its statistics decay, because yields fall as a campaign saturates what it has found.
 """
 
 from __future__ import annotations
@@ -190,4 +194,67 @@ class Scheduler:
             self.mutators[name] = MutatorStats(int(row.get("wins", 0)), int(row.get("tries", 0)))
 
 
-__all__ = ["Scheduler", "SeedInfo", "MutatorStats"]
+class RateBandit:
+    """Thompson sampling over arms whose reward is new features per second of execution.
+
+    Each arm keeps decayed totals `gain` (new features, capped per execution so one jackpot does
+    not lock the choice for hundreds of executions) and `cost` (seconds). Its rate is drawn from
+    the Gamma(PRIOR_GAIN + gain, prior cost + cost) posterior of a Poisson rate, where the prior
+    says "as good as all arms together" (worth PRIOR_GAIN features); the arm with the largest
+    draw wins. An `explore` share of choices is uniform, so no arm starves.
+    """
+
+    PRIOR_GAIN = 1.0
+
+    def __init__(self, rng: random.Random, explore: float = 0.1, decay: float = 0.99,
+                 gain_cap: float = 300.0):
+        self.rng = rng
+        self.explore = explore
+        self.decay = decay
+        self.gain_cap = gain_cap
+        self.arms: dict[str, list[float]] = {}  # name -> [gain, cost, tries]
+
+    def choose(self, names: list[str]) -> str:
+        if self.rng.random() < self.explore:
+            return self.rng.choice(names)
+        prior_cost = self.PRIOR_GAIN / self.pooled_rate()
+        best, best_draw = names[0], -1.0
+        for name in names:
+            gain, cost, _ = self.arms.get(name, (0.0, 0.0, 0))
+            draw = self.rng.gammavariate(self.PRIOR_GAIN + gain, 1.0 / (prior_cost + cost))
+            if draw > best_draw:
+                best, best_draw = name, draw
+        return best
+
+    def pooled_rate(self) -> float:
+        """New features per second over all arms (1.0 before anything is known)."""
+        gain = sum(row[0] for row in self.arms.values())
+        cost = sum(row[1] for row in self.arms.values())
+        return (gain + 1.0) / (cost + 1.0)
+
+    def reward(self, name: str, gain: float, seconds: float) -> None:
+        for row in self.arms.values():
+            row[0] *= self.decay
+            row[1] *= self.decay
+        row = self.arms.setdefault(name, [0.0, 0.0, 0])
+        row[0] += min(max(gain, 0.0), self.gain_cap)
+        row[1] += max(seconds, 0.01)
+        row[2] += 1
+
+    def table(self) -> dict[str, dict]:
+        prior_cost = self.PRIOR_GAIN / self.pooled_rate()
+        return {n: {"gain": round(g, 3), "cost": round(c, 3), "tries": int(t),
+                    "rate": round((self.PRIOR_GAIN + g) / (prior_cost + c), 3)}
+                for n, (g, c, t) in sorted(self.arms.items())}
+
+    def load(self, table: dict) -> None:
+        """Restore `table()` output; rows that are not well-formed are skipped."""
+        for name, row in (table.items() if isinstance(table, dict) else ()):
+            try:
+                self.arms[str(name)] = [max(float(row["gain"]), 0.0), max(float(row["cost"]), 0.0),
+                                        max(int(row["tries"]), 0)]
+            except (KeyError, TypeError, ValueError):
+                continue
+
+
+__all__ = ["Scheduler", "SeedInfo", "MutatorStats", "RateBandit"]

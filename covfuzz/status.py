@@ -50,12 +50,13 @@ def stats_series(directory: str) -> list[dict]:
 
 
 def plot(directory: str, out: str, compare: list[str] = ()) -> str:
-    """PNG with features and unique failures against elapsed minutes (one line per campaign)."""
+    """PNG with features, covered lines and unique failures against elapsed minutes (one line
+    per campaign)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_features, ax_failures) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_features, ax_lines, ax_failures) = plt.subplots(1, 3, figsize=(15, 4))
     for campaign in [directory, *compare]:
         series = stats_series(campaign)
         if not series:
@@ -64,11 +65,14 @@ def plot(directory: str, out: str, compare: list[str] = ()) -> str:
         info_mode = _mode(campaign)
         label = f"{os.path.basename(os.path.abspath(campaign))} ({info_mode})"
         ax_features.plot(minutes, [r["features"] for r in series], label=label)
+        ax_lines.plot(minutes, [r.get("lines", 0) for r in series], label=label)
         ax_failures.step(minutes, [r["unique_failures"] for r in series], where="post", label=label)
     ax_features.set(title="coverage features (Dynamo + Inductor arcs)", xlabel="minutes",
                     ylabel="features")
+    ax_lines.set(title="covered lines of torch/_inductor + torch/_dynamo", xlabel="minutes",
+                 ylabel="lines")
     ax_failures.set(title="unique failures", xlabel="minutes", ylabel="signatures")
-    for ax in (ax_features, ax_failures):
+    for ax in (ax_features, ax_lines, ax_failures):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -36,12 +36,17 @@ class MutationContext:
     """What a mutator may use besides the case: generator options and other corpus entries.
 
     `corpus`: cases to splice from (picked with the mutation's rng, so runs stay deterministic);
-    `case_source`: alternatively a callable `rng -> TestCase | None` (e.g. the corpus manager).
+    `case_source`: alternatively a callable `rng -> TestCase | None` (e.g. the corpus manager);
+    `choose_setting`: a callable `(moves) -> move` that picks which compile setting
+    `mutate_settings` changes (a campaign learns which settings pay off); None: weighted random.
+    `mutate_settings` leaves the move it made in `last_setting` (for the chooser's reward).
     """
 
     options: GenOptions = field(default_factory=GenOptions)
     corpus: Sequence[TestCase] | None = None
     case_source: Callable[[random.Random], TestCase | None] | None = None
+    choose_setting: Callable[[list[str]], str] | None = None
+    last_setting: str | None = None
 
     def random_case(self, rng: random.Random | None = None) -> TestCase | None:
         rng = rng or random.Random()

@@ -97,36 +97,69 @@ def _set_backward(case: TestCase, rng: random.Random, on: bool) -> TestCase:
     return case.replace(graph=graph, settings=dataclasses.replace(case.settings, backward=on))
 
 
-def _mutate_config(rng: random.Random, case: TestCase, section: str) -> dict | None:
+def _mutate_config(rng: random.Random, case: TestCase, section: str, key: str | None = None
+                   ) -> dict | None:
+    """The config overrides of `section` with one change: drop, flip/resample or add a flag
+    (`key`, when given, is the flag to change)."""
     current = dict(getattr(case.settings, section))
     protected = set()
     if section == "dynamo_config" and any(ops.get_op(n.op).data_dependent for n in case.graph.nodes):
         protected = set(CAPTURE_FLAGS)
-    flags = config_space.available_flags(section)
-    removable = sorted(set(current) - protected)
-    roll = rng.random()
-    if removable and roll < 0.3:
-        del current[rng.choice(removable)]
-    elif removable and roll < 0.6:
-        key = rng.choice(removable)
-        domain = config_space.SECTIONS[section][key]
-        current[key] = (not current[key]) if domain[0] == "bool" else config_space.sample_value(
-            rng, section, key)
-    else:
-        key = rng.choice(flags)
+    if key is not None:
         if key in protected:
             return None
-        current[key] = config_space.sample_value(rng, section, key)
+        if key in current and rng.random() < 0.4:
+            del current[key]
+        else:
+            domain = config_space.SECTIONS[section][key]
+            old = current.get(key)
+            current[key] = (not old) if domain[0] == "bool" and isinstance(old, bool) else \
+                config_space.sample_value(rng, section, key)
+    else:
+        flags = config_space.available_flags(section)
+        removable = sorted(set(current) - protected)
+        roll = rng.random()
+        if removable and roll < 0.3:
+            del current[rng.choice(removable)]
+        elif removable and roll < 0.6:
+            key = rng.choice(removable)
+            domain = config_space.SECTIONS[section][key]
+            current[key] = (not current[key]) if domain[0] == "bool" else config_space.sample_value(
+                rng, section, key)
+        else:
+            key = rng.choice(flags)
+            if key in protected:
+                return None
+            current[key] = config_space.sample_value(rng, section, key)
     if current == getattr(case.settings, section):
         return None
     return current
 
 
+# The kinds of settings change, with the weights of the default (unlearned) choice.
+SETTING_KINDS = {"dynamic": 2, "mark_dynamic": 2, "mode": 1, "fullgraph": 1, "backward": 1.5,
+                 "inductor": 3, "dynamo": 1}
+SECTION_OF = {"inductor": "inductor_config", "dynamo": "dynamo_config"}
+
+
+def setting_moves() -> list[str]:
+    """Every move `mutate_settings` can make, for a learning chooser: the plain kinds plus one
+    move per config flag ("inductor:cpp_wrapper", "dynamo:specialize_int", ...)."""
+    moves = [k for k in SETTING_KINDS if k not in SECTION_OF]
+    for kind, section in SECTION_OF.items():
+        moves += [f"{kind}:{flag}" for flag in config_space.available_flags(section)]
+    return moves
+
+
 def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase | None:
     """dynamic / mark_dynamic / mode / fullgraph / backward / inductor and dynamo config flags."""
     s = case.settings
-    what = rng.choices(["dynamic", "mark_dynamic", "mode", "fullgraph", "backward", "inductor",
-                        "dynamo"], [2, 2, 1, 1, 1.5, 3, 1])[0]
+    if ctx.choose_setting is not None:
+        move = ctx.choose_setting(setting_moves())
+    else:
+        move = rng.choices(list(SETTING_KINDS), list(SETTING_KINDS.values()))[0]
+    ctx.last_setting = move
+    what, _, flag = move.partition(":")
     if what == "dynamic":
         return case.replace(settings=dataclasses.replace(
             s, dynamic=rng.choice([v for v in (None, True, False) if v is not s.dynamic])))
@@ -148,8 +181,8 @@ def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) ->
         return case.replace(settings=dataclasses.replace(s, fullgraph=not s.fullgraph))
     if what == "backward":
         return _set_backward(case, rng, not s.backward)
-    section = "inductor_config" if what == "inductor" else "dynamo_config"
-    new = _mutate_config(rng, case, section)
+    section = SECTION_OF[what]
+    new = _mutate_config(rng, case, section, flag or None)
     if new is None:
         return None
     return case.replace(settings=dataclasses.replace(s, **{section: new}))

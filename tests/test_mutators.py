@@ -245,3 +245,30 @@ def test_propose_reports_outcomes(cases, ctx):
                                    for i, c in enumerate(cases))
     assert outcomes[ACCEPTED] > 0
     assert set(outcomes) <= {"accepted", "rejected", "none", "same"}
+
+
+def test_mutate_settings_obeys_a_settings_chooser(cases):
+    """A campaign picks the setting to change (e.g. by its yield); the move made is reported."""
+    from mutators.params import setting_moves
+    moves = setting_moves()
+    assert "backward" in moves and "inductor:cpp_wrapper" in moves and "dynamo:specialize_int" in moves
+    asked = []
+
+    def choose(options):
+        asked.append(options)
+        return "inductor:cpp_wrapper"
+
+    chooser_ctx = MutationContext(corpus=list(cases), choose_setting=choose)
+    rng = random.Random(5)
+    changed = 0
+    for case in cases[:20]:
+        cand = mutate_with("mutate_settings", case, rng, chooser_ctx)
+        assert chooser_ctx.last_setting == "inductor:cpp_wrapper"
+        if cand is not None:
+            changed += 1
+            before = case.settings.inductor_config.get("cpp_wrapper")
+            assert cand.settings.inductor_config.get("cpp_wrapper") != before
+            rest = {k: v for k, v in cand.settings.inductor_config.items() if k != "cpp_wrapper"}
+            assert rest == {k: v for k, v in case.settings.inductor_config.items() if k != "cpp_wrapper"}
+    assert asked and asked[0] == moves
+    assert changed >= 15

@@ -254,4 +254,6 @@ def test_short_fault_campaign(tmp_path):
     assert result["orphans"] == []
     assert result["final_execs"] and result["final_execs"] > 0
     assert result["data_bytes"] > 256 * 1024  # more data than the initial map: it grew
-    assert sum(result["injected_by_outcome"].values()) > 0
+    assert sum(result["faults_as_expected"].values()) > 0
+    for kind, outcomes in result["injected_outcomes"].items():  # each fault got its own outcome
+        assert set(outcomes) <= {fc.FAULT_OUTCOME[kind], "invalid"}, (kind, outcomes)

@@ -76,3 +76,38 @@ def test_mismatch_signature_uses_the_op_pattern():
     sig = signature("mismatch", case=case, output_index=0)
     node = case.graph.node_of(case.graph.outputs[0])
     assert sig.startswith("mismatch|") and node.op in sig
+
+
+def test_rate_bandit_prefers_the_arm_with_most_new_features_per_second():
+    from covfuzz.scheduler import RateBandit
+    rng = random.Random(4)
+    bandit = RateBandit(rng, explore=0.1)
+    per_second = {"generate": 2.0, "settings": 10.0, "mutate": 0.2}
+    tries = {name: 0 for name in per_second}
+    for _ in range(600):
+        arm = bandit.choose(sorted(per_second))
+        tries[arm] += 1
+        seconds = rng.uniform(1.0, 3.0)
+        bandit.reward(arm, rng.expovariate(1.0 / (per_second[arm] * seconds)), seconds)
+    assert tries["settings"] > 3 * tries["generate"] > 0
+    assert min(tries.values()) >= 600 * 0.1 / 3 * 0.5  # the exploration share reaches every arm
+    restored = RateBandit(random.Random(0))
+    restored.load(bandit.table())
+    assert restored.table() == bandit.table()
+    restored.load({"bad": {"gain": "x"}, "worse": 3, "ok": {"gain": 1, "cost": 2, "tries": 1}})
+    assert "ok" in restored.table() and "bad" not in restored.table()
+
+
+def test_rate_bandit_follows_a_falling_yield():
+    """Yields fall as a campaign saturates; decayed statistics let another arm take over."""
+    from covfuzz.scheduler import RateBandit
+    rng = random.Random(8)
+    bandit = RateBandit(rng, explore=0.1, decay=0.98)
+    late = {"a": 0, "b": 0}
+    for step in range(800):
+        arm = bandit.choose(["a", "b"])
+        rate = (50.0 if step < 300 else 0.5) if arm == "a" else 5.0
+        bandit.reward(arm, rate * 2.0, 2.0)
+        if step >= 600:
+            late[arm] += 1
+    assert late["b"] > 3 * late["a"]
