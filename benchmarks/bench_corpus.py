@@ -157,6 +157,25 @@ def main(argv=None) -> int:
         _, times = timed(lambda: sum(1 for _ in store.iter_seeds()), repeat=1)
         row("iter_seeds (all meta)", times[0], n_seeds, "per seed")
 
+        # ---- the campaign's view: every seed loaded into the scheduler (what a resume does), then
+        # energy-weighted picks; a full energy refresh runs every `refresh_every` picks.
+        from covfuzz.scheduler import Scheduler, SeedInfo
+        sched = Scheduler(random.Random(0))
+        t = time.perf_counter()
+        for sid, meta, feats in store.iter_seeds(with_features=True):
+            feats = np.unique(np.asarray(feats, dtype=np.uint64))
+            sched.add_seed(SeedInfo(sid, Scheduler.rare_subset(feats, np.ones(len(feats))),
+                                    int(meta.get("nodes") or 1), float(meta.get("exec_time") or 1.0)))
+        row("scheduler: load all seeds", time.perf_counter() - t, len(sched.seeds), "per seed")
+        t = time.perf_counter()
+        sched.energies()
+        row("scheduler: energy refresh", time.perf_counter() - t, 1, "all seeds")
+        t = time.perf_counter()
+        n_pick = 500
+        for _ in range(n_pick):
+            sched.pick()
+        row("scheduler: pick (refresh amortized)", time.perf_counter() - t, n_pick, "per op")
+
         # ---- cmin
         (kept), times = timed(lambda: minimize(store), repeat=1)
         row("cmin: minimize", times[0], 1, f"{n_seeds} -> {len(kept)} seeds")

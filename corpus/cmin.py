@@ -33,7 +33,8 @@ import shutil
 import numpy as np
 
 from corpus.errors import CorpusError
-from corpus.store import (CorpusStore, ENV_NAME, _STATS_KEY, _U64, canonical_json, env_path)
+from corpus.store import (CorpusStore, ENV_NAME, _STATS_KEY, _U64, canonical_json, env_path,
+                          sorted_unique)
 
 COPY_BATCH = 512
 TMP_NAME = ".corpus-cmin.tmp"
@@ -92,7 +93,7 @@ def minimize(store: CorpusStore, errors: list | None = None) -> list[str]:
 
 def _feature_union(store: CorpusStore, errors: list | None = None) -> int:
     parts = [f for _, f in store.iter_features(errors)]
-    return int(np.unique(np.concatenate(parts)).size) if parts else 0
+    return int(sorted_unique(np.concatenate(parts)).size) if parts else 0
 
 
 def _copy_seeds(src: CorpusStore, out: CorpusStore, ids: list[str]) -> None:
@@ -308,4 +309,4 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
 
 def _union_sizes(*stores: CorpusStore) -> int:
     parts = [f for st in stores for _, f in st.iter_features([])]
-    return int(np.unique(np.concatenate(parts)).size) if parts else 0
+    return int(sorted_unique(np.concatenate(parts)).size) if parts else 0

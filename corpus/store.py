@@ -204,6 +204,17 @@ def signature_key(signature: str) -> bytes:
     return b"sha256:" + hashlib.sha256(raw).hexdigest().encode("ascii")
 
 
+def sorted_unique(values) -> np.ndarray:
+    """Sorted distinct uint64 values (sort-based: np.unique's hash path is slow on big uint64)."""
+    arr = np.sort(np.asarray(values, dtype=np.uint64), kind="stable")
+    if len(arr) < 2:
+        return arr
+    keep = np.empty(len(arr), dtype=bool)
+    keep[0] = True
+    np.not_equal(arr[1:], arr[:-1], out=keep[1:])
+    return arr[keep]
+
+
 def as_features(features: Iterable[int] | np.ndarray) -> np.ndarray:
     """Sorted unique uint64 array from ints in [0, 2**64) (ValueError otherwise)."""
     if isinstance(features, np.ndarray):
@@ -221,7 +232,7 @@ def as_features(features: Iterable[int] | np.ndarray) -> np.ndarray:
             if not (_is_int(f) or isinstance(f, np.integer)) or not 0 <= int(f) <= _MAX_COUNT:
                 raise ValueError(f"feature ids must be ints in [0, 2**64), got {f!r:.40}")
         arr = np.array([int(f) for f in items], dtype=np.uint64)
-    return np.unique(arr)
+    return sorted_unique(arr)
 
 
 def encode_features(arr: np.ndarray) -> bytes:

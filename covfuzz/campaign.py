@@ -33,7 +33,7 @@ from covfuzz.lock import CampaignLocked
 from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
-from covfuzz.scheduler import RateBandit, Scheduler, SeedInfo, lookup
+from covfuzz.scheduler import RateBandit, Scheduler, SeedInfo, lookup, sorted_unique
 from covfuzz.triage.signature import FAILURE_KINDS, signature_of
 from harness.coverage import LINE_BIT
 from harness.worker import rss_bytes
@@ -136,11 +136,20 @@ class Campaign:
         def stored_hits(features):
             return lookup(keys, values, features, 1.0)
 
+        # Known features are the union of all seeds' features, merged in numpy chunks (a
+        # resume of a big corpus must not loop over every feature in Python per seed).
+        infos, chunk, known = [], [], np.zeros(0, dtype=np.uint64)
         for seed_id, meta, features in self.store.iter_seeds(with_features=True):
             features = np.asarray(features, dtype=np.uint64)
-            self._know(self._unknown(features))
-            self.scheduler.add_seed(self._seed_info(seed_id, meta, features, stored_hits(features)),
-                                    stored_hits)
+            chunk.append(features)
+            if len(chunk) >= 256:
+                known = sorted_unique(np.concatenate([known, *chunk]))
+                chunk = []
+            infos.append(self._seed_info(seed_id, meta, features, stored_hits(features)))
+        if chunk:
+            known = sorted_unique(np.concatenate([known, *chunk]))
+        self._know(self._unknown(known))
+        self.scheduler.add_seeds(infos, stored_hits)
 
     def _unknown(self, features) -> list[int]:
         return [f for f in features.tolist() if f not in self.known]
@@ -297,7 +306,7 @@ class Campaign:
         self.state["execs"] += 1
         outcome = result.outcome
         self.state["outcomes"][outcome] = self.state["outcomes"].get(outcome, 0) + 1
-        features = np.unique(np.asarray(result.features, dtype=np.uint64))
+        features = sorted_unique(result.features)
         hits_before = self.scheduler.hits_of(features)
         self.scheduler.record_hits(features)
         new = self._unknown(features)

@@ -17,11 +17,13 @@ change. Its statistics decay, because yields fall as a campaign saturates what i
 
 from __future__ import annotations
 
-import math
+import itertools
 import random
 from dataclasses import dataclass
 
 import numpy as np
+
+from corpus.store import sorted_unique
 
 
 def lookup(keys: np.ndarray, values: np.ndarray, features, missing: float) -> np.ndarray:
@@ -66,8 +68,14 @@ class Scheduler:
         self.counts = np.zeros(0, dtype=np.float64)  # executions that hit tracked[i]
         self.refresh_every = refresh_every
         self._weights: list[float] = []
+        self._cum_weights: list[float] = []
         self._favored: set[int] = set()
         self._picks_since_refresh = refresh_every
+        self._flat = None  # cache of _flat_features()
+        self._favored_stale = True
+        self._best_cost = np.zeros(0, dtype=np.float64)  # per tracked feature: cheapest owner's cost
+        self._best_owner = np.zeros(0, dtype=np.int64)  # ... and its seed index (-1: none)
+        self._featureless: set[int] = set()
         self.mutators: dict[str, MutatorStats] = {}
 
     # ----------------------------------------------------------------------------- seeds
@@ -81,16 +89,25 @@ class Scheduler:
         else:
             keep = features
         if first_found is not None and len(first_found):
-            keep = np.union1d(keep, np.asarray(first_found, dtype=np.uint64))
-        return np.unique(keep)
+            keep = np.concatenate([keep, np.asarray(first_found, dtype=np.uint64)])
+        return sorted_unique(keep)
 
     def add_seed(self, info: SeedInfo, hits_of=None) -> None:
         """Add a seed; `hits_of(features) -> counts` initializes newly tracked features."""
-        if info.seed_id in self.index:
+        self.add_seeds([info], hits_of)
+
+    def add_seeds(self, infos: list[SeedInfo], hits_of=None) -> None:
+        """Add seeds in one merge of the tracked features (a resume adds the whole corpus)."""
+        infos = [i for i in infos if i.seed_id not in self.index]
+        for info in infos:
+            if info.seed_id in self.index:  # a duplicate inside `infos`
+                continue
+            self.index[info.seed_id] = len(self.seeds)
+            self.seeds.append(info)
+        if not infos:
             return
-        self.index[info.seed_id] = len(self.seeds)
-        self.seeds.append(info)
-        fresh = np.setdiff1d(info.features, self.tracked, assume_unique=True)
+        incoming = sorted_unique(np.concatenate([i.features for i in infos]))
+        fresh = np.setdiff1d(incoming, self.tracked, assume_unique=True)
         if len(fresh):
             initial = (np.asarray(hits_of(fresh), dtype=np.float64) if hits_of is not None
                        else np.ones(len(fresh)))
@@ -98,6 +115,25 @@ class Scheduler:
             order = np.argsort(merged, kind="stable")
             self.tracked = merged[order]
             self.counts = np.concatenate([self.counts, np.maximum(initial, 1.0)])[order]
+            self._best_cost = np.concatenate([self._best_cost, np.full(len(fresh), np.inf)])[order]
+            self._best_owner = np.concatenate([self._best_owner,
+                                               np.full(len(fresh), -1, dtype=np.int64)])[order]
+        # Favored bookkeeping, incrementally: the cheapest owner of each tracked feature (ties go
+        # to the older seed). Sizes and times of stored seeds never change.
+        for info in infos:
+            i = self.index[info.seed_id]
+            if self.seeds[i] is not info:
+                continue  # a duplicate inside `infos`
+            if not len(info.features):
+                self._featureless.add(i)
+                continue
+            pos = np.searchsorted(self.tracked, info.features)
+            cost = info.nodes * 10.0 + info.exec_time
+            cheaper = pos[cost < self._best_cost[pos]]
+            self._best_cost[cheaper] = cost
+            self._best_owner[cheaper] = i
+        self._flat = None
+        self._favored_stale = True
         self._picks_since_refresh = self.refresh_every  # new seeds deserve a fresh look
 
     def record_hits(self, features) -> None:
@@ -112,48 +148,54 @@ class Scheduler:
     def hits_of(self, features) -> np.ndarray:
         return lookup(self.tracked, self.counts, features, 0.0)
 
+    def _flat_features(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features of all seeds concatenated, owning seed index, position in `tracked`);
+        rebuilt only when seeds were added (every seed feature is tracked)."""
+        if self._flat is None:
+            feats = [s.features for s in self.seeds]
+            lengths = np.array([len(f) for f in feats], dtype=np.int64)
+            flat = np.concatenate(feats) if feats else np.zeros(0, dtype=np.uint64)
+            owner = np.repeat(np.arange(len(self.seeds), dtype=np.int32), lengths)
+            self._flat = (flat, owner, np.searchsorted(self.tracked, flat).astype(np.int32))
+        return self._flat
+
     def energies(self) -> list[float]:
-        """One weight per seed (recomputed now)."""
+        """One weight per seed (recomputed now, vectorized over all seeds' features)."""
         if not self.seeds:
             return []
-        self._favored = self._compute_favored()
-        weights = []
-        for i, seed in enumerate(self.seeds):
-            hit = np.maximum(self.hits_of(seed.features), 1.0)
-            # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
-            # the square keeps a seed's many common features from outweighing one rare one.
-            rarity = float(np.sum(1.0 / (hit * hit))) if len(hit) else 0.0
-            favored = 1.0 if i in self._favored else 0.15
-            size = 1.0 / (1.0 + seed.nodes / 8.0)
-            speed = 1.0 / (0.5 + seed.exec_time)
-            decay = 1.0 / math.sqrt(1.0 + seed.times_chosen)
-            weights.append(max(rarity, 1e-3) * favored * size * speed * decay)
-        return weights
+        flat, owner, pos = self._flat_features()
+        if self._favored_stale:  # seeds' sizes and times never change: only new seeds matter
+            self._favored = self._compute_favored()
+            self._favored_stale = False
+        # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
+        # the square keeps a seed's many common features from outweighing one rare one.
+        hit = np.maximum(self.counts[pos], 1.0)
+        rarity = np.bincount(owner, weights=1.0 / (hit * hit), minlength=len(self.seeds))
+        favored = np.full(len(self.seeds), 0.15)
+        favored[list(self._favored)] = 1.0
+        nodes = np.fromiter((s.nodes for s in self.seeds), dtype=np.float64, count=len(self.seeds))
+        exec_time = np.fromiter((s.exec_time for s in self.seeds), dtype=np.float64,
+                                count=len(self.seeds))
+        chosen = np.fromiter((s.times_chosen for s in self.seeds), dtype=np.float64,
+                             count=len(self.seeds))
+        weights = (np.maximum(rarity, 1e-3) * favored / (1.0 + nodes / 8.0) / (0.5 + exec_time)
+                   / np.sqrt(1.0 + chosen))
+        return weights.tolist()
 
     def _compute_favored(self) -> set[int]:
-        """Indices of seeds that are the cheapest owner of at least one feature."""
-        if not self.seeds:
-            return set()
-        feats = [s.features for s in self.seeds]
-        lengths = np.array([len(f) for f in feats])
-        if lengths.sum() == 0:
-            return set(range(len(self.seeds)))
-        all_feats = np.concatenate(feats)
-        owner = np.repeat(np.arange(len(self.seeds)), lengths)
-        cost = np.array([s.nodes * 10.0 + s.exec_time for s in self.seeds])[owner]
-        order = np.lexsort((owner, cost, all_feats))  # by feature, then cost, then index
-        sorted_feats = all_feats[order]
-        first = np.ones(len(sorted_feats), dtype=bool)
-        first[1:] = sorted_feats[1:] != sorted_feats[:-1]
-        return set(int(i) for i in np.unique(owner[order][first]))
+        """Indices of seeds that are the cheapest owner of at least one feature (and seeds with
+        no features at all, which nothing else can stand for)."""
+        owners = np.unique(self._best_owner[self._best_owner >= 0])
+        return set(owners.tolist()) | self._featureless
 
     def pick(self) -> tuple[SeedInfo, float]:
         """A seed chosen with probability proportional to its energy, and that energy."""
         if self._picks_since_refresh >= self.refresh_every or len(self._weights) != len(self.seeds):
             self._weights = self.energies()
+            self._cum_weights = list(itertools.accumulate(self._weights))
             self._picks_since_refresh = 0
         self._picks_since_refresh += 1
-        i = self.rng.choices(range(len(self.seeds)), self._weights)[0]
+        i = self.rng.choices(range(len(self.seeds)), cum_weights=self._cum_weights)[0]
         seed = self.seeds[i]
         seed.times_chosen += 1
         return seed, self._weights[i]
