@@ -257,6 +257,9 @@ class RateBandit:
         self.arms: dict[str, list[float]] = {}  # name -> [gain, cost, tries]
 
     def choose(self, names: list[str]) -> str:
+        untried = [n for n in names if n not in self.arms]
+        if untried:  # every arm is played once before the posterior decides (a sweep)
+            return self.rng.choice(untried)
         if self.rng.random() < self.explore:
             return self.rng.choice(names)
         prior_cost = self.PRIOR_GAIN / self.pooled_rate()
