@@ -111,3 +111,28 @@ def test_rate_bandit_follows_a_falling_yield():
         if step >= 600:
             late[arm] += 1
     assert late["b"] > 3 * late["a"]
+
+
+def test_incremental_favored_matches_the_definition():
+    """Seeds added one by one and in bulk: the favored set is exactly "cheapest owner of some
+    feature" (ties to the older seed), recomputed from scratch here."""
+    rng = np.random.default_rng(3)
+    infos = [SeedInfo(f"s{i}", np.unique(rng.integers(0, 400, size=int(rng.integers(1, 30)),
+                                                      dtype=np.uint64)),
+                      int(rng.integers(1, 20)), float(rng.random())) for i in range(300)]
+    one_by_one, bulk = Scheduler(random.Random(0)), Scheduler(random.Random(0))
+    for info in infos[:150]:
+        one_by_one.add_seed(info)
+    one_by_one.add_seeds(infos[150:])
+    bulk.add_seeds(infos)
+    best = {}
+    for i, info in enumerate(infos):
+        cost = info.nodes * 10.0 + info.exec_time
+        for f in info.features.tolist():
+            if f not in best or cost < best[f][0]:
+                best[f] = (cost, i)
+    expected = {i for _, i in best.values()}
+    for sched in (one_by_one, bulk):
+        sched.energies()
+        assert sched._favored == expected
+        assert np.all(np.diff(sched.tracked.astype(np.float64)) > 0)  # sorted, unique
