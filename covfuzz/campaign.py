@@ -358,8 +358,9 @@ class Campaign:
             if arms and meta.get("strategy") in ("settings", "mutate"):
                 self.scheduler.reward(arms, won)
         if won:
-            for name in arms:
-                self._count_mutator(name, "wins")
+            for name in meta["mutators"]:
+                if name not in ("seed-file", "inject-fault"):
+                    self._count_mutator(name, "wins")
         kept_new = len(new) if outcome in KEEP_OUTCOMES else 0
         self._log_choice(cid, meta, outcome, kept_new, won, result.timings.get("total"))
         if new or won:

@@ -252,6 +252,15 @@ def cmd_status(args) -> int:
         for name, row in sorted(rows.items()):
             print(f"  {name:<18} {row.get('proposals', 0):>6} {row.get('valid', 0):>6} "
                   f"{row.get('executed', 0):>6} {row.get('ran', 0):>6} {row.get('wins', 0):>5}")
+    for title, key in (("strategies", "strategies"), ("best settings moves", "settings_moves")):
+        table = status.get(key) or {}
+        if table:
+            print(f"{title} (tries, new features per second, decayed):")
+            for name, row in sorted(table.items(), key=lambda kv: -kv[1].get("rate", 0)):
+                print(f"  {name:<34} {row.get('tries', 0):>6} {row.get('rate', 0):>10.3f}")
+    rss = status.get("supervisor_rss_mb")
+    if rss is not None:
+        print(f"supervisor RSS: {rss} MiB")
     return 0
 
 
