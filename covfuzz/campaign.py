@@ -3,7 +3,8 @@
 One campaign = one directory:
   DIR/corpus.lmdb/      the LMDB store (seeds, features, hits, failures, examples, stats, info)
   DIR/fuzzer_stats.json the latest status, rewritten atomically (read by `covfuzz status`)
-  DIR/scheduler.jsonl   one line per executed candidate: seed, energy, mutators, outcome, gain
+  DIR/scheduler.jsonl   one line per executed candidate: parent, strategy, mutators, settings
+                        moves, outcome, new features, seconds (what the bandits learned from)
   DIR/inductor_cache/   TORCHINDUCTOR_CACHE_DIR of this campaign's workers
   DIR/.lock             held (flock) by the running campaign: a second one is refused
 
