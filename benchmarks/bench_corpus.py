@@ -162,11 +162,16 @@ def main(argv=None) -> int:
         from covfuzz.scheduler import Scheduler, SeedInfo
         sched = Scheduler(random.Random(0))
         t = time.perf_counter()
-        for sid, meta, feats in store.iter_seeds(with_features=True):
-            feats = np.unique(np.asarray(feats, dtype=np.uint64))
-            sched.add_seed(SeedInfo(sid, Scheduler.rare_subset(feats, np.ones(len(feats))),
-                                    int(meta.get("nodes") or 1), float(meta.get("exec_time") or 1.0)))
+        infos = [SeedInfo(sid, Scheduler.rare_subset(np.asarray(feats, dtype=np.uint64),
+                                                     np.ones(len(feats))),
+                          int(meta.get("nodes") or 1), float(meta.get("exec_time") or 1.0))
+                 for sid, meta, feats in store.iter_seeds(with_features=True)]
+        sched.add_seeds(infos)  # one merge, as a campaign's resume does
         row("scheduler: load all seeds", time.perf_counter() - t, len(sched.seeds), "per seed")
+        t = time.perf_counter()
+        sched.add_seed(SeedInfo("one-more", np.arange(args.universe, args.universe + args.features,
+                                                       dtype=np.uint64), 3, 0.5))
+        row("scheduler: add one seed", time.perf_counter() - t, 1)
         t = time.perf_counter()
         sched.energies()
         row("scheduler: energy refresh", time.perf_counter() - t, 1, "all seeds")
