@@ -345,9 +345,10 @@ class Campaign:
         if not self.opts.no_feedback:
             self._record_op_yield(case, bool(new))
         arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault", "generate")]
+        kept_new = len(new) if outcome in KEEP_OUTCOMES else 0  # only kept features count as new
         if not self.opts.no_feedback:
-            # Rates, for the strategy and setting bandits: only kept features count as new.
-            gain = (len(new) if outcome in KEEP_OUTCOMES else 0) + new_failure * NEW_FAILURE_GAIN
+            # Rates, for the strategy and setting bandits.
+            gain = kept_new + new_failure * NEW_FAILURE_GAIN
             seconds = float(result.timings.get("total") or 0.0)
             if meta.get("strategy"):
                 self.strategies.reward(meta["strategy"], gain, seconds)
@@ -362,7 +363,6 @@ class Campaign:
             for name in meta["mutators"]:
                 if name not in ("seed-file", "inject-fault"):
                     self._count_mutator(name, "wins")
-        kept_new = len(new) if outcome in KEEP_OUTCOMES else 0
         self._log_choice(cid, meta, outcome, kept_new, won, result.timings.get("total"))
         if new or won:
             self.save_state()

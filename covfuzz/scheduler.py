@@ -26,13 +26,19 @@ import numpy as np
 from corpus.store import sorted_unique
 
 
+def match(keys: np.ndarray, features) -> tuple[np.ndarray, np.ndarray]:
+    """(position in `keys` (sorted, non-empty), whether the key there is the feature) per feature."""
+    feats = np.asarray(features, dtype=np.uint64)
+    pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
+    return pos, keys[pos] == feats
+
+
 def lookup(keys: np.ndarray, values: np.ndarray, features, missing: float) -> np.ndarray:
     """values[i] where keys[i] == feature (keys sorted), `missing` for features not in keys."""
-    feats = np.asarray(features, dtype=np.uint64)
     if not len(keys):
-        return np.full(len(feats), missing, dtype=np.float64)
-    pos = np.clip(np.searchsorted(keys, feats), 0, len(keys) - 1)
-    return np.where(keys[pos] == feats, values[pos], missing)
+        return np.full(len(np.asarray(features)), missing, dtype=np.float64)
+    pos, found = match(keys, features)
+    return np.where(found, values[pos], missing)
 
 
 RARE_PER_SEED = 512  # features a seed is judged by (libFuzzer keeps a similar rare subset)
@@ -71,8 +77,7 @@ class Scheduler:
         self._cum_weights: list[float] = []
         self._favored: set[int] = set()
         self._picks_since_refresh = refresh_every
-        self._flat = None  # cache of _flat_features()
-        self._favored_stale = True
+        self._flat = None  # cache of _flat_features() (None: seeds were added since)
         self._best_cost = np.zeros(0, dtype=np.float64)  # per tracked feature: cheapest owner's cost
         self._best_owner = np.zeros(0, dtype=np.int64)  # ... and its seed index (-1: none)
         self._featureless: set[int] = set()
@@ -98,15 +103,15 @@ class Scheduler:
 
     def add_seeds(self, infos: list[SeedInfo], hits_of=None) -> None:
         """Add seeds in one merge of the tracked features (a resume adds the whole corpus)."""
-        infos = [i for i in infos if i.seed_id not in self.index]
+        added = []
         for info in infos:
-            if info.seed_id in self.index:  # a duplicate inside `infos`
-                continue
-            self.index[info.seed_id] = len(self.seeds)
-            self.seeds.append(info)
-        if not infos:
+            if info.seed_id not in self.index:  # known already, or twice in `infos`
+                self.index[info.seed_id] = len(self.seeds)
+                self.seeds.append(info)
+                added.append(info)
+        if not added:
             return
-        incoming = sorted_unique(np.concatenate([i.features for i in infos]))
+        incoming = sorted_unique(np.concatenate([i.features for i in added]))
         fresh = np.setdiff1d(incoming, self.tracked, assume_unique=True)
         if len(fresh):
             initial = (np.asarray(hits_of(fresh), dtype=np.float64) if hits_of is not None
@@ -120,10 +125,8 @@ class Scheduler:
                                                np.full(len(fresh), -1, dtype=np.int64)])[order]
         # Favored bookkeeping, incrementally: the cheapest owner of each tracked feature (ties go
         # to the older seed). Sizes and times of stored seeds never change.
-        for info in infos:
+        for info in added:
             i = self.index[info.seed_id]
-            if self.seeds[i] is not info:
-                continue  # a duplicate inside `infos`
             if not len(info.features):
                 self._featureless.add(i)
                 continue
@@ -133,16 +136,13 @@ class Scheduler:
             self._best_cost[cheaper] = cost
             self._best_owner[cheaper] = i
         self._flat = None
-        self._favored_stale = True
         self._picks_since_refresh = self.refresh_every  # new seeds deserve a fresh look
 
     def record_hits(self, features) -> None:
         """Count one execution that hit `features` (only tracked features matter)."""
         if not len(self.tracked):
             return
-        feats = np.asarray(features, dtype=np.uint64)
-        pos = np.clip(np.searchsorted(self.tracked, feats), 0, len(self.tracked) - 1)
-        found = self.tracked[pos] == feats
+        pos, found = match(self.tracked, features)
         np.add.at(self.counts, pos[found], 1.0)
 
     def hits_of(self, features) -> np.ndarray:
@@ -163,10 +163,9 @@ class Scheduler:
         """One weight per seed (recomputed now, vectorized over all seeds' features)."""
         if not self.seeds:
             return []
-        flat, owner, pos = self._flat_features()
-        if self._favored_stale:  # seeds' sizes and times never change: only new seeds matter
+        if self._flat is None:  # seeds' sizes and times never change: only new seeds matter
             self._favored = self._compute_favored()
-            self._favored_stale = False
+        flat, owner, pos = self._flat_features()
         # Rarity: features hit by few executions dominate (1/hits^2), like AFL++ "rare";
         # the square keeps a seed's many common features from outweighing one rare one.
         hit = np.maximum(self.counts[pos], 1.0)
@@ -265,7 +264,7 @@ class RateBandit:
         prior_cost = self.PRIOR_GAIN / self.pooled_rate()
         best, best_draw = names[0], -1.0
         for name in names:
-            gain, cost, _ = self.arms.get(name, (0.0, 0.0, 0))
+            gain, cost, _ = self.arms[name]
             draw = self.rng.gammavariate(self.PRIOR_GAIN + gain, 1.0 / (prior_cost + cost))
             if draw > best_draw:
                 best, best_draw = name, draw
