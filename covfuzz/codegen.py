@@ -2,6 +2,7 @@
 
 The program defines
 - `make_tensor(...)`: the materializer (covfuzz/materialize.py, copied verbatim);
+- the Python helpers the case's ops call (covfuzz/ops/helpers.py, copied verbatim), if any;
 - `fn(x0, x1, ...)`: one line per node, the output spec as a comment; Dynamo traces this;
 - `make_inputs(device)`: the inputs, drawn from the case's seed;
 - `COMPILE_KWARGS`, `INDUCTOR_CONFIG`, `DYNAMO_CONFIG`, `MARK_DYNAMIC`, `BACKWARD`: settings;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import inspect
 
 from covfuzz import __version__, materialize, ops
+from covfuzz.ops import helpers
 from covfuzz.ir import Graph, Node, TensorSpec, TestCase
 from covfuzz.serialize import SCHEMA_VERSION, case_id
 
@@ -27,9 +29,9 @@ def value_name(graph: Graph, value_id: int) -> str:
     return f"x{value_id}" if value_id < len(graph.inputs) else f"v{value_id}"
 
 
-def node_expr(graph: Graph, node: Node) -> str:
+def node_expr(graph: Graph, node: Node, check: bool = False) -> str:
     op = ops.get_op(node.op)
-    return op.render([value_name(graph, a) for a in node.args], node.attrs)
+    return op.render([value_name(graph, a) for a in node.args], node.attrs, check)
 
 
 def input_seed(case: TestCase, index: int) -> int:
@@ -73,6 +75,10 @@ def input_call(case: TestCase, index: int, device_expr: str = "device") -> str:
         extra += f", high={index_bound(case.graph, index)}"
     return (f"make_tensor({spec.shape!r}, {spec.stride!r}, {spec.offset}, torch.{spec.dtype}, "
             f"{inp.fill!r}, {input_seed(case, index)}, {device_expr}{extra})")
+
+
+def helpers_used(graph: Graph) -> list[str]:
+    return sorted({h for node in graph.nodes for h in ops.get_op(node.op).helpers})
 
 
 def _materializer_source() -> str:
@@ -232,6 +238,9 @@ def program(case: TestCase) -> str:
         _materializer_source(),
         "",
     ]
+    helper_text = helpers.source_for(helpers_used(g))
+    if helper_text:
+        lines += [helper_text, ""]
     params = ", ".join(value_name(g, i) for i in range(len(g.inputs)))
     lines.append(f"def fn({params}):")
     base = len(g.inputs)

@@ -349,8 +349,9 @@ def _sample_settings(rng: random.Random, opts: GenOptions, builder: _Builder) ->
         flags = config_space.available_flags("inductor_config")
         key = rng.choice(flags)
         inductor_config[key] = config_space.sample_value(rng, "inductor_config", key)
+    breaks = any(ops.get_op(n.op).graph_break for n in builder.nodes)
     settings = CompileSettings(
-        backend="inductor", mode=None, dynamic=dynamic, fullgraph=rng.random() < 0.5,
+        backend="inductor", mode=None, dynamic=dynamic, fullgraph=rng.random() < 0.5 and not breaks,
         mark_dynamic=tuple(marks), inductor_config=inductor_config, dynamo_config=dynamo_config,
         device=opts.device, backward=rng.random() < opts.backward_prob)
     return dataclasses.replace(settings, **opts.extra_settings)

@@ -1,6 +1,7 @@
 """The validity check: propagate shapes and dtypes through torch itself.
 
-Each node's expression (the same text codegen emits) is evaluated on meta tensors, which run
+Each node's expression (the text codegen emits, or the op's cheaper `check_template` with the
+same output spec) is evaluated on meta tensors, which run
 torch's own shape/dtype/stride rules without allocating or computing: a small graph is checked
 in about a millisecond. The result fills in every node's output spec. Graphs with data-dependent
 ops (or ops without meta kernels) are propagated on small real CPU tensors instead, built by the
@@ -15,6 +16,7 @@ import warnings
 import torch
 
 from covfuzz import ops
+from covfuzz.ops import helpers
 from covfuzz.codegen import index_bound, input_seed, node_expr, value_name
 from covfuzz.errors import InvalidGraph
 from covfuzz.ir import (DTYPES, MAX_NUMEL, Graph, ScalarSpec, TensorSpec, TestCase,
@@ -72,6 +74,11 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
     graph = case.graph
     if real is None:
         real = needs_real_tensors(graph)
+    if case.settings.fullgraph:
+        for j, node in enumerate(graph.nodes):
+            if ops.get_op(node.op).graph_break:
+                raise InvalidGraph(f"node v{len(graph.inputs) + j} ({node.op}) breaks the graph, "
+                                   "which fullgraph=True forbids", j)
     try:
         return _propagate(case, real)
     except InvalidGraph as exc:
@@ -83,7 +90,7 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
 def _propagate(case: TestCase, real: bool) -> TestCase:
     graph = case.graph
     device = case.settings.device
-    env: dict[str, object] = {"torch": torch}
+    env: dict[str, object] = dict(helpers.NAMESPACE)
     pending_index: dict[int, TensorSpec] = {}
     for i, inp in enumerate(graph.inputs):
         spec = inp.spec
@@ -111,7 +118,7 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                value = eval(_compiled(node_expr(graph, node)), env)  # noqa: S307 - catalog text
+                value = eval(_compiled(node_expr(graph, node, check=True)), env)  # noqa: S307 - catalog text
         except NotImplementedError as exc:
             err = InvalidGraph(f"{where}: {type(exc).__name__}: {_first_line(exc)}", j)
             err.no_meta = True
@@ -142,12 +149,12 @@ def backward_loss(outputs):
 
 
 def _check_backward(outputs) -> None:
-    loss = backward_loss(outputs)
-    if loss is None:
-        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            loss = backward_loss(outputs)  # can raise too (e.g. a view modified in place)
+            if loss is None:
+                return
             loss.backward()
     except Exception as exc:
         raise InvalidGraph(f"backward: {type(exc).__name__}: {_first_line(exc)}") from None

@@ -83,19 +83,33 @@ def test_unknown_op_and_code_in_fields():
     _reject(obj, "fill")
 
 
+WITH_ATTRS = next(c for c in CASES if any(n.attrs for n in c.graph.nodes))
+
+
 def test_attribute_domains_are_enforced():
-    obj = _json()
+    obj = _json(WITH_ATTRS)
     node = next(n for n in obj["nodes"] if n["attrs"])
     key = sorted(node["attrs"])[0]
     node["attrs"][key] = "__import__('os')"
     _reject(obj, "attribute")
-    obj = _json()
+    obj = _json(WITH_ATTRS)
     node = next(n for n in obj["nodes"] if n["attrs"])
     node["attrs"]["evil"] = 1
     _reject(obj, "unexpected attribute")
     obj = _json()
     obj["settings"]["inductor_config"] = {"cpp.cxx": "gcc; rm -rf /"}
     _reject(obj, "not a config flag")
+
+
+def test_bare_name_attributes_only_take_listed_identifiers():
+    """Method and helper names render without quotes (`t.sin()`), so their domain is a closed
+    list: anything else is refused at load, before codegen could paste it."""
+    case = next(c for c in (generate(s) for s in range(500))
+                if any(n.op == "hop.cond" for n in c.graph.nodes))
+    obj = json.loads(serialize.to_json(case))
+    node = next(n for n in obj["nodes"] if n["op"] == "hop.cond")
+    node["attrs"]["f"] = "sin() or __import__('os').system('x') or t.cos"
+    _reject(obj, "attribute 'f'")
 
 
 def test_wrong_types():

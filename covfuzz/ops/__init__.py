@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from covfuzz.ops import indexing, layout, matmul, nn, pointwise, reductions, scalars
+from covfuzz.ops import (helpers, hops, indexing, inplace, layout, matmul, nn, pointwise,
+                         pyconstructs, reductions, scalars)
 from covfuzz.ops.base import ArgSpec, AttrDomain, OpDef
 
 __all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "get_op", "unavailable_reason"]
@@ -16,7 +17,8 @@ __all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "get_op", "
 
 def _declared() -> dict[str, OpDef]:
     ops: dict[str, OpDef] = {}
-    for module in (pointwise, reductions, layout, matmul, nn, indexing, scalars):
+    for module in (pointwise, reductions, layout, matmul, nn, indexing, scalars, hops,
+                   pyconstructs, inplace):
         for op in module.OPS:
             if op.name in ops:
                 raise AssertionError(f"op {op.name} declared twice")
@@ -46,8 +48,12 @@ def _target(op: OpDef) -> str:
     return op.target or op.name
 
 
+def _available(op: OpDef) -> bool:
+    return _resolve(_target(op)) and not any(h in helpers.UNAVAILABLE for h in op.helpers)
+
+
 CATALOG: dict[str, OpDef] = _declared()
-AVAILABLE: dict[str, OpDef] = {name: op for name, op in CATALOG.items() if _resolve(_target(op))}
+AVAILABLE: dict[str, OpDef] = {name: op for name, op in CATALOG.items() if _available(op)}
 
 
 def unavailable_reason(name: str) -> str | None:

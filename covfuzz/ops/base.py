@@ -10,7 +10,13 @@ An `OpDef` says:
 - `template`: the Python expression, with `{0}`.. for arguments and `{name}` for attributes;
 - `sample_attrs(rng, first_arg_spec)`: proposes attributes that make sense for that input;
 - flags: `data_dependent` (needs dynamo's capture_* settings), `nondeterministic`, `real_only`
-  (no meta kernel: propagate on small real tensors).
+  (no meta kernel: propagate on small real tensors), `graph_break` (Dynamo must split the graph
+  there, so the op is invalid under fullgraph=True);
+- `check_template`: what propagation evaluates instead of `template`, when the real call is
+  expensive outside a compiled region (an eager `torch.cond` compiles its branches with Dynamo:
+  ~100 ms) and a plain expression has the same output spec. The harness's eager run still
+  calls the real op, so a case the cheap check let through fails there as `invalid`;
+- `helpers`: names of the Python helpers (covfuzz/ops/helpers.py) the template calls.
 
 Shape rules stay in torch: `ArgSpec.shape` only *proposes* a shape for a fresh input
 (a broadcast partner, the other matmul operand); propagation through torch decides validity.
@@ -39,6 +45,7 @@ class AttrDomain:
     max_len: int = MAX_RANK
     optional: bool = False  # None allowed
     torch_name: bool = False  # enum rendered as `torch.<value>` (memory formats)
+    bare: bool = False  # enum rendered as the bare identifier (a method or helper name)
 
     def check(self, value) -> str | None:
         """None when `value` is in the domain, else the reason it is not."""
@@ -74,6 +81,8 @@ class AttrDomain:
             return "None"
         if self.kind == "dtype" or self.torch_name:
             return f"torch.{value}"
+        if self.bare:
+            return str(value)
         if self.kind == "float":
             return repr(float(value))
         return repr(value)
@@ -109,6 +118,12 @@ def Bool() -> AttrDomain:
 
 def Enum(*choices: str, optional=False, torch_name=False) -> AttrDomain:
     return AttrDomain("enum", choices=tuple(choices), optional=optional, torch_name=torch_name)
+
+
+def Name(*choices: str) -> AttrDomain:
+    """One of a fixed set of identifiers (method or helper names), rendered without quotes."""
+    assert all(c.isidentifier() for c in choices), choices
+    return AttrDomain("enum", choices=tuple(choices), bare=True)
 
 
 def Dtype() -> AttrDomain:
@@ -175,6 +190,9 @@ class OpDef:
     data_dependent: bool = False
     nondeterministic: bool = False
     real_only: bool = False
+    graph_break: bool = False
+    check_template: str = ""
+    helpers: tuple[str, ...] = ()
     weight: float = 1.0
 
     def check_attrs(self, attrs: dict) -> str | None:
@@ -191,10 +209,12 @@ class OpDef:
                 return f"attribute {key!r}: {reason}"
         return None
 
-    def render(self, arg_names: list[str], attrs: dict) -> str:
-        """The Python expression for a call; attrs must have passed `check_attrs`."""
+    def render(self, arg_names: list[str], attrs: dict, check: bool = False) -> str:
+        """The Python expression for a call (`check`: the one propagation evaluates); attrs
+        must have passed `check_attrs`."""
         rendered = {k: self.attrs[k].render(v) for k, v in attrs.items()}
-        return self.template.format(*arg_names, **rendered)
+        template = self.check_template if check and self.check_template else self.template
+        return template.format(*arg_names, **rendered)
 
     def propose_attrs(self, rng: random.Random, first: object) -> dict:
         return self.sample_attrs(rng, first) if self.sample_attrs else {}
