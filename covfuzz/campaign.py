@@ -16,7 +16,6 @@ store's info after every kept seed and every status tick, so a restart resumes w
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import json
 import os
 import queue
@@ -35,6 +34,7 @@ from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import RateBandit, Scheduler, SeedInfo, lookup, sorted_unique
+from covfuzz.traits import TraitYield
 from covfuzz.triage.signature import FAILURE_KINDS, signature_of
 from harness.coverage import LINE_BIT
 from harness.worker import rss_bytes
@@ -42,7 +42,8 @@ from harness.worker import rss_bytes
 KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 
 # Feedback mode's strategies, chosen per candidate by new features per second:
-#   generate           - a fresh graph (ops weighted by their coverage yield so far);
+#   generate           - a fresh graph: the most promising of `gen_candidates` drawn, by the
+#                        coverage yield of their traits so far (covfuzz/traits.py);
 #   generate+settings  - a fresh graph under one changed compile setting;
 #   settings           - a corpus seed under one changed compile setting;
 #   mutate             - 1..k stacked mutators (Thompson-sampled) on a corpus seed.
@@ -62,6 +63,7 @@ class CampaignOptions:
     seed_files: list[str] = field(default_factory=list)
     initial_seeds: int = 12
     explore: float = 0.1  # share of strategy / setting choices made uniformly in feedback mode
+    gen_candidates: int = 4  # feedback mode: graphs drawn per generation, the best one executed
     timeout: float = 120.0
     memory_limit_mb: int | None = None
     max_stack: int = 3
@@ -105,8 +107,8 @@ class Campaign:
         self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
         self.state = {"execs": 0, "elapsed": 0.0, "next_gen_seed": opts.rng_seed * 1_000_000,
                       "restarts": 0, "last_new_feature": None, "last_new_failure": None,
-                      "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {},
-                      "op_yield": {}}
+                      "proposals": 0, "valid": 0, "ran": 0, "by_mutator": {}, "outcomes": {}}
+        self.trait_yield = TraitYield()
         self.stop_requested = False
         self.mutation_ctx = self._mutation_context()
         self._load()
@@ -125,6 +127,8 @@ class Campaign:
             bandits = info.get("bandits", {})
             self.strategies.load(bandits.get("strategies", {}))
             self.setting_moves.load(bandits.get("settings", {}))
+            self.trait_yield = TraitYield(info.get("traits"))
+            self.state.pop("op_yield", None)  # older campaigns: superseded by the trait table
             if info.get("torch") != torch.__version__:
                 self.log(f"note: corpus was made with torch {info.get('torch')}, running "
                          f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
@@ -180,6 +184,7 @@ class Campaign:
         info["scheduler"] = self.scheduler.state()
         info["bandits"] = {"strategies": self.strategies.table(),
                            "settings": self.setting_moves.table()}
+        info["traits"] = self.trait_yield.state()
         self.store.set_info(info)
 
     def log(self, text: str) -> None:
@@ -188,31 +193,14 @@ class Campaign:
 
     # ----------------------------------------------------------------------------- candidates
     def _generated(self):
+        """A fresh graph. Feedback mode draws `gen_candidates` of them and keeps the one whose
+        traits promise the most new coverage; the no-feedback baseline takes each as drawn."""
+        k = 1 if self.opts.no_feedback else max(1, self.opts.gen_candidates)
         seed = self.state["next_gen_seed"]
-        self.state["next_gen_seed"] = seed + 1
-        case = generate(seed, self._guided_gen_options())
+        self.state["next_gen_seed"] = seed + k
+        drawn = [generate(seed + i, self.opts.gen) for i in range(k)]
+        case = self.trait_yield.best(drawn) if k > 1 else drawn[0]
         return case, {"parent": None, "mutators": ["generate"], "depth": 0}
-
-    def _guided_gen_options(self) -> GenOptions:
-        """Feedback mode also steers generation: each op is weighted by how often the cases
-        containing it found new coverage (Beta mean (wins + 1) / (tries + 2), so untried ops
-        keep a fair chance). The no-feedback baseline and user-given weights stay as they are."""
-        opts = self.opts.gen
-        if self.opts.no_feedback or opts.op_weights:
-            return opts
-        from covfuzz import ops as catalog
-        weights = {}
-        for name, op in catalog.AVAILABLE.items():
-            if op.data_dependent and not opts.data_dependent:
-                continue
-            wins, tries = self.state["op_yield"].get(name, (0, 0))
-            weights[name] = op.weight * (wins + 1) / (tries + 2)
-        return dataclasses.replace(opts, op_weights=weights)
-
-    def _record_op_yield(self, case, won: bool) -> None:
-        for name in {n.op for n in case.graph.nodes}:
-            wins, tries = self.state["op_yield"].get(name, (0, 0))
-            self.state["op_yield"][name] = (wins + int(won), tries + 1)
 
     def _initial_cases(self):
         for path in self.opts.seed_files:
@@ -342,11 +330,10 @@ class Campaign:
             self.state["last_new_feature"] = time.time()
         else:
             self.pending_hits.append(features)
-        if not self.opts.no_feedback:
-            self._record_op_yield(case, bool(new))
         arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault", "generate")]
         kept_new = len(new) if outcome in KEEP_OUTCOMES else 0  # only kept features count as new
         if not self.opts.no_feedback:
+            self.trait_yield.record(case, kept_new)
             # Rates, for the strategy and setting bandits.
             gain = kept_new + new_failure * NEW_FAILURE_GAIN
             seconds = float(result.timings.get("total") or 0.0)

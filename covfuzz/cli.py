@@ -211,7 +211,7 @@ def cmd_fuzz(args) -> int:
                            no_feedback=args.no_feedback, seed_files=args.seeds or [],
                            timeout=args.timeout, memory_limit_mb=args.memory_limit_mb,
                            rng_seed=args.seed, status_interval=args.status_interval,
-                           inject_faults=args.inject_faults,
+                           inject_faults=args.inject_faults, gen_candidates=args.gen_candidates,
                            gen=_gen_options(args))
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--execs", type=int, help="stop after this many executions (this run)")
     fuzz.add_argument("--no-feedback", action="store_true",
                       help="baseline: pure generation, no coverage guidance (like torchfuzz)")
+    fuzz.add_argument("--gen-candidates", type=int, default=4, metavar="K",
+                      help="feedback mode: graphs drawn per generation; the one whose ops, op pairs, "
+                           "dtypes and settings have paid most in new coverage runs (default 4)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
     fuzz.add_argument("--timeout", type=float, default=120.0, help="per-case timeout in seconds (default 120)")
     fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")

@@ -68,7 +68,7 @@ OPS: list[OpDef] = [
             ("Point",)),
     _helper("py.autograd_function", "Square.apply({0})", (FLOAT,), ("Square",)),
     _helper("py.module", "ScaleModule({0}.shape[-1], {0}.device)({0})", (T("float", 1, 4),),
-            ("ScaleModule",)),
+            ("ScaleModule",), graph_break=True),  # nn.Parameter() inside Dynamo breaks
     _helper("py.compiler_disable", "eager_only({0})", (NUMERIC,), ("eager_only",),
             graph_break=True),
     _helper("py.graph_break", "with_graph_break({0}, {f})", (FLOAT,), ("with_graph_break",),

@@ -1,0 +1,43 @@
+"""Trait yield: which input-side traits of a case have paid in new coverage."""
+
+from covfuzz.generator import generate
+from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
+from covfuzz.propagate import propagate
+from covfuzz.traits import TraitYield, traits
+
+
+def _case(op: str, backward=False, inductor=None) -> TestCase:
+    x = Input(TensorSpec.contiguous((4, 3)))
+    graph = Graph((x,), (Node(op, (0,), {}), Node("torch.cos", (1,), {})), (2,))
+    settings = CompileSettings(backward=backward, inductor_config=inductor or {})
+    return propagate(TestCase(graph, settings))
+
+
+def test_traits_name_ops_edges_dtypes_and_settings():
+    t = traits(_case("torch.sin", backward=True, inductor={"cpp_wrapper": True}))
+    assert {"op:torch.sin", "op:torch.cos", "edge:input>torch.sin", "edge:torch.sin>torch.cos",
+            "dtype:torch.sin:float32", "set:backward", "inductor:cpp_wrapper=True"} <= t
+    assert "set:backward" not in traits(_case("torch.sin"))
+
+
+def test_unpaid_traits_fade_and_unseen_ones_win():
+    model = TraitYield()
+    seen, fresh = _case("torch.sin"), _case("torch.exp")
+    for _ in range(20):
+        model.record(seen, 0.0)
+    model.record(_case("torch.tan"), 50.0)  # something pays: the mean gain is positive
+    assert model.score(fresh) > model.score(seen)
+    assert model.best([seen, fresh]) is fresh
+    paying = _case("torch.tan")
+    assert model.score(paying) > model.score(seen)
+
+
+def test_state_round_trips_and_is_plain_data():
+    import json
+    model = TraitYield()
+    for seed in range(5):
+        model.record(generate(seed), float(seed))
+    again = TraitYield(json.loads(json.dumps(model.state())))
+    case = generate(99)
+    assert again.score(case) == model.score(case)
+    assert again.mean_gain == model.mean_gain == 2.0
