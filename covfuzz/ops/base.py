@@ -148,6 +148,7 @@ DTYPE_CLASSES = {
     "bool": ("bool",),
     "long": ("int64",),
     "signed": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64"),
+    "float32_or_less": ("float16", "bfloat16", "float32"),
 }
 
 ShapeFn = Callable[[random.Random, list, dict], tuple]
