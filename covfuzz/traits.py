@@ -5,11 +5,14 @@ milliseconds to draw and check, seconds to compile) and executes the one whose t
 the most new coverage. A trait is an input-side property: an op, a producer -> consumer op
 pair, an op on a given dtype, a kind of input layout, a compile setting or config flag.
 
-`TraitYield` learns, from every execution's new-feature count, the optimistic mean gain of the
-cases that had each trait: (features found by cases with it + g) / (cases with it + 1), where
-g is the mean gain of all executions so far. An unseen trait is worth one average execution;
-a trait seen often without new coverage fades as 1/n. A candidate's score is the sum over its
-traits. The no-feedback baseline never uses this.
+`TraitYield` learns, from every execution's new-feature count and time, two optimistic means
+per trait: the gain of the cases that had it, (features found by them + g) / (cases + 1), and
+their time, (seconds + t) / (cases + 1), where g and t are the mean gain and time of all
+executions so far. An unseen trait is worth one average execution; a trait that stops paying
+fades as 1/n. A candidate's score is its expected new features per second, the objective the
+strategy bandits use too: the sum of its traits' gains over the mean of their times (so large
+graphs are not preferred just for having more traits when they also compile longer).
+The no-feedback baseline never uses this.
 """
 
 from __future__ import annotations
@@ -56,40 +59,54 @@ def traits(case: TestCase) -> set[str]:
 
 
 class TraitYield:
-    """Per-trait new-feature yield; state is a plain dict (saved in the campaign info)."""
+    """Per-trait new-feature yield and time; state is plain data (saved in the campaign info)."""
 
     def __init__(self, state: dict | None = None):
         state = state or {}
-        self.table: dict[str, list[float]] = {k: list(v) for k, v in state.get("table", {}).items()}
+        # trait -> [features found, cases, seconds]
+        self.table: dict[str, list[float]] = {
+            k: (list(v) + [0.0, 0, 0.0])[:3] for k, v in state.get("table", {}).items()}
         self.total_gain = float(state.get("total_gain", 0.0))
+        self.total_seconds = float(state.get("total_seconds", 0.0))
         self.executions = int(state.get("executions", 0))
 
     def state(self) -> dict:
-        return {"table": self.table, "total_gain": self.total_gain, "executions": self.executions}
+        return {"table": self.table, "total_gain": self.total_gain,
+                "total_seconds": self.total_seconds, "executions": self.executions}
 
     @property
     def mean_gain(self) -> float:
         return self.total_gain / self.executions if self.executions else 1.0
 
-    def record(self, case: TestCase, gain: float) -> None:
+    @property
+    def mean_seconds(self) -> float:
+        return self.total_seconds / self.executions if self.executions else 1.0
+
+    def record(self, case: TestCase, gain: float, seconds: float = 0.0) -> None:
         self.total_gain += gain
+        self.total_seconds += seconds
         self.executions += 1
         for trait in traits(case):
             row = self.table.get(trait)
             if row is None:
                 if len(self.table) >= MAX_TRAITS:
                     continue
-                row = self.table[trait] = [0.0, 0]
+                row = self.table[trait] = [0.0, 0, 0.0]
             row[0] += gain
             row[1] += 1
+            row[2] += seconds
 
     def score(self, case: TestCase) -> float:
-        prior = max(self.mean_gain, 1e-6)
-        total = 0.0
-        for trait in traits(case):
-            gain, count = self.table.get(trait, (0.0, 0))
-            total += (gain + prior) / (count + 1)
-        return total
+        """Expected new features per second of executing `case`."""
+        prior_gain = max(self.mean_gain, 1e-6)
+        prior_seconds = max(self.mean_seconds, 1e-3)
+        gain = seconds = 0.0
+        found = traits(case)
+        for trait in found:
+            got, count, spent = self.table.get(trait, (0.0, 0, 0.0))
+            gain += (got + prior_gain) / (count + 1)
+            seconds += (spent + prior_seconds) / (count + 1)
+        return gain / (seconds / max(len(found), 1))
 
     def best(self, cases: list[TestCase]) -> TestCase:
         """The candidate with the highest score (the first one on ties)."""

@@ -24,19 +24,29 @@ def test_unpaid_traits_fade_and_unseen_ones_win():
     model = TraitYield()
     seen, fresh = _case("torch.sin"), _case("torch.exp")
     for _ in range(20):
-        model.record(seen, 0.0)
-    model.record(_case("torch.tan"), 50.0)  # something pays: the mean gain is positive
+        model.record(seen, 0.0, 2.0)
+    model.record(_case("torch.tan"), 50.0, 2.0)  # something pays: the mean gain is positive
     assert model.score(fresh) > model.score(seen)
     assert model.best([seen, fresh]) is fresh
     paying = _case("torch.tan")
     assert model.score(paying) > model.score(seen)
 
 
+def test_slow_traits_score_lower_per_second():
+    """Two traits that pay the same, one in a tenth of the time: the fast one scores higher."""
+    model = TraitYield()
+    fast, slow = _case("torch.sin"), _case("torch.exp")
+    for _ in range(5):
+        model.record(fast, 10.0, 1.0)
+        model.record(slow, 10.0, 10.0)
+    assert model.score(fast) > model.score(slow)
+
+
 def test_state_round_trips_and_is_plain_data():
     import json
     model = TraitYield()
     for seed in range(5):
-        model.record(generate(seed), float(seed))
+        model.record(generate(seed), float(seed), 1.5)
     again = TraitYield(json.loads(json.dumps(model.state())))
     case = generate(99)
     assert again.score(case) == model.score(case)
