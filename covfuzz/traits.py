@@ -24,9 +24,8 @@ MAX_TRAITS = 200_000  # the table is saved with the campaign state; keep it boun
 
 def traits(case: TestCase) -> set[str]:
     graph = case.graph
-    base = len(graph.inputs)
     result: set[str] = set()
-    for i, inp in enumerate(graph.inputs):
+    for inp in graph.inputs:
         spec = inp.spec
         if isinstance(spec, TensorSpec):
             if 0 in spec.stride and spec.numel > 1:

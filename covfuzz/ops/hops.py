@@ -68,9 +68,10 @@ OPS: list[OpDef] = [
           check_template="{0}.{f}() * {1}.mean()"),
     OpDef("hop.while_loop", "hop",
           "torch._higher_order_ops.while_loop(lambda i, t: i < {n}, lambda i, t: (i + 1, t.{f}()), "
-          "({0}.new_zeros((), dtype=torch.int64), {0}))[1]",
+          "({0}.new_zeros((), dtype=torch.int64), {0}.contiguous()))[1]",
           (FLOAT,), {"f": M, "n": Int(0, 8)}, _while,
-          target="torch._higher_order_ops.while_loop", check_template="{0}.{f}()"),
+          # contiguous: the body's output must match the carried input's strides exactly
+          target="torch._higher_order_ops.while_loop", check_template="{0}.contiguous().{f}()"),
     OpDef("hop.checkpoint", "hop",
           "torch.utils.checkpoint.checkpoint(lambda t: t.{f}().{g}(), {0}, use_reentrant=False)",
           (FLOAT,), {"f": M, "g": M}, _two_methods, target="torch.utils.checkpoint.checkpoint"),

@@ -10,7 +10,7 @@ from covfuzz.ops.base import ArgSpec, Float, Name, OpDef, T, broadcast_partner
 from covfuzz.ops.hops import METHODS
 
 # Unary in-place methods (`Tensor.sin_` ...); relu_ and square_ exist too.
-UNARY = tuple(m for m in METHODS)
+UNARY = METHODS
 
 
 def _partner(rng, specs, attrs):
