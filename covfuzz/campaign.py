@@ -9,8 +9,9 @@ One campaign = one directory:
   DIR/.lock             held (flock) by the running campaign: a second one is refused
 
 Only the main thread writes to the store; worker threads only block on their supervisor.
-Everything needed to resume (counters, bandit statistics, generator position) is saved in the
-store's info after every kept seed and every status tick, so a restart resumes where it was.
+Everything needed to resume (counters, bandit statistics, trait yields, generator position) is
+saved in the store's info (keys `state`, `scheduler`, `bandits`, `traits`) after every kept seed
+and every status tick, so a restart resumes where it was.
 """
 
 from __future__ import annotations
