@@ -334,10 +334,10 @@ class Campaign:
         arms = [n for n in meta["mutators"] if n not in ("seed-file", "inject-fault", "generate")]
         kept_new = len(new) if outcome in KEEP_OUTCOMES else 0  # only kept features count as new
         if not self.opts.no_feedback:
-            self.trait_yield.record(case, kept_new, float(result.timings.get("total") or 0.0))
+            seconds = float(result.timings.get("total") or 0.0)
+            self.trait_yield.record(case, kept_new, seconds)
             # Rates, for the strategy and setting bandits.
             gain = kept_new + new_failure * NEW_FAILURE_GAIN
-            seconds = float(result.timings.get("total") or 0.0)
             if meta.get("strategy"):
                 self.strategies.reward(meta["strategy"], gain, seconds)
             # A move is credited only where it alone made the difference (not on a fresh graph,

@@ -171,7 +171,8 @@ NAMESPACE, UNAVAILABLE = _namespace()
 
 def source_for(names) -> str:
     """Program text defining the helpers `names` (and the imports they need), in a fixed order."""
-    wanted = [name for name in SOURCES if name in set(names)]
+    names = set(names)
+    wanted = [name for name in SOURCES if name in names]
     if not wanted:
         return ""
     return IMPORTS + "".join("\n\n" + SOURCES[name].strip("\n") + "\n"

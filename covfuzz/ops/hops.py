@@ -19,22 +19,23 @@ SCORE_MODS = ("score_scale", "score_causal", "score_relative")
 
 FLOAT = T("float", 0, 4)
 FLOAT_R1 = T("float", 1, 4)
+QKV = T("float32_or_less", 4, 4)
 
 
-def _two_methods(rng, first):
+def sample_two_methods(rng, first):
     return {"f": rng.choice(METHODS), "g": rng.choice(METHODS)}
 
 
-def _method(rng, first):
+def sample_method(rng, first):
     return {"f": rng.choice(METHODS)}
 
 
-def _method_dim(rng, first):
+def sample_method_dim(rng, first):
     return {"f": rng.choice(METHODS), "dim": pick_dim(rng, first)}
 
 
 def _cond_shape(rng, first):
-    return {**_two_methods(rng, first), "k": rng.choice([0, 1, 4, 8, 16])}
+    return {**sample_two_methods(rng, first), "k": rng.choice([0, 1, 4, 8, 16])}
 
 
 def _while(rng, first):
@@ -55,7 +56,7 @@ DIM = Int(-8, 7)
 OPS: list[OpDef] = [
     OpDef("hop.cond", "hop",
           "torch.cond({0}.sum() > 0, lambda t: t.{f}(), lambda t: t.{g}(), ({0},))",
-          (FLOAT,), {"f": M, "g": M}, _two_methods, target="torch.cond",
+          (FLOAT,), {"f": M, "g": M}, sample_two_methods, target="torch.cond",
           check_template="{0}.{f}() + {0}.{g}()"),
     OpDef("hop.cond_shape", "hop",
           "torch.cond({0}.numel() > {k}, lambda t: t.{f}(), lambda t: t.{g}() * 2, ({0},))",
@@ -64,7 +65,7 @@ OPS: list[OpDef] = [
     OpDef("hop.cond_two", "hop",
           "torch.cond({1}.sum() > 0, lambda a, b: a * b.mean(), lambda a, b: a.{f}() - b.mean(), "
           "({0}, {1}))",
-          (FLOAT, T("float", 0, 4)), {"f": M}, _method, target="torch.cond",
+          (FLOAT, T("float", 0, 4)), {"f": M}, sample_method, target="torch.cond",
           check_template="{0}.{f}() * {1}.mean()"),
     OpDef("hop.while_loop", "hop",
           "torch._higher_order_ops.while_loop(lambda i, t: i < {n}, lambda i, t: (i + 1, t.{f}()), "
@@ -74,7 +75,8 @@ OPS: list[OpDef] = [
           target="torch._higher_order_ops.while_loop", check_template="{0}.contiguous().{f}()"),
     OpDef("hop.checkpoint", "hop",
           "torch.utils.checkpoint.checkpoint(lambda t: t.{f}().{g}(), {0}, use_reentrant=False)",
-          (FLOAT,), {"f": M, "g": M}, _two_methods, target="torch.utils.checkpoint.checkpoint"),
+          (FLOAT,), {"f": M, "g": M}, sample_two_methods,
+          target="torch.utils.checkpoint.checkpoint"),
     OpDef("hop.associative_scan", "hop",
           "torch._higher_order_ops.associative_scan(lambda a, b: torch.{c}(a, b), {0}, dim={dim}, "
           "combine_mode='generic')",
@@ -84,7 +86,7 @@ OPS: list[OpDef] = [
     OpDef("hop.flex_attention", "hop",
           "torch.nn.attention.flex_attention.flex_attention({0}, {1}, {2}, score_mod={mod})",
           # Compiled flex_attention has no float64 lowering (a documented limit, not a bug).
-          (T("float32_or_less", 4, 4), T("float32_or_less", 4, 4, shape=same_shape, same_dtype=True),
+          (QKV, T("float32_or_less", 4, 4, shape=same_shape, same_dtype=True),
            T("float32_or_less", 4, 4, shape=same_shape, same_dtype=True)),
           {"mod": Name(*SCORE_MODS)}, _score,
           target="torch.nn.attention.flex_attention.flex_attention", helpers=("score_mods",),
@@ -92,10 +94,10 @@ OPS: list[OpDef] = [
     OpDef("hop.nested_region", "hop", "region({0})", (FLOAT,),
           target="torch.compiler.nested_compile_region", helpers=("region",)),
     OpDef("func.vmap", "hop", "torch.vmap(lambda t: t.{f}() * t.sum(), in_dims={dim})({0})",
-          (FLOAT_R1,), {"f": M, "dim": DIM}, _method_dim, target="torch.vmap"),
+          (FLOAT_R1,), {"f": M, "dim": DIM}, sample_method_dim, target="torch.vmap"),
     OpDef("func.grad", "hop", "torch.func.grad(lambda t: t.{f}().sum())({0})",
-          (FLOAT,), {"f": M}, _method, target="torch.func.grad"),
+          (FLOAT,), {"f": M}, sample_method, target="torch.func.grad"),
     OpDef("func.jvp", "hop", "torch.func.jvp(lambda t: t.{f}(), ({0},), ({1},))[1]",
-          (FLOAT, T("float", 0, 4, shape=same_shape, same_dtype=True)), {"f": M}, _method,
+          (FLOAT, T("float", 0, 4, shape=same_shape, same_dtype=True)), {"f": M}, sample_method,
           target="torch.func.jvp"),
 ]
