@@ -5,7 +5,11 @@ The program defines
 - the Python helpers the case's ops call (covfuzz/ops/helpers.py, copied verbatim), if any;
 - `fn(x0, x1, ...)`: one line per node, the output spec as a comment; Dynamo traces this;
 - `make_inputs(device)`: the inputs, drawn from the case's seed;
-- `COMPILE_KWARGS`, `INDUCTOR_CONFIG`, `DYNAMO_CONFIG`, `MARK_DYNAMIC`, `BACKWARD`: settings;
+- `bind(inputs)`: what is called with which arguments: `fn` itself, or, when some inputs are
+  parameters (`PARAMS`), a `Model` holding those as nn.Parameters whose forward calls `fn`;
+- `COMPILE_KWARGS`, `INDUCTOR_CONFIG`, `DYNAMO_CONFIG`, `MARK_DYNAMIC`, `BACKWARD`, `NO_GRAD`:
+  settings (`NO_GRAD`: a model with parameters and no backward runs as in inference, under
+  torch.no_grad(), where Inductor's `freezing` applies);
 - a `__main__` block that runs eager and compiled and prints the largest difference.
 The harness executes exactly this text, so what is fuzzed is what a bug report shows.
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 
-from covfuzz import __version__, materialize, ops
+from covfuzz import __version__, config_space, materialize, ops
 from covfuzz.ops import helpers
 from covfuzz.ir import Graph, Node, TensorSpec, TestCase
 from covfuzz.serialize import SCHEMA_VERSION, case_id
@@ -87,6 +91,46 @@ def _materializer_source() -> str:
     return body.strip() + "\n"
 
 
+def param_indices(graph: Graph) -> list[int]:
+    return [i for i, inp in enumerate(graph.inputs) if inp.param]
+
+
+def no_grad(case: TestCase) -> bool:
+    """Whether the forward runs under torch.no_grad(): a model's inference, not its training."""
+    return bool(param_indices(case.graph)) and not case.settings.backward
+
+
+def _bind_lines(graph: Graph) -> list[str]:
+    """`bind(args)`, and the `Model` class when some inputs are parameters."""
+    names = [value_name(graph, i) for i in range(len(graph.inputs))]
+    params = param_indices(graph)
+    if not params:
+        return ["def bind(args):",
+                '    """(callable, its arguments, the tensors whose .grad backward fills)."""',
+                "    return fn, list(args), list(args)"]
+    plain = [names[i] for i in range(len(names)) if i not in params]
+    lines = ["class Model(torch.nn.Module):",
+             '    """fn with the inputs in PARAMS held as this module\'s parameters (weights)."""',
+             "",
+             f"    def __init__(self, {', '.join(names[i] for i in params)}):",
+             "        super().__init__()"]
+    lines += [f"        self.{names[i]} = torch.nn.Parameter({names[i]}, "
+              f"requires_grad={names[i]}.requires_grad)" for i in params]
+    call = ", ".join(f"self.{n}" if i in params else n for i, n in enumerate(names))
+    lines += ["", f"    def forward(self, {', '.join(plain)}):", f"        return fn({call})", "", "",
+              "def bind(args):",
+              '    """(callable, its arguments, the tensors whose .grad backward fills)."""',
+              f"    model = Model({', '.join(f'args[{i}]' for i in params)})",
+              f"    plain = [{', '.join(f'args[{i}]' for i in range(len(names)) if i not in params)}]",
+              f"    leaves = [{', '.join(f'model.{n}' if i in params else f'args[{i}]' for i, n in enumerate(names))}]",
+              "    return model, plain, leaves"]
+    return lines
+
+
+def _config_literal(section: str, overrides: dict) -> dict:
+    return {k: config_space.torch_value(section, k, v) for k, v in sorted(overrides.items())}
+
+
 def _settings_lines(case: TestCase) -> list[str]:
     s = case.settings
     kwargs = {"backend": s.backend, "fullgraph": s.fullgraph, "dynamic": s.dynamic}
@@ -94,23 +138,26 @@ def _settings_lines(case: TestCase) -> list[str]:
         kwargs["mode"] = s.mode
     return [
         f"COMPILE_KWARGS = {kwargs!r}",
-        f"INDUCTOR_CONFIG = {dict(sorted(s.inductor_config.items()))!r}",
-        f"DYNAMO_CONFIG = {dict(sorted(s.dynamo_config.items()))!r}",
+        f"INDUCTOR_CONFIG = {_config_literal('inductor_config', s.inductor_config)!r}",
+        f"DYNAMO_CONFIG = {_config_literal('dynamo_config', s.dynamo_config)!r}",
         f"MARK_DYNAMIC = {list(s.mark_dynamic)!r}  # (input index, dim)",
         f"BACKWARD = {s.backward!r}",
+        f"PARAMS = {param_indices(case.graph)!r}  # inputs held as Model parameters",
+        f"NO_GRAD = {no_grad(case)!r}  # forward under torch.no_grad() (a model's inference)",
         f"DEVICE = {s.device!r}",
     ]
 
 
 MAIN = r'''
-def compile_fn():
-    """torch.compile(fn) with this case's settings (configs are patched around each call)."""
+def compile_fn(target):
+    """torch.compile(target) with this case's settings (configs are patched around each call)."""
     import torch._dynamo.config
     import torch._inductor.config
-    compiled = torch.compile(fn, **COMPILE_KWARGS)
+    compiled = torch.compile(target, **COMPILE_KWARGS)
 
     def run(*args):
-        with torch._inductor.config.patch(INDUCTOR_CONFIG), torch._dynamo.config.patch(DYNAMO_CONFIG):
+        with torch._inductor.config.patch(INDUCTOR_CONFIG), torch._dynamo.config.patch(DYNAMO_CONFIG), \
+                torch.set_grad_enabled(not NO_GRAD):
             return compiled(*args)
     return run
 
@@ -177,29 +224,37 @@ def divergences(eager, compiled, reference):
     return problems
 
 
-def grads(outputs, args):
+def grads(outputs, leaves):
     terms = [o.double().sum() for o in outputs
              if isinstance(o, torch.Tensor) and o.requires_grad and o.is_floating_point()]
     if not terms:
         return None
-    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    leaves = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
     return list(torch.autograd.grad(sum(terms), leaves, allow_unused=True))
+
+
+def eager(args):
+    """(outputs, grad leaves) of the uncompiled program on inputs `args`."""
+    target, call_args, leaves = bind(args)
+    with torch.set_grad_enabled(not NO_GRAD):
+        return target(*call_args), leaves
 
 
 if __name__ == "__main__":
     print(f"torch {torch.__version__}, device {DEVICE}, torch.compile({COMPILE_KWARGS})")
     eager_args = make_inputs(DEVICE)
-    eager_out = fn(*eager_args)
-    compiled_args = mark_dynamic(make_inputs(DEVICE))
-    compiled_out = compile_fn()(*compiled_args)  # compile errors surface here
+    eager_out, eager_leaves = eager(eager_args)
+    compiled_target, compiled_args, compiled_leaves = bind(mark_dynamic(make_inputs(DEVICE)))
+    compiled_out = compile_fn(compiled_target)(*compiled_args)  # compile errors surface here
     try:
-        reference = fn(*float64_inputs(make_inputs("cpu")))
+        reference, _ = eager(float64_inputs(make_inputs("cpu")))
     except Exception as exc:  # some ops have no float64 kernel: judge without a reference
         print(f"(no float64 reference: {type(exc).__name__})")
         reference = None
     problems = divergences(eager_out, compiled_out, reference)
     if BACKWARD:
-        eager_grads, compiled_grads = grads(eager_out, eager_args), grads(compiled_out, compiled_args)
+        eager_grads = grads(eager_out, eager_leaves)
+        compiled_grads = grads(compiled_out, compiled_leaves)
         if eager_grads is not None:
             ref_args = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
                         for a in float64_inputs(eager_args)]
@@ -207,14 +262,15 @@ if __name__ == "__main__":
                 if isinstance(a, torch.Tensor) and isinstance(orig, torch.Tensor):
                     a.requires_grad_(orig.requires_grad)
             try:
-                ref_grads = grads(fn(*ref_args), ref_args)
+                ref_out, ref_leaves = eager(ref_args)
+                ref_grads = grads(ref_out, ref_leaves)
             except Exception:
                 ref_grads = None
-            fill = lambda gs, args: [g if g is not None else torch.zeros_like(a) for g, a in
-                                     zip(gs, [x for x in args if isinstance(x, torch.Tensor) and x.requires_grad])]
+            fill = lambda gs, leaves: [g if g is not None else torch.zeros_like(a) for g, a in
+                                       zip(gs, [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad])]
             problems += ["grad " + p for p in divergences(
-                fill(eager_grads, eager_args), fill(compiled_grads, compiled_args),
-                fill(ref_grads, ref_args) if ref_grads is not None else None)]
+                fill(eager_grads, eager_leaves), fill(compiled_grads, compiled_leaves),
+                fill(ref_grads, ref_leaves) if ref_grads is not None else None)]
     for i, (e, c) in enumerate(zip(eager_out, compiled_out)):
         if isinstance(e, torch.Tensor) and e.shape == c.shape and e.numel():
             diff = (e.detach().cpu().double() - c.detach().cpu().double()).abs().nan_to_num().max().item()
@@ -251,8 +307,10 @@ def program(case: TestCase) -> str:
     lines.append(f"    return ({outs},)")
     lines += ["", "", 'def make_inputs(device="cpu"):', "    return ["]
     for i, inp in enumerate(g.inputs):
-        lines.append(f"        {input_call(case, i)},  # x{i}: {inp.spec.short()}")
+        lines.append(f"        {input_call(case, i)},  # x{i}: {inp.spec.short()}"
+                     + (" (a Model parameter)" if inp.param else ""))
     lines += ["    ]", "", ""]
+    lines += _bind_lines(g) + ["", ""]
     lines += _settings_lines(case)
     lines.append(MAIN)
     return "\n".join(lines)

@@ -2,14 +2,36 @@
 
 Only flags listed here may appear in a test case (anything else is rejected at load time), and
 only those present in the installed torch are offered to the mutators. Cache flags are not
-listed: the harness owns them. Values are literals: bool, int in a range, or one of a few strings.
+listed: the harness owns them. Values are literals: bool, int in a range, one of a few strings,
+or (for the fusion-pass options) a sorted list of pass names, which `torch_value` turns into
+the {name: {}} dict Inductor reads.
 """
 
 from __future__ import annotations
 
 import random
 
-# name -> domain: ("bool",) | ("int", lo, hi) | ("enum", choice, ...) ; None allowed where noted.
+# The pattern passes and batch fusions of torch/_inductor/fx_passes (split_cat.py,
+# group_batch_fusion.py) that only run when named in pre/post_grad_fusion_options. The CUDA-only
+# group_linear (fbgemm) is left out.
+PRE_GRAD_PASSES = (
+    "normalization_pass", "remove_split_with_size_one_pass", "merge_getitem_cat_pass",
+    "merge_stack_tahn_unbind_pass", "merge_splits_pass", "mutate_cat_pass", "split_cat_pass",
+    "unbind_stack_pass", "split_cat_to_slices_pass", "unbind_cat_to_view_pass",
+    "split_stack_to_cats_pass", "unbind_stack_to_slices_pass",
+    "move_reshape_out_of_split_stack_pass", "einsum_to_pointwise_pass",
+    "batch_linear", "batch_linear_lhs", "batch_layernorm", "batch_tanh", "batch_sigmoid",
+    "batch_relu", "batch_detach", "batch_nan_to_num", "batch_clamp", "batch_dropout",
+)
+POST_GRAD_PASSES = (
+    "normalization_aten_pass", "decompose_mm_pass", "unbind_stack_aten_pass",
+    "shape_padding_multiplier", "pad_aten_mm_pass", "split_cat_aten_pass", "select_cat_aten_pass",
+    "move_view_after_cat_aten_pass", "batch_linear_post_grad", "batch_aten_tanh",
+    "batch_aten_sigmoid", "batch_aten_relu", "batch_aten_add", "batch_aten_sub",
+    "batch_aten_div", "batch_aten_mul",
+)
+
+# name -> domain: ("bool",) | ("int", lo, hi) | ("enum", choice, ...) | ("passes", name, ...)
 INDUCTOR_FLAGS: dict[str, tuple] = {
     "fallback_random": ("bool",),
     "emulate_precision_casts": ("bool",),
@@ -79,6 +101,8 @@ INDUCTOR_FLAGS: dict[str, tuple] = {
     "triton.tile_reductions": ("bool",),
     "triton.divisible_by_16": ("bool",),
     "triton.multi_kernel": ("int", 0, 3),
+    "pre_grad_fusion_options": ("passes",) + PRE_GRAD_PASSES,
+    "post_grad_fusion_options": ("passes",) + POST_GRAD_PASSES,
 }
 
 DYNAMO_FLAGS: dict[str, tuple] = {
@@ -110,6 +134,10 @@ def check_config_override(section: str, key: str, value) -> str | None:
         return None if ok else f"expected an int in [{domain[1]}, {domain[2]}]"
     if kind == "enum":
         return None if value in domain[1:] and isinstance(value, str) else f"expected one of {domain[1:]}"
+    if kind == "passes":
+        ok = (isinstance(value, tuple) and 1 <= len(value) <= 8 and list(value) == sorted(set(value))
+              and all(isinstance(v, str) and v in domain[1:] for v in value))
+        return None if ok else "expected a sorted list of 1 to 8 distinct pass names"
     return "bad domain"
 
 
@@ -144,10 +172,34 @@ def available_flags(section: str) -> list[str]:
     return names
 
 
+def _available_passes(key: str) -> list[str]:
+    """The passes of `key`'s domain that the installed torch registers (an unknown name would
+    make Inductor raise KeyError: a false compile crash)."""
+    try:
+        from torch._inductor.fx_passes import group_batch_fusion, split_cat
+    except ImportError:
+        return []
+    if key == "pre_grad_fusion_options":
+        known = set(split_cat.pre_grad_pass_names) | set(group_batch_fusion.PRE_GRAD_FUSIONS)
+    else:
+        known = set(split_cat.post_grad_pass_names) | set(group_batch_fusion.POST_GRAD_FUSIONS)
+    return [name for name in INDUCTOR_FLAGS[key][1:] if name in known]
+
+
 def sample_value(rng: random.Random, section: str, key: str):
     domain = SECTIONS[section][key]
     if domain[0] == "bool":
         return rng.random() < 0.5
     if domain[0] == "int":
         return rng.randint(domain[1], domain[2])
+    if domain[0] == "passes":
+        names = _available_passes(key)
+        return tuple(sorted(rng.sample(names, min(len(names), rng.randint(1, 4)))))
     return rng.choice(domain[1:])
+
+
+def torch_value(section: str, key: str, value):
+    """The value torch's config takes for a covfuzz config value (they differ for pass lists)."""
+    if SECTIONS[section][key][0] == "passes":
+        return {name: {} for name in value}
+    return value

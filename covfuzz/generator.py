@@ -43,6 +43,7 @@ class GenOptions:
     device: str = "cpu"
     backward_prob: float = 0.2
     config_prob: float = 0.1
+    param_prob: float = 0.2  # share of cases whose inputs (not the first) may be Model parameters
     layouts: bool = True  # non-contiguous, gapped, stride-0 and offset inputs
     edge_values: bool = True
     extra_settings: dict = field(default_factory=dict)
@@ -311,6 +312,8 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
                   if isinstance(i.spec, TensorSpec) and i.spec.dtype in FLOAT_DTYPES
                   and i.fill != "index" and rng.random() < 0.8 else i
                   for i in inputs]
+    if rng.random() < opts.param_prob:  # drawn last: cases without parameters are unchanged
+        inputs = _with_params(rng, inputs, settings)
     case = TestCase(Graph(tuple(inputs), tuple(builder.nodes), outputs), settings, seed)
     try:
         return propagate(case)
@@ -319,6 +322,18 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
         plain = dataclasses.replace(settings, backward=False)
         return propagate(TestCase(Graph(tuple(builder.inputs), tuple(builder.nodes), outputs),
                                   plain, seed))
+
+
+def _with_params(rng: random.Random, inputs: list[Input], settings: CompileSettings) -> list[Input]:
+    """Some tensor inputs after the first become Model parameters (the weights of a model),
+    never one whose dims are marked dynamic: parameters have static shapes."""
+    marked = {i for i, _ in settings.mark_dynamic}
+    tensors = [i for i, inp in enumerate(inputs) if isinstance(inp.spec, TensorSpec) and i not in marked]
+    candidates = tensors[1:]
+    if not candidates:
+        return inputs
+    chosen = {i for i in candidates if rng.random() < 0.5} or {rng.choice(candidates)}
+    return [dataclasses.replace(inp, param=True) if i in chosen else inp for i, inp in enumerate(inputs)]
 
 
 def _pick_outputs(builder: _Builder) -> tuple[int, ...]:

@@ -124,11 +124,17 @@ ValueSpec = Union[TensorSpec, ScalarSpec]
 
 @dataclass(frozen=True)
 class Input:
-    """A graph input: a tensor drawn from the seed with `fill`, or a Python scalar `value`."""
+    """A graph input: a tensor drawn from the seed with `fill`, or a Python scalar `value`.
+
+    A `param` tensor is not passed to the function: it is held as a parameter of an nn.Module
+    that calls it (covfuzz/codegen.py), as model weights are; Inductor treats such tensors as
+    static, and with `freezing` (in inference) folds them as constants.
+    """
 
     spec: ValueSpec
     fill: str = "normal"
     value: int | float | bool | None = None
+    param: bool = False
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ def to_dict(case: TestCase, with_specs: bool = True) -> dict:
         item = _spec_to_dict(inp.spec)
         if isinstance(inp.spec, TensorSpec):
             item["fill"] = inp.fill
+            if inp.param:  # written only when set: cases without parameters encode as before
+                item["param"] = True
         else:
             item["value"] = inp.value
         inputs.append(item)
@@ -281,8 +283,10 @@ def from_dict(obj) -> TestCase:
         ir = _Reader(item, path)
         spec = _spec_from_dict(item, path)
         if isinstance(spec, TensorSpec):
-            ir.only("kind", "shape", "stride", "offset", "dtype", "device", "requires_grad", "fill")
-            inputs.append(Input(spec, ir.choice("fill", FILLS)))
+            ir.only("kind", "shape", "stride", "offset", "dtype", "device", "requires_grad", "fill",
+                    "param")
+            inputs.append(Input(spec, ir.choice("fill", FILLS),
+                                param=ir.bool("param", default=False)))
         else:
             ir.only("kind", "value")
             value = ir._get("value", _REQUIRED)
@@ -324,6 +328,9 @@ def from_dict(obj) -> TestCase:
         spec = inputs[input_index].spec if input_index < len(inputs) else None
         if not isinstance(spec, TensorSpec) or dim >= spec.rank:
             raise TestCaseFormatError(f"settings.mark_dynamic: ({input_index}, {dim}) names no input dim")
+        if inputs[input_index].param:
+            raise TestCaseFormatError(f"settings.mark_dynamic: input {input_index} is a parameter "
+                                      "(parameters have static shapes)")
     return TestCase(Graph(tuple(inputs), tuple(nodes), outputs), settings, seed)
 
 

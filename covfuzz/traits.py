@@ -3,7 +3,8 @@
 Feedback mode's generator does not take the first random graph: it draws a few (a graph costs
 milliseconds to draw and check, seconds to compile) and executes the one whose traits promise
 the most new coverage. A trait is an input-side property: an op, a producer -> consumer op
-pair, an op on a given dtype, a kind of input layout, a compile setting or config flag.
+pair, an op on a given dtype, a kind of input layout, an input held as a model parameter (and
+an op reading one), a compile setting or config flag (each pass of a pass list on its own).
 
 `TraitYield` learns, from every execution's new-feature count and time, two optimistic means
 per trait: the gain of the cases that had it, (features found by them + g) / (cases + 1), and
@@ -37,8 +38,14 @@ def traits(case: TestCase) -> set[str]:
             if 0 in spec.shape:
                 result.add("layout:empty")
             result.add(f"fill:{inp.fill}")
+            if inp.param:
+                result.add("input:param")
+                if not case.settings.backward:
+                    result.add("input:param-inference")
     for node in graph.nodes:
         result.add(f"op:{node.op}")
+        if any(arg < len(graph.inputs) and graph.inputs[arg].param for arg in node.args):
+            result.add(f"param>{node.op}")
         first = graph.spec_of(node.args[0]) if node.args else None
         if isinstance(first, TensorSpec):
             result.add(f"dtype:{node.op}:{first.dtype}")
@@ -52,7 +59,11 @@ def traits(case: TestCase) -> set[str]:
         ("mark_dynamic", bool(s.mark_dynamic))) if on)
     if s.mode:
         result.add(f"set:mode={s.mode}")
-    result.update(f"inductor:{key}={value!r}" for key, value in s.inductor_config.items())
+    for key, value in s.inductor_config.items():
+        if isinstance(value, tuple):  # a pass list: each pass is its own trait
+            result.update(f"inductor:{key}+{name}" for name in value)
+        else:
+            result.add(f"inductor:{key}={value!r}")
     result.update(f"dynamo:{key}={value!r}" for key, value in s.dynamo_config.items())
     return result
 

@@ -182,23 +182,26 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
         exec(compile(src, filename, "exec"), ns)  # noqa: S102 - generated from a checked case
     except Exception as exc:  # a codegen defect: not a torch.compile bug
         raise _Failure("invalid", exc, "codegen") from None
-    fn, make_inputs = ns["fn"], ns["make_inputs"]
+    bind, make_inputs = ns["bind"], ns["make_inputs"]
     backward = bool(ns["BACKWARD"])
+    grad_enabled = not ns["NO_GRAD"]
     nondet = any(ops.get_op(n.op).nondeterministic for n in case.graph.nodes)
 
     torch._dynamo.reset()
 
     def eager_run(inputs):
+        """(outputs, grad leaves): the program's forward, uncompiled, on inputs `inputs`."""
+        target, call_args, leaves = bind(inputs)
         torch.manual_seed(case.seed % (1 << 32))
-        return fn(*inputs)
+        with torch.set_grad_enabled(grad_enabled):
+            return target(*call_args), leaves
 
     # -- eager
     try:
         with _timed(timings, "eager"):
             if fault == "raise_eager":
                 raise RuntimeError("covfuzz fault injection: eager run raised")
-            eager_inputs = make_inputs(device)
-            eager_out = eager_run(eager_inputs)
+            eager_out, eager_leaves = eager_run(make_inputs(device))
     except Exception as exc:
         raise _Failure(oracle.classify(exc, "eager"), exc, "eager") from None
     eager_grads = None
@@ -208,7 +211,7 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
                 loss = backward_loss(eager_out)
                 if loss is not None:
                     loss.backward()
-                eager_grads = _grads(eager_inputs)
+                eager_grads = _grads(eager_leaves)
         except Exception as exc:
             raise _Failure(oracle.classify(exc, "eager"), exc, "eager backward") from None
 
@@ -219,7 +222,7 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
         if deterministic is None:
             t0 = time.perf_counter()
             try:
-                again = eager_run(make_inputs(device))
+                again, _ = eager_run(make_inputs(device))
                 deterministic = oracle.bitwise_equal(eager_out, again)
             except Exception:
                 deterministic = False
@@ -238,14 +241,14 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
             ref_cache["v"] = (None, None)
             try:
                 inputs = [_upcast(x) for x in make_inputs(ref_device)]
-                with torch.enable_grad():
-                    out = eager_run(inputs)
+                with torch.set_grad_enabled(grad_enabled):
+                    out, leaves = eager_run(inputs)
                     grads = None
                     if backward:
                         loss = backward_loss(out)
                         if loss is not None:
                             loss.backward()
-                        grads = _grads(inputs)
+                        grads = _grads(leaves)
                 ref_cache["v"] = (out, grads)
             except Exception:
                 pass
@@ -273,19 +276,24 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
     try:
         with torch._inductor.config.patch(ns["INDUCTOR_CONFIG"]), \
                 torch._dynamo.config.patch(ns["DYNAMO_CONFIG"]):
-            compiled = torch.compile(fn, **compile_kwargs)
-            args = compiled_inputs()
+            target, call_args, leaves = bind(compiled_inputs())
+            compiled = torch.compile(target, **compile_kwargs)
             try:
                 with _timed(timings, "compile"):
                     if fault in ("segfault", "abort", "hang", "memory"):
                         _trigger(fault)
                     torch.manual_seed(case.seed % (1 << 32))
-                    compiled_out = compiled(*args)
+                    with torch.set_grad_enabled(grad_enabled):
+                        compiled_out = compiled(*call_args)
             except Exception as exc:
                 outcome = oracle.classify(exc, "compile")
                 if outcome == "compile_crash" and oracle.is_specialized_mark_dynamic(exc):
                     details["note"] = ("mark_dynamic on a dim the program specializes "
                                        "(ConstraintViolationError): a case defect, not a bug")
+                    outcome = "invalid"
+                elif outcome == "compile_crash" and oracle.is_no_gemm_choice(exc):
+                    details["note"] = ("max_autotune_gemm_backends leaves a matmul no choice "
+                                       "(NoValidChoicesError): a settings defect, not a bug")
                     outcome = "invalid"
                 raise _Failure(outcome, exc, "compile") from None
             if backward:
@@ -294,15 +302,16 @@ def _execute(case: TestCase, device, reference, collector, result: dict) -> None
                         loss = backward_loss(compiled_out)
                         if loss is not None:
                             loss.backward()
-                        compiled_grads = _grads(args)
+                        compiled_grads = _grads(leaves)
                 except Exception as exc:
                     raise _Failure(oracle.classify(exc, "backward"), exc,
                                    "compiled backward") from None
             try:
                 with _timed(timings, "run"):
-                    args = compiled_inputs()
+                    _, call_args, _ = bind(compiled_inputs())  # same module, fresh arguments
                     torch.manual_seed(case.seed % (1 << 32))
-                    second_out = compiled(*args)
+                    with torch.set_grad_enabled(grad_enabled):
+                        second_out = compiled(*call_args)
             except Exception as exc:
                 raise _Failure(oracle.classify(exc, "run"), exc, "run") from None
     finally:

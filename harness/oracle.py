@@ -339,6 +339,13 @@ def is_specialized_mark_dynamic(exc: BaseException) -> bool:
     return any(type(e).__name__ == "ConstraintViolationError" for e in _chain(exc))
 
 
+def is_no_gemm_choice(exc: BaseException) -> bool:
+    """Inductor's documented refusal when max_autotune_gemm_backends leaves a matmul no
+    implementation (e.g. "CPP" alone for weights that are not constant): a settings defect."""
+    return any(type(e).__name__ == "NoValidChoicesError" or "NoValidChoicesError" in str(e)
+               for e in _chain(exc))
+
+
 def classify(exc: BaseException, stage: str) -> str:
     """Outcome for an exception raised at `stage`:
     'eager' -> invalid; 'compile' (first compiled call, or compiled backward) -> compile_crash

@@ -354,6 +354,8 @@ def structural_problem(case: TestCase) -> str | None:
     for i, inp in enumerate(g.inputs):
         if i in g.outputs and inp.fill == "index":
             return "index input as output"
+        if inp.param and not isinstance(inp.spec, TensorSpec):
+            return "scalar parameter"
         spec = inp.spec
         if isinstance(spec, TensorSpec):
             if storage_numel(spec.shape, spec.stride, spec.offset) > MAX_NUMEL:
@@ -362,7 +364,7 @@ def structural_problem(case: TestCase) -> str | None:
                 return "negative size/stride"
     for i, d in case.settings.mark_dynamic:
         spec = g.inputs[i].spec if i < len(g.inputs) else None
-        if not isinstance(spec, TensorSpec) or not 0 <= d < spec.rank:
+        if not isinstance(spec, TensorSpec) or not 0 <= d < spec.rank or g.inputs[i].param:
             return "mark_dynamic"
     for section in ("inductor_config", "dynamo_config"):
         for k, v in getattr(case.settings, section).items():

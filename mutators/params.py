@@ -138,8 +138,21 @@ def _mutate_config(rng: random.Random, case: TestCase, section: str, key: str | 
 
 # The kinds of settings change, with the weights of the default (unlearned) choice.
 SETTING_KINDS = {"dynamic": 2, "mark_dynamic": 2, "mode": 1, "fullgraph": 1, "backward": 1.5,
-                 "inductor": 3, "dynamo": 1}
+                 "params": 1, "inductor": 3, "dynamo": 1}
 SECTION_OF = {"inductor": "inductor_config", "dynamo": "dynamo_config"}
+
+
+def _toggle_param(case: TestCase, rng: random.Random) -> TestCase | None:
+    """One tensor input becomes a Model parameter, or a parameter a plain argument again."""
+    marked = {i for i, _ in case.settings.mark_dynamic}
+    choices = [i for i, inp in enumerate(case.graph.inputs)
+               if isinstance(inp.spec, TensorSpec) and i not in marked]
+    if not choices:
+        return None
+    i = rng.choice(choices)
+    inputs = list(case.graph.inputs)
+    inputs[i] = dataclasses.replace(inputs[i], param=not inputs[i].param)
+    return case.replace(graph=dataclasses.replace(case.graph, inputs=tuple(inputs)))
 
 
 def setting_moves() -> list[str]:
@@ -152,7 +165,8 @@ def setting_moves() -> list[str]:
 
 
 def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase | None:
-    """dynamic / mark_dynamic / mode / fullgraph / backward / inductor and dynamo config flags."""
+    """dynamic / mark_dynamic / mode / fullgraph / backward / which inputs are model parameters /
+    inductor and dynamo config flags."""
     s = case.settings
     if ctx.choose_setting is not None:
         move = ctx.choose_setting(setting_moves())
@@ -165,7 +179,8 @@ def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) ->
             s, dynamic=rng.choice([v for v in (None, True, False) if v is not s.dynamic])))
     if what == "mark_dynamic":
         marks = list(s.mark_dynamic)
-        dims = [(i, d) for i, inp in enumerate(case.graph.inputs) if isinstance(inp.spec, TensorSpec)
+        dims = [(i, d) for i, inp in enumerate(case.graph.inputs)
+                if isinstance(inp.spec, TensorSpec) and not inp.param
                 for d, size in enumerate(inp.spec.shape) if size >= 2 and (i, d) not in marks]
         if marks and (not dims or rng.random() < 0.4):
             marks.pop(rng.randrange(len(marks)))
@@ -181,6 +196,8 @@ def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) ->
         return case.replace(settings=dataclasses.replace(s, fullgraph=not s.fullgraph))
     if what == "backward":
         return _set_backward(case, rng, not s.backward)
+    if what == "params":
+        return _toggle_param(case, rng)
     section = SECTION_OF[what]
     new = _mutate_config(rng, case, section, flag or None)
     if new is None:

@@ -223,8 +223,9 @@ def test_repro_script_runs_standalone(campaign, tmp_path, capsys):
                       "-o", str(tmp_path / "r2.py"), "--report", str(tmp_path / "r2.md")], capsys)
     assert rc == 0 and "fault injection" in (tmp_path / "r2.md").read_text()
     # a genuinely failing program: the same script machinery surfaces the error, exit != 0
-    broken = src.replace("compiled_out = compile_fn()(*compiled_args)",
-                         "compiled_out = compile_fn()(*compiled_args); raise RuntimeError('boom in compile')")
+    line = "compiled_out = compile_fn(compiled_target)(*compiled_args)"
+    assert line in src
+    broken = src.replace(line, line + "; raise RuntimeError('boom in compile')")
     (tmp_path / "r3.py").write_text(broken)
     proc = subprocess.run([sys.executable, "-I", "r3.py"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

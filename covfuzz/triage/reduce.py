@@ -202,6 +202,17 @@ def _drop_configs(case: TestCase) -> Iterator[TestCase]:
                             dynamo_config={k: v for k, v in s.dynamo_config.items()
                                            if ("dynamo_config", k) not in gone})
         size //= 2
+    for key, value in sorted(s.inductor_config.items()):  # pass lists: one pass fewer
+        if isinstance(value, tuple) and len(value) > 1:
+            for name in value:
+                yield _settings(case, inductor_config={
+                    **s.inductor_config, key: tuple(v for v in value if v != name)})
+
+
+def _unparam(case: TestCase, indices) -> TestCase:
+    inputs = tuple(dataclasses.replace(inp, param=False) if i in indices else inp
+                   for i, inp in enumerate(case.graph.inputs))
+    return case.replace(graph=dataclasses.replace(case.graph, inputs=inputs))
 
 
 def pass_settings(case: TestCase) -> Iterator[TestCase]:
@@ -222,6 +233,12 @@ def pass_settings(case: TestCase) -> Iterator[TestCase]:
         yield _settings(case, mark_dynamic=())
         for k in range(len(s.mark_dynamic)):
             yield _settings(case, mark_dynamic=tuple(m for i, m in enumerate(s.mark_dynamic) if i != k))
+    params = [i for i, inp in enumerate(case.graph.inputs) if inp.param]
+    if params:  # plain arguments instead of model parameters: all, then one at a time
+        yield _unparam(case, set(params))
+        if len(params) > 1:
+            for i in params:
+                yield _unparam(case, {i})
     yield from _drop_configs(case)
 
 
