@@ -1,9 +1,9 @@
-"""`covfuzz run FILE... [--device cpu|cuda] [--timeout S] [--json] [--no-coverage]`.
+"""`covfuzz run FILE_OR_ID... [--dir DIR] [--device cpu|cuda] [--timeout S] [--json] [--no-coverage]`.
 
-Runs stored (b"CFZT"...) or JSON test-case files through the harness and prints the outcome,
-the time split and the coverage feature count (or, with --json, one JSON object per case).
-Exit status: 0 all passed (or were invalid), 1 some failure outcome, 2 bad input.
-Corpus ids are not supported yet (there is no corpus): arguments must be files.
+Runs test cases through the harness and prints the outcome, the time split and the coverage
+feature count (or, with --json, one JSON object per case). A case is a stored (b"CFZT"...) or
+JSON test-case file, or, with --dir DIR, the id of a seed, failure example or signature of
+that campaign. Exit status: 0 all passed (or were invalid), 1 some failure outcome, 2 bad input.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cases", nargs="+", metavar="FILE_OR_ID",
-                   help="test-case file (stored or JSON form); corpus ids are not supported yet")
+                   help="test-case file (stored or JSON form), or an id of the campaign --dir")
+    p.add_argument("--dir", metavar="DIR", default=None,
+                   help="campaign directory the ids name (seed, example or signature ids)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="device to run on (default: the case's own device)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
@@ -41,15 +43,20 @@ def _err(msg: str) -> None:
     print(f"covfuzz run: {one_line(msg)}", file=sys.stderr)
 
 
-def _load(arg: str):
+def _load(arg: str, directory: str | None = None):
     """(case, None) or (None, error message)."""
-    from covfuzz.errors import TestCaseFormatError
+    from covfuzz.errors import CovfuzzError, TestCaseFormatError
     from covfuzz.serialize import decode
     if not os.path.isfile(arg):
         if os.path.exists(arg):
             return None, f"{arg}: not a regular file"
-        return None, (f"{arg}: no such file (corpus ids are not supported yet; "
-                      "pass a test-case file)")
+        if directory is None:
+            return None, f"{arg}: no such file (for an id, name its campaign with --dir DIR)"
+        from covfuzz.cli import _case_from_campaign
+        try:
+            return _case_from_campaign(directory, arg), None
+        except CovfuzzError as exc:
+            return None, f"{arg}: {exc}"
     try:
         with open(arg, "rb") as f:
             data = f.read()
@@ -82,7 +89,7 @@ def _human(name: str, r: RunResult) -> str:
 def main(args) -> int:
     loaded = []
     for arg in args.cases:
-        case, error = _load(arg)
+        case, error = _load(arg, args.dir)
         if error:
             _err(error)
             return 2

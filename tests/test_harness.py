@@ -168,7 +168,9 @@ def test_cli_bad_input(tmp_path, capsys):
     stored.write_bytes(b"CFZT\x01garbage")
     assert _cli([str(stored)]) == 2
     assert _cli(["0123456789abcdef"]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    assert "name its campaign with --dir DIR" in capsys.readouterr().err
+    assert _cli(["0123456789abcdef", "--dir", str(tmp_path)]) == 2
+    assert "not a campaign directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -183,6 +185,14 @@ def test_cli_runs_files(tmp_path, capsys, monkeypatch, cache_dir, good_case):
     assert [x["outcome"] for x in lines] == ["pass", "pass"]
     assert set(lines[0]["timings"]) >= {"eager", "compile", "run", "backward", "coverage",
                                         "overhead", "total"}
+    # a seed id of a campaign directory
+    from corpus import CorpusStore
+    from covfuzz.serialize import case_id
+    with CorpusStore(str(tmp_path / "camp" / "corpus.lmdb")) as store:
+        store.add_seed(case_id(good_case), encode(good_case), {}, [1, 2, 3])
+    assert _cli([case_id(good_case), "--dir", str(tmp_path / "camp"), "--no-coverage"]) == 0
+    assert capsys.readouterr().out.startswith(f"{case_id(good_case)}: pass")
+    assert _cli(["fedcba9876543210", "--dir", str(tmp_path / "camp")]) == 2
 
 
 # ----------------------------------------------------------------------------- oracle (pure)
