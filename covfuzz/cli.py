@@ -135,6 +135,8 @@ def cmd_show(args) -> int:
     print("values:")
     for i, inp in enumerate(g.inputs):
         detail = f"fill={inp.fill}" if isinstance(inp.spec, TensorSpec) else f"value={inp.value!r}"
+        if inp.param:
+            detail += "  (a Model parameter)"
         print(f"  x{i:<3} input  {inp.spec.short():<40} {detail}")
     base = len(g.inputs)
     for j, node in enumerate(g.nodes):

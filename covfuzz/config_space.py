@@ -153,23 +153,24 @@ def _config_module(section: str):
 NOT_SAMPLED = {"inductor_config": {"nan_asserts"}, "dynamo_config": set()}
 
 
+_MISSING = object()
+
+
+def current_value(section: str, key: str):
+    """The installed torch's current value of flag `key` (a dotted path), or _MISSING."""
+    obj = _config_module(section)
+    for part in key.split("."):
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            break
+    return obj
+
+
 def available_flags(section: str) -> list[str]:
     """Flags of `section` that exist in the installed torch and may be sampled (sorted, so
     sampling is stable)."""
-    module = _config_module(section)
-    names = []
-    for key in sorted(SECTIONS[section]):
-        if key in NOT_SAMPLED[section]:
-            continue
-        obj, ok = module, True
-        for part in key.split("."):
-            if not hasattr(obj, part):
-                ok = False
-                break
-            obj = getattr(obj, part)
-        if ok:
-            names.append(key)
-    return names
+    return [key for key in sorted(SECTIONS[section])
+            if key not in NOT_SAMPLED[section] and current_value(section, key) is not _MISSING]
 
 
 def _available_passes(key: str) -> list[str]:
@@ -189,7 +190,9 @@ def _available_passes(key: str) -> list[str]:
 def sample_value(rng: random.Random, section: str, key: str):
     domain = SECTIONS[section][key]
     if domain[0] == "bool":
-        return rng.random() < 0.5
+        # The opposite of torch's value: overriding a flag with the value it has changes nothing.
+        default = current_value(section, key)
+        return (not default) if isinstance(default, bool) else rng.random() < 0.5
     if domain[0] == "int":
         return rng.randint(domain[1], domain[2])
     if domain[0] == "passes":

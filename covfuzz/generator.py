@@ -312,8 +312,10 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
                   if isinstance(i.spec, TensorSpec) and i.spec.dtype in FLOAT_DTYPES
                   and i.fill != "index" and rng.random() < 0.8 else i
                   for i in inputs]
-    if rng.random() < opts.param_prob:  # drawn last: cases without parameters are unchanged
-        inputs = _with_params(rng, inputs, settings)
+    # Drawn last, so cases without parameters are unchanged. Freezing acts only on parameters:
+    # a case that sets it is a model.
+    if rng.random() < opts.param_prob or settings.inductor_config.get("freezing"):
+        inputs = with_params(rng, inputs, settings)
     case = TestCase(Graph(tuple(inputs), tuple(builder.nodes), outputs), settings, seed)
     try:
         return propagate(case)
@@ -324,12 +326,13 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
                                   plain, seed))
 
 
-def _with_params(rng: random.Random, inputs: list[Input], settings: CompileSettings) -> list[Input]:
-    """Some tensor inputs after the first become Model parameters (the weights of a model),
-    never one whose dims are marked dynamic: parameters have static shapes."""
+def with_params(rng: random.Random, inputs, settings: CompileSettings) -> list[Input]:
+    """Some tensor inputs after the first (the only one, if it is alone) become Model parameters
+    (the weights of a model), never one whose dims are marked dynamic: parameters have static
+    shapes."""
     marked = {i for i, _ in settings.mark_dynamic}
     tensors = [i for i, inp in enumerate(inputs) if isinstance(inp.spec, TensorSpec) and i not in marked]
-    candidates = tensors[1:]
+    candidates = tensors[1:] or tensors
     if not candidates:
         return inputs
     chosen = {i for i in candidates if rng.random() < 0.5} or {rng.choice(candidates)}

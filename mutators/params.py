@@ -6,6 +6,7 @@ import dataclasses
 import random
 
 from covfuzz import config_space, ops
+from covfuzz.generator import with_params
 from covfuzz.ir import FLOAT_DTYPES, MAX_SEED, ScalarSpec, TensorSpec, TestCase
 from covfuzz.ops.base import AttrDomain
 
@@ -202,7 +203,21 @@ def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) ->
     new = _mutate_config(rng, case, section, flag or None)
     if new is None:
         return None
-    return case.replace(settings=dataclasses.replace(s, **{section: new}))
+    out = case.replace(settings=dataclasses.replace(s, **{section: new}))
+    if section == "inductor_config" and new.get("freezing") and not s.inductor_config.get("freezing"):
+        out = _as_inference_model(out, rng)
+    return out
+
+
+def _as_inference_model(case: TestCase, rng: random.Random) -> TestCase:
+    """Freezing folds a model's parameters in inference and does nothing else: a case that
+    turns it on gets parameters if it had none, and runs forward only."""
+    if case.settings.backward:
+        case = _set_backward(case, rng, False)
+    if any(inp.param for inp in case.graph.inputs):
+        return case
+    inputs = tuple(with_params(rng, case.graph.inputs, case.settings))
+    return case.replace(graph=dataclasses.replace(case.graph, inputs=inputs))
 
 
 # ----------------------------------------------------------------------------- mutate_values

@@ -136,6 +136,20 @@ def test_generator_and_mutator_make_valid_param_cases():
     assert toggled >= 15
 
 
+def test_turning_freezing_on_makes_the_case_a_model_in_inference():
+    ctx = MutationContext(choose_setting=lambda moves: "inductor:freezing")
+    rng = random.Random(3)
+    start = linear_case(params=(), backward=True)
+    frozen = [out for out in (mutate_settings(start, rng, ctx) for _ in range(20))
+              if out is not None and out.settings.inductor_config.get("freezing")]
+    assert frozen
+    for out in frozen:
+        assert any(i.param for i in out.graph.inputs) and not out.settings.backward
+        assert validate(out) is not None
+    assert all(any(i.param for i in c.graph.inputs)
+               for c in (generate(s) for s in range(300)) if c.settings.inductor_config.get("freezing"))
+
+
 def test_reducer_tries_plain_arguments_and_shorter_pass_lists():
     case = linear_case(pre_grad_fusion_options=("batch_relu", "normalization_pass"))
     candidates = list(pass_settings(case))
@@ -149,7 +163,13 @@ def test_reducer_tries_plain_arguments_and_shorter_pass_lists():
 
 @pytest.fixture(scope="module")
 def collector():
-    return Collector()
+    """A coverage collector, with the compile caches off as in the workers: a graph compiled by
+    an earlier test run must not skip the passes whose coverage is checked."""
+    import torch._functorch.config
+    import torch._inductor.config
+    with torch._inductor.config.patch(fx_graph_cache=False), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        yield Collector()
 
 
 def _run(case, collector):
