@@ -371,5 +371,7 @@ def _sample_settings(rng: random.Random, opts: GenOptions, builder: _Builder) ->
     settings = CompileSettings(
         backend="inductor", mode=None, dynamic=dynamic, fullgraph=rng.random() < 0.5 and not breaks,
         mark_dynamic=tuple(marks), inductor_config=inductor_config, dynamo_config=dynamo_config,
-        device=opts.device, backward=rng.random() < opts.backward_prob)
+        device=opts.device,
+        # Freezing acts only in inference (see with_params): a frozen model runs forward only.
+        backward=rng.random() < opts.backward_prob and not inductor_config.get("freezing"))
     return dataclasses.replace(settings, **opts.extra_settings)

@@ -146,8 +146,9 @@ def test_turning_freezing_on_makes_the_case_a_model_in_inference():
     for out in frozen:
         assert any(i.param for i in out.graph.inputs) and not out.settings.backward
         assert validate(out) is not None
-    assert all(any(i.param for i in c.graph.inputs)
-               for c in (generate(s) for s in range(300)) if c.settings.inductor_config.get("freezing"))
+    generated = [c for c in (generate(s) for s in range(300)) if c.settings.inductor_config.get("freezing")]
+    assert generated and all(any(i.param for i in c.graph.inputs) and not c.settings.backward
+                             for c in generated)
 
 
 def test_reducer_tries_plain_arguments_and_shorter_pass_lists():
