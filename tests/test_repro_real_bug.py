@@ -48,3 +48,34 @@ def test_reduced_repro_shows_the_inductor_error_without_covfuzz(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "InductorError" in proc.stderr, proc.stderr[-2000:]
+
+
+def frozen_cpp_gemm_case() -> TestCase:
+    """Found while adding model parameters, reduced by `covfuzz reduce`: a frozen linear weight
+    through the C++ GEMM template, then reshape and a 1x1 conv2d, gives wrong values."""
+    f32 = TensorSpec.contiguous
+    inputs = (Input(f32((16, 8))), Input(f32((16, 8)), param=True), Input(f32((16,))),
+              Input(f32((4, 16, 1, 1))), Input(f32((4,))))
+    nodes = (Node("F.linear", (0, 1, 2), {}),
+             Node("torch.reshape", (5,), {"shape": (1, 16, 4, 4)}),
+             Node("F.conv2d", (6, 3, 4), {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}))
+    settings = CompileSettings(inductor_config={"freezing": True, "max_autotune": True,
+                                                "max_autotune_gemm_backends": "CPP"})
+    return propagate(TestCase(Graph(inputs, nodes, (7,)), settings, seed=1))
+
+
+def test_reduced_frozen_model_repro_shows_the_miscompile_without_covfuzz(tmp_path):
+    """The standalone script of a case with model parameters (Model, bind, no_grad) runs
+    without covfuzz and shows the wrong values against eager and the float64 reference."""
+    if not torch.__version__.startswith("2.13.0"):
+        pytest.skip(f"the bug was found on torch 2.13.0; this is {torch.__version__}")
+    script = tmp_path / "repro.py"
+    script.write_text(repro_script(frozen_cpp_gemm_case()))
+    assert "class Model(torch.nn.Module):" in script.read_text()
+    env = torch_only_env()
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / "inductor")
+    proc = subprocess.run([sys.executable, "-S", str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "compiled diverges from eager" in proc.stderr, proc.stderr[-2000:]
+    assert "RMSE vs float64" in proc.stderr
