@@ -31,7 +31,7 @@ def _load_case(path: str, directory: str | None = None):
             data = handle.read(serialize.MAX_ENCODED_BYTES + 1)
         case = serialize.decode(data)
     elif directory:
-        case = _case_from_campaign(directory, path)
+        case = case_from_campaign(directory, path)
     else:
         raise TestCaseFormatError(f"{path}: no such file (for an id, name its campaign with --dir DIR)")
     try:
@@ -40,7 +40,9 @@ def _load_case(path: str, directory: str | None = None):
         return case  # an invalid graph can still be shown
 
 
-def _case_from_campaign(directory: str, ident: str):
+def case_from_campaign(directory: str, ident: str):
+    """The test case a seed, failure-example or signature id names in campaign `directory`
+    (also used by `covfuzz run`)."""
     from corpus import CorpusStore
     from covfuzz import serialize
     from covfuzz.triage import failures

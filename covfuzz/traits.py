@@ -18,6 +18,7 @@ The no-feedback baseline never uses this.
 
 from __future__ import annotations
 
+from covfuzz.codegen import no_grad
 from covfuzz.ir import TensorSpec, TestCase, contiguous_stride
 
 MAX_TRAITS = 200_000  # the table is saved with the campaign state; keep it bounded
@@ -40,8 +41,8 @@ def traits(case: TestCase) -> set[str]:
             result.add(f"fill:{inp.fill}")
             if inp.param:
                 result.add("input:param")
-                if not case.settings.backward:
-                    result.add("input:param-inference")
+    if no_grad(case):  # a model run as in inference, where freezing applies
+        result.add("input:param-inference")
     for node in graph.nodes:
         result.add(f"op:{node.op}")
         if any(arg < len(graph.inputs) and graph.inputs[arg].param for arg in node.args):

@@ -52,9 +52,9 @@ def _load(arg: str, directory: str | None = None):
             return None, f"{arg}: not a regular file"
         if directory is None:
             return None, f"{arg}: no such file (for an id, name its campaign with --dir DIR)"
-        from covfuzz.cli import _case_from_campaign
+        from covfuzz.cli import case_from_campaign
         try:
-            return _case_from_campaign(directory, arg), None
+            return case_from_campaign(directory, arg), None
         except CovfuzzError as exc:
             return None, f"{arg}: {exc}"
     try:

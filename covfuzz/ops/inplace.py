@@ -9,6 +9,7 @@ from __future__ import annotations
 from covfuzz.ops.base import ArgSpec, Float, Name, OpDef, T, broadcast_partner
 from covfuzz.ops.hops import METHODS, sample_method  # every one has a `Tensor.<name>_`
 
+
 def _clamp(rng, first):
     lo = rng.choice([-1.0, -0.5, 0.0])
     return {"min": lo, "max": lo + rng.choice([0.5, 1.0, 2.0])}
