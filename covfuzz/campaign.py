@@ -45,7 +45,8 @@ KEEP_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 # Feedback mode's strategies, chosen per candidate by new features per second:
 #   generate           - a fresh graph: the most promising of `gen_candidates` drawn, by the
 #                        coverage yield of their traits so far (covfuzz/traits.py);
-#   generate+settings  - a fresh graph under one changed compile setting;
+#   generate+settings  - the same, each drawn graph under one changed compile setting (the
+#                        setting's traits count in the choice);
 #   settings           - a corpus seed under one changed compile setting;
 #   mutate             - 1..k stacked mutators (Thompson-sampled) on a corpus seed.
 # The setting is itself chosen by its yield: e.g. cpp_wrapper or backward re-lowers every op of a
@@ -64,7 +65,7 @@ class CampaignOptions:
     seed_files: list[str] = field(default_factory=list)
     initial_seeds: int = 12
     explore: float = 0.1  # share of strategy / setting choices made uniformly in feedback mode
-    gen_candidates: int = 4  # feedback mode: graphs drawn per generation, the best one executed
+    gen_candidates: int = 12  # feedback mode: graphs drawn per generation, the best one executed
     timeout: float = 120.0
     memory_limit_mb: int | None = None
     max_stack: int = 3
@@ -193,15 +194,27 @@ class Campaign:
             print(text, file=sys.stderr, flush=True)
 
     # ----------------------------------------------------------------------------- candidates
-    def _generated(self):
-        """A fresh graph. Feedback mode draws `gen_candidates` of them and keeps the one whose
-        traits promise the most new coverage; the no-feedback baseline takes each as drawn."""
+    def _generated(self, with_setting: bool = False):
+        """A fresh graph. Feedback mode draws `gen_candidates` of them (each under one changed
+        compile setting when `with_setting`) and keeps the one whose traits, setting included,
+        promise the most new coverage; the no-feedback baseline takes each as drawn."""
         k = 1 if self.opts.no_feedback else max(1, self.opts.gen_candidates)
         seed = self.state["next_gen_seed"]
         self.state["next_gen_seed"] = seed + k
-        drawn = [generate(seed + i, self.opts.gen) for i in range(k)]
-        case = self.trait_yield.best(drawn) if k > 1 else drawn[0]
-        return case, {"parent": None, "mutators": ["generate"], "depth": 0}
+        meta = {"parent": None, "mutators": ["generate"], "depth": 0}
+        drawn = []
+        for i in range(k):
+            case, move = generate(seed + i, self.opts.gen), None
+            if with_setting:
+                self.mutation_ctx.last_setting = None
+                changed = self.mutators.mutate_with("mutate_settings", case, self.rng, self.mutation_ctx)
+                if changed is not None:
+                    case, move = changed, self.mutation_ctx.last_setting
+            drawn.append((case, move))
+        case, move = max(drawn, key=lambda pair: self.trait_yield.score(pair[0])) if k > 1 else drawn[0]
+        if move is not None:
+            meta.update(mutators=["generate", "mutate_settings"], settings=[move])
+        return case, meta
 
     def _initial_cases(self):
         for path in self.opts.seed_files:
@@ -228,16 +241,8 @@ class Campaign:
             return self._generated()
         strategy = self.strategies.choose(list(STRATEGIES))
         if strategy.startswith("generate"):
-            case, meta = self._generated()
-            meta = {**meta, "strategy": "generate"}
-            if strategy == "generate+settings":
-                self.mutation_ctx.last_setting = None
-                changed = self.mutators.mutate_with("mutate_settings", case, self.rng, self.mutation_ctx)
-                if changed is not None:
-                    case = changed
-                    meta.update(strategy=strategy, mutators=["generate", "mutate_settings"],
-                                settings=[self.mutation_ctx.last_setting])
-            return case, meta
+            case, meta = self._generated(with_setting=strategy == "generate+settings")
+            return case, {**meta, "strategy": strategy}
         names = ["mutate_settings"] if strategy == "settings" else sorted(self.mutators.MUTATORS)
         for _ in range(8):
             seed, energy = self.scheduler.pick()

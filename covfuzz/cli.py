@@ -335,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--execs", type=int, help="stop after this many executions (this run)")
     fuzz.add_argument("--no-feedback", action="store_true",
                       help="baseline: pure generation, no coverage guidance (like torchfuzz)")
-    fuzz.add_argument("--gen-candidates", type=int, default=4, metavar="K",
+    fuzz.add_argument("--gen-candidates", type=int, default=12, metavar="K",
                       help="feedback mode: graphs drawn per generation; the one whose ops, op pairs, "
-                           "dtypes and settings have paid most in new coverage runs (default 4)")
+                           "dtypes and settings have paid most in new coverage runs (default %(default)s)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
     fuzz.add_argument("--timeout", type=float, default=120.0, help="per-case timeout in seconds (default 120)")
     fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")

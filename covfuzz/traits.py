@@ -10,9 +10,11 @@ an op reading one), a compile setting or config flag (each pass of a pass list o
 per trait: the gain of the cases that had it, (features found by them + g) / (cases + 1), and
 their time, (seconds + t) / (cases + 1), where g and t are the mean gain and time of all
 executions so far. An unseen trait is worth one average execution; a trait that stops paying
-fades as 1/n. A candidate's score is its expected new features per second, the objective the
-strategy bandits use too: the sum of its traits' gains over the mean of their times (so large
-graphs are not preferred just for having more traits when they also compile longer).
+fades as 1/n. A candidate's score is the sum of its traits' gains, divided by the square root
+of how much slower than average its traits ran (so large graphs are not preferred just for
+having more traits when they also compile much longer). Replaying 1,500 executions of two
+baseline campaigns (benchmarks/trait_selection.py) chose this over a full per-second rate,
+whose trait times are too noisy, and over no time discount at all.
 The no-feedback baseline never uses this.
 """
 
@@ -108,7 +110,8 @@ class TraitYield:
             row[2] += seconds
 
     def score(self, case: TestCase) -> float:
-        """Expected new features per second of executing `case`."""
+        """Expected new features of executing `case`, discounted by the square root of how much
+        slower than average its traits ran (a full per-second rate over-trusts noisy times)."""
         prior_gain = max(self.mean_gain, 1e-6)
         prior_seconds = max(self.mean_seconds, 1e-3)
         gain = seconds = 0.0
@@ -117,7 +120,8 @@ class TraitYield:
             got, count, spent = self.table.get(trait, (0.0, 0, 0.0))
             gain += (got + prior_gain) / (count + 1)
             seconds += (spent + prior_seconds) / (count + 1)
-        return gain / (seconds / max(len(found), 1))
+        slowdown = seconds / max(len(found), 1) / prior_seconds
+        return gain / slowdown ** 0.5
 
     def best(self, cases: list[TestCase]) -> TestCase:
         """The candidate with the highest score (the first one on ties)."""
