@@ -453,6 +453,7 @@ class Campaign:
         self.log(f"covfuzz fuzz: {self.dir} ({self.mode}, {opts.workers} worker(s), {opts.device}); "
                  f"corpus {len(self.scheduler.seeds)} seeds, {self.n_arcs} features")
         in_flight: dict = {}
+        prepared = None  # the next candidate, made ahead; lost on a stop, like the ones in flight
         try:
             with cf.ThreadPoolExecutor(max_workers=opts.workers) as executor:
                 while True:
@@ -460,12 +461,22 @@ class Campaign:
                     time_left = deadline is None or time.time() < deadline
                     while (not self.stop_requested and budget_left and time_left
                            and len(in_flight) < opts.workers):
-                        case, meta = initial.pop(0) if initial else self.next_candidate()
+                        if initial:
+                            case, meta = initial.pop(0)
+                        elif prepared is not None:
+                            (case, meta), prepared = prepared, None
+                        else:
+                            case, meta = self.next_candidate()
                         in_flight[executor.submit(execute, case)] = (case, meta)
                         budget_left = not (exec_budget is not None
                                            and executed_now + len(in_flight) >= exec_budget)
                     if not in_flight:
                         break
+                    if (prepared is None and not initial and not self.stop_requested and budget_left
+                            and time_left):
+                        # Make the next candidate while every worker is busy, so that no worker
+                        # waits for it (drawing and scoring graphs takes a good part of a second).
+                        prepared = self.next_candidate()
                     done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
                     for future in done:
                         case, meta = in_flight.pop(future)

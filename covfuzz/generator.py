@@ -22,7 +22,9 @@ from covfuzz.ir import (DTYPES, FLOAT_DTYPES, CompileSettings, Graph, Input, Nod
                         TensorSpec, TestCase, contiguous_stride, dtype_class,
                         permuted_stride)
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
-from covfuzz.propagate import propagate
+from covfuzz.codegen import value_name
+from covfuzz.ops.helpers import NAMESPACE
+from covfuzz.propagate import eval_node, meta_value, needs_real_tensors, propagate
 
 SIZES = (1, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33)
 MAX_FRESH_NUMEL = 4096
@@ -85,6 +87,12 @@ class _Builder:
         self.nodes: list[Node] = []
         self.depth: list[int] = []
         self.pending: list[int] = []  # args of the node being proposed (shifted with the rest)
+        # Meta-tensor values of the inputs and nodes so far, so that a new node is checked by
+        # evaluating it alone (re-propagating the whole graph at every step made drawing a graph
+        # quadratic in its size). Once the graph needs real tensors, every step propagates it all.
+        self.meta_inputs: list = []
+        self.meta_nodes: list = []
+        self.real = False
 
     # ------------------------------------------------------------------ values
     def spec(self, vid: int):
@@ -251,19 +259,40 @@ class _Builder:
         if proposal is not None:
             args, attrs = proposal
             node = Node(op.name, args, attrs)
-            trial = TestCase(self.graph([0]), CompileSettings(device=self.opts.device))
-            trial = dataclasses.replace(
-                trial, graph=dataclasses.replace(trial.graph, nodes=trial.graph.nodes + (node,)))
-            try:
-                checked = propagate(trial)
-            except (InvalidGraph, CovfuzzError):
-                checked = None
+            checked = self._check(Graph(tuple(self.inputs), tuple(self.nodes) + (node,), (0,)))
             if checked is not None:
-                self.nodes.append(checked.graph.nodes[-1])
+                self.nodes.append(checked)
                 self.depth.append(1 + max(self.depth[a] for a in args))
                 return True
         self.inputs, self.nodes, self.depth = saved
+        del self.meta_inputs[len(self.inputs):]  # inputs made for the rejected node
         return False
+
+    def _check(self, graph: Graph) -> Node | None:
+        """The last node of `graph` with its output spec, or None if torch rejects it."""
+        if not self.real and not needs_real_tensors(graph):
+            while len(self.meta_inputs) < len(graph.inputs):
+                inp = graph.inputs[len(self.meta_inputs)]
+                self.meta_inputs.append(meta_value(inp.spec, inp.value))
+            env = dict(NAMESPACE)
+            base = len(graph.inputs)
+            for a in graph.nodes[-1].args:
+                env[value_name(graph, a)] = (self.meta_inputs[a] if a < base
+                                             else self.meta_nodes[a - base])
+            try:
+                value, spec = eval_node(graph, len(graph.nodes) - 1, env, self.opts.device)
+            except InvalidGraph as exc:
+                if not getattr(exc, "no_meta", False):
+                    return None
+            else:
+                self.meta_nodes.append(value)
+                return dataclasses.replace(graph.nodes[-1], out=spec)
+        try:  # real tensors (data-dependent ops, no meta kernel): the whole graph
+            checked = propagate(TestCase(graph, CompileSettings(device=self.opts.device)))
+        except (InvalidGraph, CovfuzzError):
+            return None
+        self.real = True
+        return checked.graph.nodes[-1]
 
 
 def _numel(shape) -> int:

@@ -87,6 +87,35 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
         raise
 
 
+def eval_node(graph: Graph, j: int, env: dict, device: str):
+    """Node j of `graph` evaluated on the values in `env` (named as codegen names them): its
+    value and output spec. InvalidGraph, with `no_meta` set when a meta kernel is missing."""
+    node = graph.nodes[j]
+    where = f"node v{len(graph.inputs) + j} ({node.op})"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = eval(_compiled(node_expr(graph, node, check=True)), env)  # noqa: S307 - catalog text
+    except NotImplementedError as exc:
+        err = InvalidGraph(f"{where}: {type(exc).__name__}: {_first_line(exc)}", j)
+        err.no_meta = True
+        raise err from None
+    except Exception as exc:  # torch rejects the call: that is the verdict we want
+        raise InvalidGraph(f"{where}: {type(exc).__name__}: {_first_line(exc)}", j) from None
+    spec = _spec_of(value, device, where)
+    op = ops.get_op(node.op)
+    if op.out_kind in ("int", "float", "bool") and (
+            not isinstance(spec, ScalarSpec) or spec.kind != op.out_kind):
+        raise InvalidGraph(f"{where}: expected a Python {op.out_kind}", j)
+    return value, spec
+
+
+def meta_value(spec, value=None):
+    """What stands for a value in a meta-tensor evaluation: a meta tensor of `spec`, or the
+    scalar itself."""
+    return _meta_input(spec) if isinstance(spec, TensorSpec) else value
+
+
 def _propagate(case: TestCase, real: bool) -> TestCase:
     graph = case.graph
     device = case.settings.device
@@ -109,27 +138,12 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
     new_nodes = list(graph.nodes)
     base = len(graph.inputs)
     for j, node in enumerate(graph.nodes):
-        where = f"node v{base + j} ({node.op})"
         for a in node.args:
             if a in pending_index:
                 partial = dataclasses.replace(graph, nodes=tuple(new_nodes))
                 env[value_name(graph, a)] = _real_input(case, a, index_bound(partial, a))
                 del pending_index[a]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = eval(_compiled(node_expr(graph, node, check=True)), env)  # noqa: S307 - catalog text
-        except NotImplementedError as exc:
-            err = InvalidGraph(f"{where}: {type(exc).__name__}: {_first_line(exc)}", j)
-            err.no_meta = True
-            raise err from None
-        except Exception as exc:  # torch rejects the call: that is the verdict we want
-            raise InvalidGraph(f"{where}: {type(exc).__name__}: {_first_line(exc)}", j) from None
-        spec = _spec_of(value, device, where)
-        op = ops.get_op(node.op)
-        if op.out_kind in ("int", "float", "bool") and (
-                not isinstance(spec, ScalarSpec) or spec.kind != op.out_kind):
-            raise InvalidGraph(f"{where}: expected a Python {op.out_kind}", j)
+        value, spec = eval_node(graph, j, env, device)
         env[value_name(graph, base + j)] = value
         new_nodes[j] = dataclasses.replace(node, out=spec)
 
