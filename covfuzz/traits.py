@@ -11,11 +11,11 @@ per trait: the gain of the cases that had it, (features found by them + g) / (ca
 their time, (seconds + t) / (cases + 1), where g and t are the mean gain and time of all
 executions so far. An unseen trait is worth one average execution; a trait that stops paying
 fades as 1/n. A candidate's score is its expected new features per second, the objective the
-strategy bandits use too: the sum of its traits' gains over its expected time. That time is the
-mean of its traits' times (slow settings) scaled by its node count against the mean node count:
-the sum of gains grows with the number of traits, so without the size term feedback mode drew
-ever larger graphs and ran 25% fewer cases than the baseline in the same time.
-benchmarks/trait_selection.py replays a baseline campaign to compare choices like these.
+strategy bandits use too: the sum of its traits' gains over the mean of their times.
+It favors larger graphs (more traits), and they do find more per execution. Scaling the time by
+the node count as well made feedback mode draw one- and two-node graphs, which ran 45% more
+cases than the baseline and covered 6% fewer lines after 7 minutes, so size is left out.
+benchmarks/trait_selection.py replays a baseline campaign to compare values of K.
 The no-feedback baseline never uses this.
 """
 
@@ -82,13 +82,11 @@ class TraitYield:
             k: (list(v) + [0.0, 0, 0.0])[:3] for k, v in state.get("table", {}).items()}
         self.total_gain = float(state.get("total_gain", 0.0))
         self.total_seconds = float(state.get("total_seconds", 0.0))
-        self.total_nodes = int(state.get("total_nodes", 0))
         self.executions = int(state.get("executions", 0))
 
     def state(self) -> dict:
         return {"table": self.table, "total_gain": self.total_gain,
-                "total_seconds": self.total_seconds, "total_nodes": self.total_nodes,
-                "executions": self.executions}
+                "total_seconds": self.total_seconds, "executions": self.executions}
 
     @property
     def mean_gain(self) -> float:
@@ -98,14 +96,9 @@ class TraitYield:
     def mean_seconds(self) -> float:
         return self.total_seconds / self.executions if self.executions else 1.0
 
-    @property
-    def mean_nodes(self) -> float:
-        return self.total_nodes / self.executions if self.executions else 5.0
-
     def record(self, case: TestCase, gain: float, seconds: float = 0.0) -> None:
         self.total_gain += gain
         self.total_seconds += seconds
-        self.total_nodes += len(case.graph.nodes)
         self.executions += 1
         for trait in traits(case):
             row = self.table.get(trait)
@@ -127,11 +120,7 @@ class TraitYield:
             got, count, spent = self.table.get(trait, (0.0, 0, 0.0))
             gain += (got + prior_gain) / (count + 1)
             seconds += (spent + prior_seconds) / (count + 1)
-        # Its time relative to an average execution: what its traits cost (slow settings), times
-        # its size against the mean size (traits alone predict time poorly; size does better).
-        slowdown = (seconds / max(len(found), 1) / prior_seconds) * \
-            (1 + len(case.graph.nodes)) / (1 + self.mean_nodes)
-        return gain / slowdown
+        return gain / (seconds / max(len(found), 1))
 
     def best(self, cases: list[TestCase]) -> TestCase:
         """The candidate with the highest score (the first one on ties)."""

@@ -140,3 +140,14 @@ def test_data_dependent_ops_only_on_request_and_with_capture_flags():
                 if any(ops.get_op(n.op).data_dependent for n in c.graph.nodes))
     assert case.settings.dynamo_config["capture_scalar_outputs"] is True
     assert case.settings.dynamo_config["capture_dynamic_output_shape_ops"] is True
+
+
+def test_checking_each_new_node_alone_draws_the_same_graphs(monkeypatch):
+    """The builder checks a new node on the kept meta values of the graph so far; checking the
+    whole graph at every step (what it does once real tensors are needed) must accept the same
+    nodes, so both draw byte-identical cases."""
+    import covfuzz.generator as generator
+    incremental = [serialize.encode(generate(seed)) for seed in range(120)]
+    monkeypatch.setattr(generator, "needs_real_tensors", lambda graph: True)
+    whole = [serialize.encode(generate(seed)) for seed in range(120)]
+    assert incremental == whole

@@ -51,3 +51,17 @@ def test_state_round_trips_and_is_plain_data():
     case = generate(99)
     assert again.score(case) == model.score(case)
     assert again.mean_gain == model.mean_gain == 2.0
+
+
+def test_feedback_generation_scores_each_graph_under_its_changed_setting(tmp_path):
+    from covfuzz.campaign import Campaign, CampaignOptions
+    campaign = Campaign(str(tmp_path / "c"), CampaignOptions(quiet=True, gen_candidates=6))
+    try:
+        before = campaign.state["next_gen_seed"]
+        case, meta = campaign._generated(with_setting=True)
+        assert campaign.state["next_gen_seed"] == before + 6  # six graphs drawn
+        assert meta["mutators"] == ["generate", "mutate_settings"] and meta["settings"]
+        assert case.settings != generate(case.seed).settings or case.graph != generate(case.seed).graph
+    finally:
+        campaign.store.close()
+        campaign._lock_handle.close()
