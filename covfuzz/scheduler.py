@@ -25,6 +25,12 @@ import numpy as np
 
 from corpus.store import sorted_unique
 
+# What one execution's new features count for at most, when learning which choice pays: the
+# first executions of a campaign find thousands of features that any graph would have found,
+# and uncapped they would credit whatever those cases happened to contain for hundreds of
+# executions (covfuzz/traits.py uses the same cap).
+GAIN_CAP = 300.0
+
 
 def match(keys: np.ndarray, features) -> tuple[np.ndarray, np.ndarray]:
     """(position in `keys` (sorted, non-empty), whether the key there is the feature) per feature."""
@@ -248,7 +254,7 @@ class RateBandit:
     PRIOR_GAIN = 1.0
 
     def __init__(self, rng: random.Random, explore: float = 0.1, decay: float = 0.99,
-                 gain_cap: float = 300.0):
+                 gain_cap: float = GAIN_CAP):
         self.rng = rng
         self.explore = explore
         self.decay = decay

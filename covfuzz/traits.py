@@ -6,7 +6,8 @@ the most new coverage. A trait is an input-side property: an op, a producer -> c
 pair, an op on a given dtype, a kind of input layout, an input held as a model parameter (and
 an op reading one), a compile setting or config flag (each pass of a pass list on its own).
 
-`TraitYield` learns, from every execution's new-feature count and time, two optimistic means
+`TraitYield` learns, from every execution's new-feature count (capped at GAIN_CAP, as the
+strategy bandits cap it) and time, two optimistic means
 per trait: the gain of the cases that had it, (features found by them + g) / (cases + 1), and
 their time, (seconds + t) / (cases + 1), where g and t are the mean gain and time of all
 executions so far. An unseen trait is worth one average execution; a trait that stops paying
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from covfuzz.codegen import no_grad
 from covfuzz.ir import TensorSpec, TestCase, contiguous_stride
+from covfuzz.scheduler import GAIN_CAP
 
 MAX_TRAITS = 200_000  # the table is saved with the campaign state; keep it bounded
 
@@ -97,6 +99,7 @@ class TraitYield:
         return self.total_seconds / self.executions if self.executions else 1.0
 
     def record(self, case: TestCase, gain: float, seconds: float = 0.0) -> None:
+        gain = min(gain, GAIN_CAP)
         self.total_gain += gain
         self.total_seconds += seconds
         self.executions += 1
