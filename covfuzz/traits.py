@@ -124,7 +124,3 @@ class TraitYield:
             gain += (got + prior_gain) / (count + 1)
             seconds += (spent + prior_seconds) / (count + 1)
         return gain / (seconds / max(len(found), 1))
-
-    def best(self, cases: list[TestCase]) -> TestCase:
-        """The candidate with the highest score (the first one on ties)."""
-        return max(cases, key=self.score)
