@@ -64,3 +64,16 @@ def test_feedback_generation_scores_each_graph_under_its_changed_setting(tmp_pat
     finally:
         campaign.store.close()
         campaign._lock_handle.close()
+
+
+def test_one_execution_teaches_at_most_the_gain_cap():
+    """The first executions find thousands of features any graph would: capped, they do not make
+    the traits of those cases outweigh everything for hundreds of executions."""
+    from covfuzz.scheduler import GAIN_CAP
+    model = TraitYield()
+    first, other = _case("torch.sin"), _case("torch.exp")
+    model.record(first, 30_000.0, 2.0)
+    assert model.total_gain == GAIN_CAP
+    for _ in range(3):
+        model.record(other, GAIN_CAP, 2.0)
+    assert model.score(other) >= model.score(first) * 0.5
