@@ -498,9 +498,13 @@ class Campaign:
             self.state["restarts_before"] = self.state["restarts"]
             self.state["elapsed"] = base_elapsed + time.time() - started
             status = self.report(self.state["elapsed"], final=True)
-            self.store.close()
-            self._lock_handle.close()
+            self.close()
         return status
+
+    def close(self) -> None:
+        """Close the store and release the campaign directory's lock."""
+        self.store.close()
+        self._lock_handle.close()
 
     def _on_signal(self, signum, frame) -> None:
         if self.stop_requested:

@@ -62,8 +62,7 @@ def test_feedback_generation_scores_each_graph_under_its_changed_setting(tmp_pat
         assert meta["mutators"] == ["generate", "mutate_settings"] and meta["settings"]
         assert case.settings != generate(case.seed).settings or case.graph != generate(case.seed).graph
     finally:
-        campaign.store.close()
-        campaign._lock_handle.close()
+        campaign.close()
 
 
 def test_one_execution_teaches_at_most_the_gain_cap():
