@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from corpus import CorpusStore, minimize  # noqa: E402
 from corpus.cmin import write_minimized  # noqa: E402
+from covfuzz.workdir import corpus_path  # noqa: E402
 
 
 def case_bytes() -> bytes:
@@ -142,9 +143,9 @@ def main(argv=None) -> int:
         row("record_execution (fsync)", time.perf_counter() - t, n_add, "per op")
         t = time.perf_counter()
         for i in range(n_add):
-            store.new_features(rng.integers(0, args.universe, size=args.features,
-                                            dtype=np.uint64))
-        row("new_features check (read)", time.perf_counter() - t, n_add, "per op")
+            store.hit_counts(rng.integers(0, args.universe, size=args.features,
+                                          dtype=np.uint64))
+        row("hit_counts lookup (read)", time.perf_counter() - t, n_add, "per op")
 
         # ---- status-style aggregate
         def status():
@@ -189,8 +190,8 @@ def main(argv=None) -> int:
             f"features {report['features_before']} -> {report['features_after']}")
         map_size = store.map_size()
 
-    size = du(os.path.join(camp, "corpus.lmdb"))
-    size_min = du(os.path.join(cmin_out, "corpus.lmdb"))
+    size = du(corpus_path(camp))
+    size_min = du(corpus_path(cmin_out))
 
     print(f"\ncorpus benchmark: {args.seeds} seeds, ~{args.features} features/seed, "
           f"universe {args.universe}, case {len(data)} bytes")

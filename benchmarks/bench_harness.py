@@ -22,20 +22,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from covfuzz.generator import GenOptions, generate  # noqa: E402
 from covfuzz.serialize import encode  # noqa: E402
-from harness import Supervisor  # noqa: E402
+from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
 
 def run_all(cases, coverage: bool, timeout: float):
     with tempfile.TemporaryDirectory(prefix="covfuzz-bench-") as cache:
-        sup = Supervisor(cache_dir=cache, coverage=coverage, timeout=timeout)
-        try:
-            sup.run(encode(generate(10**9, GenOptions(max_nodes=3, backward_prob=0))))  # warm
-            results = []
-            for data in cases:
-                results.append(sup.run(data))
-            return results, dict(sup.stats)
-        finally:
-            sup.close()
+        with start_worker(WorkerSpec(cache_dir=cache, coverage=coverage, timeout=timeout)) as worker:
+            worker.run(encode(generate(10**9, GenOptions(max_nodes=3, backward_prob=0))))  # warm
+            results = [worker.run(data) for data in cases]
+            return results, dict(worker.stats)
 
 
 def main() -> int:

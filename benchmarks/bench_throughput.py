@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 from covfuzz import codegen  # noqa: E402
 from covfuzz.generator import generate  # noqa: E402
-from harness.supervisor import Supervisor  # noqa: E402
+from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
 
 def fresh_process(case, workdir: str, cache_dir: str) -> float:
@@ -51,19 +51,18 @@ def main() -> int:
     cases = [generate(args.seed + i) for i in range(args.cases)]
     work = tempfile.mkdtemp(prefix="covfuzz-throughput-")
     cache = os.path.join(work, "inductor")
-    sup = Supervisor(cache_dir=cache, warmup=True)
     t0 = time.perf_counter()
-    sup.start()
+    worker = start_worker(WorkerSpec.for_campaign(cache_dir=cache))  # warm-up, like a campaign's
     startup = time.perf_counter() - t0
     warm, fresh, splits = [], [], []
     for i, case in enumerate(cases):
-        result = sup.run(case)
+        result = worker.run(case)
         warm.append(result.timings["total"])
         splits.append(result.timings)
         fresh.append(fresh_process(case, work, os.path.join(work, "inductor-fresh")))
         print(f"case {i:>3}: warm {warm[-1]:6.2f}s ({result.outcome})  fresh process {fresh[-1]:6.2f}s",
               flush=True)
-    sup.close()
+    worker.close()
 
     # The warm worker's start-up (imports, warm-up compile) is paid once per worker life
     # (recycled every 200 cases): amortize it over that many cases.

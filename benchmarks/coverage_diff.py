@@ -20,14 +20,15 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from corpus import CorpusStore  # noqa: E402
-from harness.coverage import GROUPS, LINE_BIT, line_id, torch_dir  # noqa: E402
+from corpus import open_campaign_store  # noqa: E402
+from covfuzz.features import LINE_BIT  # noqa: E402
+from harness.coverage import GROUPS, line_id, torch_dir  # noqa: E402
 
 
 def covered_lines(directory: str) -> set[int]:
     """Line feature ids of every seed stored in campaign `directory`."""
     lines: set[int] = set()
-    with CorpusStore(os.path.join(directory, "corpus.lmdb"), readonly=True, create=False) as store:
+    with open_campaign_store(directory) as store:
         for _, _, features in store.iter_seeds(with_features=True):
             lines.update(int(f) for f in features if int(f) & LINE_BIT)
     return lines

@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Coverage over time and finding rate: feedback mode vs the --no-feedback baseline.
+"""Coverage over time and finding rate: feedback mode vs the --no-feedback baseline, or this
+tree's code vs another checkout's (`--base-tree`).
 
 Runs two campaigns at the same time on this machine, with the same budget and number of workers:
 `covfuzz fuzz OUT/feedback` and `covfuzz fuzz OUT/no-feedback --no-feedback` (running them side by
-side means machine noise and load hit both alike). Then prints, at checkpoints, the coverage
+side means machine noise and load hit both alike). With `--base-tree DIR` (e.g. a `git worktree`
+of an older commit) both run in feedback mode instead: `OUT/new` with this tree's code and
+`OUT/base` with DIR's, to show that a change keeps coverage within noise. Then prints, at checkpoints, the coverage
 features (arcs of torch/_inductor + torch/_dynamo), the plainly covered lines of those packages,
 executions and distinct failure signatures of each, the feedback / no-feedback ratios and the
 distinct failures per hour; and writes OUT/coverage_over_time.png with both curves.
 
     python benchmarks/coverage_over_time.py --minutes 60 --workers 2 --out runs/cmp
     python benchmarks/coverage_over_time.py --report-only --out runs/cmp   # tables of finished runs
+    git worktree add /tmp/base OLD_COMMIT
+    python benchmarks/coverage_over_time.py --minutes 30 --workers 1 --base-tree /tmp/base --out runs/refactor
 """
 
 from __future__ import annotations
@@ -25,17 +30,23 @@ sys.path.insert(0, ROOT)
 
 from covfuzz.status import plot, read_status, stats_series  # noqa: E402
 
-MODES = {"feedback": [], "no-feedback": ["--no-feedback"]}
+# name -> (source tree, extra flags); the first is the one the ratios put on top.
+MODES = {"feedback": (ROOT, []), "no-feedback": (ROOT, ["--no-feedback"])}
+
+
+def base_tree_modes(base_tree: str) -> dict:
+    return {"new": (ROOT, []), "base": (os.path.abspath(base_tree), [])}
 
 
 def run_pair(out: str, minutes: float, workers: int, seed: int) -> None:
     procs = []
-    for mode, flags in MODES.items():
-        directory = os.path.join(out, mode)
+    for mode, (tree, flags) in MODES.items():
+        directory = os.path.abspath(os.path.join(out, mode))
         log = open(os.path.join(out, f"{mode}.log"), "ab")
         cmd = [sys.executable, "-m", "covfuzz", "fuzz", directory, "--workers", str(workers),
                "--hours", str(minutes / 60.0), "--seed", str(seed), *flags]
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        env = dict(os.environ, PYTHONPATH=tree)  # each tree imports its own covfuzz
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tree, env=env))
     started = time.time()
     try:
         while any(p.poll() is None for p in procs):
@@ -76,10 +87,10 @@ def report(out: str, checkpoints: list[float]) -> str:
         recs = {mode: at(series[mode], minute) for mode in MODES}
         if any(r is None for r in recs.values()):
             continue
-        fb, nofb = recs["feedback"], recs["no-feedback"]
+        fb, nofb = (recs[mode] for mode in MODES)
         for mode, r in recs.items():
             ratio_f = ratio_l = ""
-            if mode == "feedback":
+            if mode == next(iter(MODES)):
                 ratio_f = f"{fb['features'] / max(nofb['features'], 1):.3f}"
                 ratio_l = f"{fb['lines'] / max(nofb['lines'], 1):.3f}"
             rows.append((f"{minute:g}", mode, str(r["execs"]), str(r["features"]), str(r["lines"]),
@@ -95,8 +106,8 @@ def report(out: str, checkpoints: list[float]) -> str:
                      f"({last['failures_by_kind']}); {last['execs']} execs "
                      f"({last['execs'] / last['elapsed']:.3f}/s); supervisor RSS "
                      f"{last.get('supervisor_rss_mb', '?')} MiB")
-    png = plot(os.path.join(out, "feedback"), os.path.join(out, "coverage_over_time.png"),
-               [os.path.join(out, "no-feedback")])
+    first, second = (os.path.join(out, mode) for mode in MODES)
+    png = plot(first, os.path.join(out, "coverage_over_time.png"), [second])
     lines.append(f"plot: {png}")
     return "\n".join(lines)
 
@@ -108,10 +119,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="campaign rng seed (both modes)")
     p.add_argument("--out", default="runs/coverage_over_time", help="directory of both campaigns")
     p.add_argument("--report-only", action="store_true", help="only print the tables of OUT")
+    p.add_argument("--base-tree", metavar="DIR",
+                   help="compare this tree's code with DIR's (both in feedback mode) instead of "
+                        "feedback vs --no-feedback")
     p.add_argument("--checkpoints", default="5,10,15,30,45,60,90,120",
                    help="minutes at which to compare (those reached by both runs are printed)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.base_tree:
+        MODES.clear()
+        MODES.update(base_tree_modes(args.base_tree))
     if not args.report_only:
         for mode in MODES:
             if os.path.exists(os.path.join(args.out, mode)):

@@ -15,15 +15,18 @@ import statistics
 import sys
 import tempfile
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from covfuzz.generator import generate  # noqa: E402
-from harness.coverage import is_line  # noqa: E402
-from harness.supervisor import Supervisor  # noqa: E402
+from covfuzz.features import is_line  # noqa: E402
+from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
 
 def arcs(result) -> set[int]:
-    return {f for f in result.features if not is_line(f)}
+    features = np.asarray(result.features, dtype=np.uint64)
+    return set(features[~is_line(features)].tolist())
 
 
 def main() -> int:
@@ -33,7 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     cases = [generate(args.seed + i) for i in range(args.cases)]
     cache = tempfile.mkdtemp(prefix="covfuzz-stability-")
-    with Supervisor(cache_dir=cache, warmup=True) as a, Supervisor(cache_dir=cache, warmup=True) as b:
+    spec = WorkerSpec.for_campaign(cache_dir=cache)  # warm-up on, like a campaign's workers
+    with start_worker(spec) as a, start_worker(spec) as b:
         first = [arcs(a.run(c)) for c in cases]
         second = list(reversed([arcs(b.run(c)) for c in reversed(cases)]))
     rows = []

@@ -45,6 +45,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from corpus import CorpusError, open_campaign_store  # noqa: E402
+
 FAULT_KINDS = ("segfault", "abort", "hang", "memory", "raise_compile", "raise_eager")
 # fault -> the outcome the campaign records for it
 FAULT_OUTCOME = {"segfault": "process_crash", "abort": "process_crash", "hang": "timeout",
@@ -79,9 +81,8 @@ def read_stats(directory: str) -> dict | None:
 
 def snapshot(directory: str) -> dict | None:
     """Committed records: {"seeds": set of ids, "failures": {signature: count}, "num_seeds"}."""
-    from corpus import CorpusError, CorpusStore
     try:
-        store = CorpusStore(os.path.join(directory, "corpus.lmdb"), readonly=True, create=False)
+        store = open_campaign_store(directory)
     except CorpusError:
         return None
     try:
@@ -130,9 +131,8 @@ def count_faults(directory: str) -> tuple[dict, collections.Counter]:
 
 def crash_signals(directory: str) -> collections.Counter:
     """process_crash executions by signal (SIGSEGV = segfault, SIGABRT = abort), from buckets."""
-    from corpus import CorpusStore
     out: collections.Counter = collections.Counter()
-    store = CorpusStore(os.path.join(directory, "corpus.lmdb"), readonly=True, create=False)
+    store = open_campaign_store(directory)
     try:
         for row in store.failures():
             if row["kind"] == "process_crash":

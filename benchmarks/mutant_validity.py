@@ -5,20 +5,78 @@
 For every mutator, proposals are made on generated cases (generate(seed) for seed < N) until M
 candidates passed the check (or 20*M proposals). Columns: proposals; none (not applicable);
 rejected (by propagation / invariants); same (no change); accepted; ran eagerly (% of accepted).
+`measure` and `run_eagerly` are also used by tests/test_mutators.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import os
+import random
 import sys
 import time
+import warnings
+
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import mutators.base  # noqa: E402
+from covfuzz import codegen  # noqa: E402
 from covfuzz.generator import generate  # noqa: E402
-from mutators import MutationContext  # noqa: E402
-from mutators.validity import measure  # noqa: E402
+from covfuzz.ir import TestCase  # noqa: E402
+from covfuzz.propagate import backward_loss  # noqa: E402
+from mutators import (ACCEPTED, ERROR, LAST_ERRORS, MUTATORS, NOT_APPLICABLE, REJECTED, SAME,  # noqa: E402
+                      MutationContext, propose)
+
+
+def run_eagerly(case: TestCase) -> str | None:
+    """None when the case's program runs eagerly on the CPU (with backward if asked), else why not."""
+    namespace: dict = {}
+    try:
+        exec(compile(codegen.program(case), "<mutant>", "exec"), namespace)  # noqa: S102
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.nullcontext() if case.settings.backward else torch.no_grad():
+                outputs = namespace["fn"](*namespace["make_inputs"]("cpu"))
+            if case.settings.backward:
+                loss = backward_loss(outputs)
+                if loss is not None:
+                    loss.backward()
+    except Exception as exc:  # noqa: BLE001 - the failure is the measurement
+        text = str(exc).strip()
+        return f"{type(exc).__name__}: {text.splitlines()[0][:100] if text else ''}"
+    return None
+
+
+def measure(cases: list[TestCase], per_mutator: int, seed: int = 0, ctx: MutationContext | None = None,
+            names=None) -> dict:
+    """Per mutator: proposals, none, rejected, same, accepted, ran, failures (Counter), seconds."""
+    ctx = ctx or MutationContext(corpus=cases)
+    table = {}
+    for name in names or MUTATORS:
+        rng = random.Random(f"{seed}:{name}")
+        row = {"proposals": 0, ERROR: 0, NOT_APPLICABLE: 0, REJECTED: 0, SAME: 0, ACCEPTED: 0, "ran": 0,
+               "failures": collections.Counter(), "seconds": 0.0}
+        start = time.perf_counter()
+        i = 0
+        while row[ACCEPTED] < per_mutator and row["proposals"] < per_mutator * 20:
+            case = cases[i % len(cases)]
+            i += 1
+            step = propose(name, case, rng, ctx)
+            row["proposals"] += 1
+            row[step.outcome] += 1
+            if step.case is not None:
+                why = run_eagerly(step.case)
+                if why is None:
+                    row["ran"] += 1
+                else:
+                    row["failures"][why] += 1
+        row["seconds"] = time.perf_counter() - start
+        table[name] = row
+    return table
 
 
 def main(argv=None) -> int:
@@ -32,7 +90,6 @@ def main(argv=None) -> int:
                         help="validity check without the real-tensor pass (meta propagation only)")
     args = parser.parse_args(argv)
     if args.meta_only:
-        import mutators.base
         mutators.base.REAL_CHECK = False
     start = time.perf_counter()
     cases = [generate(s) for s in range(args.cases)]
@@ -56,7 +113,6 @@ def main(argv=None) -> int:
     acc = 100.0 * tot["accepted"] / max(tot["proposals"], 1)
     print(f"acceptance (accepted / proposals): {acc:.1f}%   mutant validity (ran / accepted): {pct:.1f}%"
           f"   [{time.perf_counter() - start:.1f}s]")
-    from mutators import LAST_ERRORS
     for line in LAST_ERRORS[-5:]:
         print("  mutator error:", line[:200])
     if args.failures:

@@ -1,4 +1,4 @@
-"""Run generated CPU cases through the supervisor; print outcome counts and every mismatch.
+"""Run generated CPU cases through a worker; print outcome counts and every mismatch.
 
     python benchmarks/oracle_sweep.py [--cases 200] [--seed S] [--coverage]
 """
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from covfuzz.generator import GenOptions, generate  # noqa: E402
 from covfuzz.serialize import encode  # noqa: E402
-from harness import Supervisor  # noqa: E402
+from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
 
 def main() -> int:
@@ -29,10 +29,10 @@ def main() -> int:
     counts = collections.Counter()
     notes = collections.Counter()
     t0 = time.time()
-    with Supervisor(coverage=args.coverage, timeout=args.timeout) as sup:
+    with start_worker(WorkerSpec(coverage=args.coverage, timeout=args.timeout)) as worker:
         for i in range(args.cases):
             seed = args.seed + i
-            r = sup.run(encode(generate(seed, GenOptions())))
+            r = worker.run(encode(generate(seed, GenOptions())))
             counts[r.outcome] += 1
             if r.details.get("note"):
                 notes[r.details["note"]] += 1
@@ -45,9 +45,9 @@ def main() -> int:
             elif r.outcome not in ("pass",):
                 first = r.message.splitlines()[0][:200] if r.message else ""
                 print(f"[{r.outcome}] seed {seed} case {r.case_id}: {first}", flush=True)
-        stats = dict(sup.stats)
+        stats = dict(worker.stats)
     print(f"\n{args.cases} cases in {time.time() - t0:.0f} s; outcomes: {dict(counts)}")
-    print(f"notes: {dict(notes)}; supervisor: {stats}")
+    print(f"notes: {dict(notes)}; worker: {stats}")
     return 0
 
 

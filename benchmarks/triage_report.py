@@ -23,8 +23,9 @@ if ROOT not in sys.path:
 
 from covfuzz.errors import CovfuzzError  # noqa: E402
 from covfuzz.triage import failures as F  # noqa: E402
-from covfuzz.triage.reduce import Reducer, make_supervisor  # noqa: E402
+from covfuzz.triage.reduce import Reducer  # noqa: E402
 from covfuzz.triage.signature import signature_of  # noqa: E402
+from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -58,10 +59,10 @@ def main(argv=None) -> int:
         return 0
 
     before, after, seconds, results = [], [], [], []
-    sup = make_supervisor(args.timeout)
+    worker = start_worker(WorkerSpec.for_reducer(timeout=args.timeout))
     try:
         for row, target in targets:
-            reducer = Reducer(sup, args.timeout, args.max_steps, args.budget)
+            reducer = Reducer(worker, args.timeout, args.max_steps, args.budget)
             try:
                 res = reducer.reduce(target.case, target.signature)
             except CovfuzzError as exc:
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
                                 dict(res.to_dict(), signature_id=row["signature_id"],
                                      example_id=target.example_id))
     finally:
-        sup.close()
+        worker.close()
     if not results:
         return 0
     print(f"reduced {len(results)} of {len(targets)} buckets: median nodes "
@@ -86,10 +87,11 @@ def main(argv=None) -> int:
           f"{statistics.median(seconds):.1f}s (total {sum(seconds):.0f}s)")
 
     same = 0
-    sup = make_supervisor(args.timeout)  # a fresh worker for the confirmation
+    # a fresh worker for the confirmation
+    worker = start_worker(WorkerSpec.for_reducer(timeout=args.timeout))
     try:
         for row, target, res in results:
-            result = sup.run(res.case, timeout=args.timeout, coverage=False)
+            result = worker.run(res.case, timeout=args.timeout, coverage=False)
             sig = signature_of(res.case, result)[0]
             ok = sig == res.signature
             same += ok
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
                 print(f"  {row['signature_id']}: reduced case replays as {sig[:120]} "
                       f"(expected {res.signature[:120]})")
     finally:
-        sup.close()
+        worker.close()
     print(f"replay of reduced cases: {same}/{len(results)} with the same signature")
     return 0 if same == len(results) else 1
 

@@ -7,13 +7,13 @@ time (unknown last), then id — and all its features count as covered. Every fe
 (readable) corpus stays covered.
 
 `write_minimized(src, ids, out)`: a new store with the kept seeds (testcase, meta, features
-copied byte for byte), `info` copied (plus `minimized_from`), `hits` copied (the global hit
+copied unchanged), `info` copied (plus `minimized_from`), `hits` copied (the global hit
 counts, i.e. the union over the source), failures/examples/stats copied unchanged.
 
 `minimize_in_place(dir)`: minimize into `<dir>/.corpus-cmin.tmp/`, check the features, then swap:
 rename `corpus.lmdb` -> `corpus.lmdb.bak`, rename the new one into place, delete the backup. An
 interruption leaves either the old store, or the backup alone (restored by the next
-read-write open, see `corpus.store.recover_swap`), or both (backup deleted at next open). No
+read-write open, see `corpus.lmdb_env.recover_swap`), or both (backup deleted at next open). No
 campaign may write to the store meanwhile (the caller ensures it).
 
 `merge(a, b, out)`: seeds of A then of B (each in found_at, id order) are kept only when they add
@@ -22,6 +22,8 @@ failure buckets are merged by signature (counts summed, first/last seen widened,
 united up to the cap); stats records of both are copied.
 
 Seeds whose meta or features are corrupt are skipped and reported (`errors` / report["errors"]).
+Everything here goes through the public, typed API of `CorpusStore` (records are decoded,
+validated and re-encoded; canonical encodings make the copies byte-identical).
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ import math
 import os
 import shutil
 
+from typing import Iterable
+
 import numpy as np
 
-from corpus.errors import CorpusError
-from corpus.store import (CorpusStore, ENV_NAME, _STATS_KEY, _U64, canonical_json, env_path,
-                          sorted_unique)
+from corpus.errors import CorpusError, report_corrupt
+from corpus.lmdb_env import ENV_NAME, env_path
+from corpus.records import MAX_COUNT
+from corpus.store import MAX_EXAMPLES, CorpusStore
+from covfuzz.features import sorted_unique
 
 COPY_BATCH = 512
+HITS_BATCH = 4096
 TMP_NAME = ".corpus-cmin.tmp"
 
 
@@ -97,46 +104,68 @@ def _feature_union(store: CorpusStore, errors: list | None = None) -> int:
 
 
 def _copy_seeds(src: CorpusStore, out: CorpusStore, ids: list[str]) -> None:
+    """Seeds `ids` of src into out (test case, meta, features as they are), in batches."""
     for i in range(0, len(ids), COPY_BATCH):
-        keys = [x.encode("ascii") for x in ids[i:i + COPY_BATCH]]
-        items = []
-        for db in ("testcases", "meta", "features"):
-            for k, v in zip(keys, src.get_raw(db, keys)):
-                if v is None:
-                    raise CorpusError(f"seed {k.decode()} vanished from {db!r} while copying")
-                items.append((db, k, v))
-        out.put_raw(items)
+        batch = ids[i:i + COPY_BATCH]
+        records = src.get_seed_records(batch)
+        for sid, rec in zip(batch, records):
+            if rec is None:
+                raise CorpusError(f"seed {sid} vanished while copying")
+        out.put_seed_records(records)
 
 
-def _copy_db(src: CorpusStore, out: CorpusStore, db: str) -> None:
-    batch = []
-    for k, v in src.raw_items(db):
-        batch.append((db, k, v))
-        if len(batch) >= COPY_BATCH * 4:
-            out.put_raw(batch)
-            batch = []
-    if batch:
-        out.put_raw(batch)
+def _write_hits(out: CorpusStore, counts: Iterable[tuple[int, int]]) -> None:
+    """Add (feature, count) pairs to out's hits, in batches (out's hits start empty)."""
+    feats: list[int] = []
+    ns: list[int] = []
+    for f, n in counts:
+        feats.append(f)
+        ns.append(n)
+        if len(feats) >= HITS_BATCH:
+            out.add_hits(feats, ns)
+            feats, ns = [], []
+    if feats:
+        out.add_hits(feats, ns)
 
 
-def _new_store(out_path: str) -> CorpusStore:
+def _copy_failures(stores: list[CorpusStore], out: CorpusStore, errors: list | None) -> int:
+    """Merge every failure bucket of `stores` (in order) with its examples into out; returns
+    the number of buckets in out."""
+    for st in stores:
+        for bucket in st.failures(errors):
+            examples = {}
+            for eid in bucket["example_ids"]:
+                try:
+                    example = st.get_example(eid)
+                except CorpusError as exc:
+                    report_corrupt(errors, exc)
+                    continue
+                if example is not None:
+                    examples[eid] = example
+            out.merge_failure_bucket(bucket, examples)
+    return out.num_failures()
+
+
+def _new_store(out_path: str, max_examples: int) -> CorpusStore:
     if os.path.exists(os.path.join(env_path(out_path), "data.mdb")):
         raise CorpusError(f"refusing to write into an existing corpus at {env_path(out_path)}")
-    return CorpusStore(out_path, sync=False)
+    return CorpusStore(out_path, sync=False, max_examples=max_examples)
 
 
 def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
-                    features_before: int | None = None) -> dict:
+                    features_before: int | None = None, errors: list | None = None) -> dict:
     """Write a new store at `out_path` holding the seeds `ids` of `src` and src's info, hits,
-    failures, examples and stats. Returns a report (seeds/features before and after)."""
-    out = _new_store(out_path)
+    failures, examples and stats. Returns a report (seeds/features before and after); damaged
+    records of src are skipped and reported into `errors`."""
+    out = _new_store(out_path, src.max_examples)
     try:
         info = src.get_info()
         info["minimized_from"] = src.path
         out.set_info(info)
         _copy_seeds(src, out, list(ids))
-        for db in ("hits", "failures", "examples", "stats"):
-            _copy_db(src, out, db)
+        _write_hits(out, src.iter_hits(errors))
+        _copy_failures([src], out, errors)
+        out.extend_stats(src.stats_series(errors=errors))
         out.sync()
         report = {"seeds_before": src.num_seeds(), "seeds_after": out.num_seeds(),
                   "features_before": (_feature_union(src) if features_before is None
@@ -176,7 +205,7 @@ def minimize_in_place(path: str) -> dict:
         ids, sizes, feats = _load(src, errors)
         kept, n_features = _cover(ids, sizes, feats)
         del feats
-        report = write_minimized(src, kept, tmp, features_before=n_features)
+        report = write_minimized(src, kept, tmp, features_before=n_features, errors=errors)
     report["errors"] = [str(e) for e in errors]
     if report["features_after"] != report["features_before"]:
         shutil.rmtree(tmp)
@@ -203,61 +232,6 @@ def _seed_order(store: CorpusStore, errors: list):
     return rows
 
 
-def _merge_failures(stores: list[CorpusStore], out: CorpusStore, errors: list) -> int:
-    buckets: dict[bytes, dict] = {}
-    sources: dict[str, CorpusStore] = {}
-    cap = out.max_examples
-    for st in stores:
-        for key, raw in st.raw_items("failures"):
-            try:
-                rec = st._decode_failure(key, raw)
-            except CorpusError as exc:
-                errors.append(exc)
-                continue
-            cur = buckets.get(key)
-            if cur is None:
-                rec["example_ids"] = rec["example_ids"][:cap]
-                buckets[key] = rec
-                for e in rec["example_ids"]:
-                    sources.setdefault(e, st)
-                continue
-            cur["count"] += rec["count"]
-            cur["first_seen"] = min(cur["first_seen"], rec["first_seen"])
-            cur["last_seen"] = max(cur["last_seen"], rec["last_seen"])
-            if cur.get("extra") is None:
-                cur["extra"] = rec.get("extra")
-            for e in rec["example_ids"]:
-                if e not in cur["example_ids"] and len(cur["example_ids"]) < cap:
-                    cur["example_ids"].append(e)
-                    sources.setdefault(e, st)
-    items = [("failures", k, canonical_json(v)) for k, v in buckets.items()]
-    for e, st in sources.items():
-        k = e.encode("ascii", "replace")
-        raw = st.get_raw("examples", [k])[0]
-        if raw is not None:
-            items.append(("examples", k, raw))
-    for i in range(0, len(items), COPY_BATCH * 4):
-        out.put_raw(items[i:i + COPY_BATCH * 4])
-    return len(buckets)
-
-
-def _merge_stats(stores: list[CorpusStore], out: CorpusStore) -> None:
-    used: set[bytes] = set()
-    items = []
-    for st in stores:
-        for k, v in st.raw_items("stats"):
-            if len(k) != 12:
-                continue
-            ms, seq = _STATS_KEY.unpack(k)
-            while k in used:
-                seq += 1
-                k = _STATS_KEY.pack(ms, seq)
-            used.add(k)
-            items.append(("stats", k, v))
-    for i in range(0, len(items), COPY_BATCH * 4):
-        out.put_raw(items[i:i + COPY_BATCH * 4])
-
-
 def merge(a_path: str, b_path: str, out_path: str) -> dict:
     """Merge corpora A and B into a new corpus at `out_path` (see the module docstring).
     A and B are opened read-only and not modified. Returns a report."""
@@ -265,7 +239,7 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
         raise CorpusError("merge needs three different corpora")
     errors: list = []
     with CorpusStore(a_path, readonly=True) as a, CorpusStore(b_path, readonly=True) as b:
-        out = _new_store(out_path)
+        out = _new_store(out_path, MAX_EXAMPLES)
         try:
             info = a.get_info()
             info["merged_from"] = [a.path, b.path]
@@ -285,14 +259,12 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
             counts: dict[int, int] = {}
             for st in (a, b):
                 for f, c in st.feature_counts(errors).items():
-                    counts[f] = min((1 << 64) - 1, counts.get(f, 0) + c)
+                    counts[f] = min(MAX_COUNT, counts.get(f, 0) + c)
             for f in covered:  # every kept feature is in hits (even if a hits record was bad)
                 counts.setdefault(f, 1)
-            items = [("hits", _U64.pack(f), _U64.pack(c)) for f, c in sorted(counts.items())]
-            for i in range(0, len(items), COPY_BATCH * 8):
-                out.put_raw(items[i:i + COPY_BATCH * 8])
-            n_fail = _merge_failures([a, b], out, errors)
-            _merge_stats([a, b], out)
+            _write_hits(out, sorted(counts.items()))
+            n_fail = _copy_failures([a, b], out, errors)
+            out.extend_stats(a.stats_series(errors=errors) + b.stats_series(errors=errors))
             out.sync()
             union_before = _union_sizes(a, b)
             report = {"seeds_a": a.num_seeds(), "seeds_b": b.num_seeds(),

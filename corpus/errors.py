@@ -1,6 +1,10 @@
-"""Errors of the corpus store."""
+"""Errors of the corpus store, and how scans report the damaged records they skip."""
+
+import logging
 
 from covfuzz.errors import CovfuzzError
+
+log = logging.getLogger("corpus")
 
 
 class CorpusError(CovfuzzError):
@@ -20,3 +24,11 @@ class CorpusError(CovfuzzError):
 
 class InvalidId(CorpusError, ValueError):
     """A test-case, example or signature id given from outside is malformed (not found is None)."""
+
+
+def report_corrupt(errors: list | None, exc: CorpusError) -> None:
+    """A scan skips a damaged record: append its error to `errors`, or log it when None."""
+    if errors is None:
+        log.warning("%s (skipped)", exc)
+    else:
+        errors.append(exc)

@@ -1,3 +1,5 @@
+"""`python -m covfuzz`: the `covfuzz` command."""
+
 import sys
 
 from covfuzz.cli import main

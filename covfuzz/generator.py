@@ -80,7 +80,10 @@ def parse_dtypes(text: str) -> tuple[str, ...]:
     return names
 
 
-class _Builder:
+class GraphBuilder:
+    """A graph being drawn with `rng` under `opts`: `generate` grows one node at a time; the
+    mutators use `fresh` / `fresh_scalar` to draw new inputs exactly as generation does."""
+
     def __init__(self, rng: random.Random, opts: GenOptions):
         self.rng, self.opts = rng, opts
         self.inputs: list[Input] = []
@@ -319,7 +322,7 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
     opts = opts or GenOptions()
     rng = random.Random(seed)
     table, weights = op_table(opts)
-    builder = _Builder(rng, opts)
+    builder = GraphBuilder(rng, opts)
     target = rng.randint(1, max(opts.max_nodes, 1))
     attempts = 0
     while len(builder.nodes) < target and attempts < target * 10:
@@ -368,7 +371,7 @@ def with_params(rng: random.Random, inputs, settings: CompileSettings) -> list[I
     return [dataclasses.replace(inp, param=True) if i in chosen else inp for i, inp in enumerate(inputs)]
 
 
-def _pick_outputs(builder: _Builder) -> tuple[int, ...]:
+def _pick_outputs(builder: GraphBuilder) -> tuple[int, ...]:
     """The sinks (node values nobody uses), newest first, at most 4; always the last node."""
     base = len(builder.inputs)
     used = {a for n in builder.nodes for a in n.args}
@@ -378,7 +381,7 @@ def _pick_outputs(builder: _Builder) -> tuple[int, ...]:
     return tuple(chosen)
 
 
-def _sample_settings(rng: random.Random, opts: GenOptions, builder: _Builder) -> CompileSettings:
+def _sample_settings(rng: random.Random, opts: GenOptions, builder: GraphBuilder) -> CompileSettings:
     dynamic = rng.choices([None, True, False], [0.7, 0.15, 0.15])[0]
     marks = []
     tensor_inputs = [(i, inp.spec) for i, inp in enumerate(builder.inputs)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corpus.store import sorted_unique
+from covfuzz.features import sorted_unique
 
 # What one execution's new features count for at most, when learning which choice pays: the
 # first executions of a campaign find thousands of features that any graph would have found,
@@ -232,12 +232,13 @@ class Scheduler:
     def mutator_table(self) -> dict[str, dict]:
         return {n: {"tries": s.tries, "wins": s.wins} for n, s in sorted(self.mutators.items())}
 
-    def state(self) -> dict:
-        """What must survive a restart besides the corpus itself (bandit counts)."""
-        return {"mutators": self.mutator_table()}
+    def state(self) -> dict[str, dict]:
+        """The mutator bandit's counts (the campaign state saves them; times chosen live on
+        the seeds and are saved from there)."""
+        return self.mutator_table()
 
-    def load_state(self, state: dict) -> None:
-        for name, row in state.get("mutators", {}).items():
+    def load_state(self, table: dict[str, dict]) -> None:
+        for name, row in table.items():
             self.mutators[name] = MutatorStats(int(row.get("wins", 0)), int(row.get("tries", 0)))
 
 

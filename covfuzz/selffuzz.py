@@ -1,36 +1,31 @@
-"""Fuzzing covfuzz's own parsers of outside data (atheris / libFuzzer).
+"""Fuzzing covfuzz's own parsers of outside data (atheris / libFuzzer): the engine and targets.
 
 Targets (`TARGETS`):
 
   testcase      `covfuzz.serialize.decode` on raw bytes (stored form and JSON form)
   json          `covfuzz.serialize.from_json_text` on text
-  records       the LMDB record decoders of `corpus.store`: meta, features, failure buckets,
-                examples, stats, info and hits records (decoded through the store's own code on a
-                stub store, so no LMDB transaction is needed per input)
-  known_issues  the known-issues file loader (`covfuzz.triage.known_issues`), skipped while that
-                module does not exist
-  selectors     user-given ids and selectors: test-case ids (16 hex digits), signature ids
-                (12 hex digits) and example ids, through the public store lookups and the CLI
+  records       the typed record decoders of `corpus.records`: meta, features, failure buckets,
+                examples, stats, info and hits records (pure functions of key and value bytes)
+  known_issues  the known-issues file loader (`covfuzz.triage.known_issues`)
+  selectors     user-given ids and selectors (test-case, example and signature ids, prefixes,
+                file paths) through `covfuzz.triage.resolve` and the store's public lookups, on a
+                small real campaign directory
 
 Contract of every target: an input either loads or raises the documented error type
 (`TestCaseFormatError`, `CorpusError`, `CovfuzzError`). Anything else is a finding: another
 exception type, a hang (an input slower than `SLOW_INPUT_S`, or libFuzzer's -timeout), or an
 unbounded allocation (libFuzzer's -rss_limit_mb / -malloc_limit_mb).
 
-Usage:
-  python -m covfuzz.selffuzz TARGET [--runs N] [--seconds S] [--in-process] [--corpus DIR]
-  python -m covfuzz.selffuzz list
-
-With atheris (the default) the run is libFuzzer's: it stops at the first finding and writes the
-input as `crash-*` / `timeout-*` / `oom-*` into the artifact directory. `--in-process` drives the
-target with a small structure-aware mutator instead (no atheris needed; collects every finding).
-`run_target(name, runs=N, max_seconds=S)` is the API for tests; `add_parser(subparsers)` adds
-the `selffuzz` subcommand to a CLI.
+Two engines: `run_target(name, runs=N, max_seconds=S)` runs libFuzzer (atheris) in a child
+process, which stops at the first finding and writes the input as `crash-*` / `timeout-*` /
+`oom-*` into the artifact directory; `fuzz_in_process(name, ...)` drives the target with a small
+structure-aware mutator instead (no atheris needed; collects every finding). The command line is
+`covfuzz selffuzz` (covfuzz/cli/selffuzz.py).
 """
 
 from __future__ import annotations
 
-import argparse
+import atexit
 import dataclasses
 import json
 import os
@@ -44,12 +39,21 @@ import time
 import traceback
 import zlib
 
+import corpus
+from corpus import records
+from corpus.errors import CorpusError
+from covfuzz import serialize
+from covfuzz.errors import CovfuzzError, TestCaseFormatError
+from covfuzz.features import as_features
+from covfuzz.generator import GenOptions, generate
+from covfuzz.triage import known_issues, resolve
+from covfuzz.triage.signature import signature_id
+
 SLOW_INPUT_S = 2.0       # one input taking longer than this is a (hang) finding
 MAX_INPUT_LEN = 1 << 16  # libFuzzer -max_len
 RSS_LIMIT_MB = 3072      # libFuzzer -rss_limit_mb: an input whose decoding allocates without bound
 MALLOC_LIMIT_MB = 1024   # libFuzzer -malloc_limit_mb: a single allocation beyond this is a finding
-CASE_ID_RE = re.compile(r"[0-9a-f]{16}")
-SIGNATURE_ID_RE = re.compile(r"[0-9a-f]{12}")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout holding covfuzz/
 
 # Inputs that look like code: a decoder must reject them as data, never run them.
 CODE_STRINGS = (
@@ -64,10 +68,6 @@ INTERESTING_VALUES = (
     10 ** 30, 0.5, -0.0, 1e308, -1e308, 1e-320, True, False, None, [], {}, [[]], [[[[1]]]],
     [0] * 17, [1] * 9, ["a"], {"": None}, *CODE_STRINGS,
 )
-
-
-class Skip(Exception):
-    """The target cannot run here (e.g. the module it fuzzes does not exist yet)."""
 
 
 @dataclasses.dataclass
@@ -88,7 +88,6 @@ class Report:
     runs: int = 0
     seconds: float = 0.0
     findings: list = dataclasses.field(default_factory=list)
-    skipped: str | None = None
     engine: str = "in-process"
     returncode: int | None = None
     output: str = ""
@@ -98,18 +97,22 @@ class Report:
         return not self.findings
 
     def line(self) -> str:
-        if self.skipped:
-            return f"{self.target:<13} SKIPPED: {self.skipped}"
         rate = self.runs / self.seconds if self.seconds else 0.0
         return (f"{self.target:<13} {self.engine:<10} {self.runs:>9} inputs {self.seconds:>8.1f}s "
                 f"({rate:,.0f}/s) findings {len(self.findings)}")
+
+
+def _temp_dir(prefix: str) -> str:
+    """A scratch directory removed when the process exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 # ----------------------------------------------------------------------------- seeds
 
 
 def _seed_cases(count: int = 12) -> list:
-    from covfuzz.generator import GenOptions, generate
     cases = []
     for seed in range(count):
         try:
@@ -120,7 +123,6 @@ def _seed_cases(count: int = 12) -> list:
 
 
 def _testcase_seeds() -> list[bytes]:
-    from covfuzz import serialize
     out = []
     for case in _seed_cases():
         out.append(serialize.encode(case))
@@ -129,44 +131,37 @@ def _testcase_seeds() -> list[bytes]:
     return out
 
 
+# Records: the first input byte (mod 7) picks the decoder; stats and hits inputs carry their
+# key (12 and 8 bytes) before the value.
+RECORD_KINDS = ("meta", "features", "failure", "example", "stats", "info", "hit")
+STATS_KIND, HIT_KIND = RECORD_KINDS.index("stats"), RECORD_KINDS.index("hit")
+_SEED_KEY, _SIG_KEY = b"0123456789abcdef", b"0123456789ab"
+
+
 def _record_seeds() -> list[bytes]:
-    """Selector byte + a realistic record of each database (see `_records_one`)."""
-    import base64
-    import numpy as np
-    from corpus.store import canonical_json, encode_features
-    from covfuzz import serialize
+    """Kind byte + a realistic record of each kind, made by the store's own encoders."""
     case = _seed_cases(1)[0]
-    meta = {"parent": None, "mutators": ["generate"], "depth": 0, "nodes": 3, "exec_time": 0.5,
-            "features_found": 7, "times_chosen": 2, "found_at": 1.7e9, "outcome": "pass",
-            "n_features": 9}
+    meta = records.seed_meta(parent=None, mutators=["generate"], depth=0, nodes=3, exec_time=0.5,
+                             features_found=7, times_chosen=2, found_at=1.7e9, outcome="pass",
+                             n_features=9)
     failure = {"signature": "0123456789ab", "kind": "compile_crash", "message": "boom",
                "exc_type": "RuntimeError", "count": 3, "first_seen": 1.7e9, "last_seen": 1.7e9 + 5,
                "example_ids": ["0123456789abcdef"], "extra": {"signature": "compile_crash|x"}}
     example = {"signature": "0123456789ab", "recorded_at": 1.7e9,
-               "case": base64.b64encode(serialize.encode(case)).decode(), "result": {"outcome": "x"}}
-    stats = {"elapsed": 3.5, "execs": 10, "corpus": 4, "features": 100, "t": 1.7e9}
-    feats = encode_features(np.array([1, 5, 1 << 40, (1 << 64) - 1], dtype=np.uint64))
-    return [b"\x00" + canonical_json(meta), b"\x01" + feats, b"\x02" + canonical_json(failure),
-            b"\x03" + canonical_json(example),
-            b"\x04" + (1_700_000_000_000).to_bytes(8, "big") + (0).to_bytes(4, "big")
-            + canonical_json(stats),
-            b"\x05" + canonical_json({"state": {"execs": 3}, "scheduler": {}}),
-            b"\x06" + (5).to_bytes(8, "big") + (9).to_bytes(8, "big")]
-
-
-def _selector_seeds() -> list[bytes]:
-    return [b"0123456789abcdef", b"0123456789ab", b"sha256:" + b"a" * 64, b"fedcba9876543210",
-            b"0123456789ABCDEF", b"../../etc/passwd", b"-h", b"", b"\x00", b"a b", b"id\n",
-            b"0123456789abcdef0", b"\xff\xfe"]
+               "case_bytes": serialize.encode(case), "result": {"outcome": "x"}}
+    stats = {"elapsed": 3.5, "execs": 10, "corpus": 4, "features": 100}
+    feats = records.encode_features(as_features([1, 5, 1 << 40, (1 << 64) - 1]))
+    return [b"\x00" + records.encode_meta(meta), b"\x01" + feats,
+            b"\x02" + records.encode_failure(failure), b"\x03" + records.encode_example(example),
+            b"\x04" + records.stats_key(1_700_000_000_000, 0) + records.encode_stats(1.7e9, stats),
+            b"\x05" + records.encode_info({"state": {"execs": 3}, "scheduler": {}}),
+            b"\x06" + records.hit_key(5) + records.encode_hit(9)]
 
 
 # ----------------------------------------------------------------------------- targets
 
 
 def _testcase_target():
-    from covfuzz import serialize
-    from covfuzz.errors import TestCaseFormatError
-
     def one(data: bytes) -> None:
         try:
             serialize.decode(data)
@@ -176,9 +171,6 @@ def _testcase_target():
 
 
 def _json_target():
-    from covfuzz import serialize
-    from covfuzz.errors import TestCaseFormatError
-
     def one(data: bytes) -> None:
         text = data.decode("utf-8", "surrogateescape")  # every str, lone surrogates included
         try:
@@ -188,70 +180,29 @@ def _json_target():
     return one
 
 
-class _StubStore:
-    """Enough of a CorpusStore for its decoding methods: every read returns the fuzzed record."""
-
-    def __init__(self, key: bytes, raw: bytes):
-        from corpus.store import CorpusStore
-        self.key, self.raw = key, raw
-        self._dbs = {name: name for name in ("info", "testcases", "meta", "features", "hits",
-                                             "failures", "examples", "stats")}
-        self._report = CorpusStore._report
-        self._decode_meta = CorpusStore._decode_meta
-        self._decode_failure = lambda key, raw: CorpusStore._decode_failure(self, key, raw)
-
-    def _read(self, fn):
-        return self.raw
-
-    def _scan(self, db, start=b"", chunk=0, values=True):
-        yield (self.key, self.raw) if values else (self.key, None)
-
-
 def _records_target():
-    from corpus import store as st
-    from corpus.errors import CorpusError
-    S = st.CorpusStore
-
     def one(data: bytes) -> None:
         if not data:
             return
-        which, raw = data[0] % 7, data[1:]
-        errors: list = []
+        kind, raw = data[0] % len(RECORD_KINDS), data[1:]
         try:
-            if which == 0:
-                S._decode_meta(b"0123456789abcdef", raw)
-            elif which == 1:
-                st.decode_features(raw, b"0123456789abcdef")
-            elif which == 2:
-                S.failures(_StubStore(b"0123456789ab", raw), errors)
-                S.get_failure(_StubStore(b"0123456789ab", raw), "0123456789ab")
-            elif which == 3:
-                S.get_example(_StubStore(b"", raw), "0123456789abcdef")
-            elif which == 4:  # stats: a 12-byte key (when present) then the JSON value
-                S.stats_series(_StubStore(raw[:12], raw[12:]), errors=errors)
-            elif which == 5:
-                S.get_info(_StubStore(b"campaign", raw))
-                S.store_info(_StubStore(b"created", raw))
+            if kind == 0:
+                records.decode_meta(_SEED_KEY, raw)
+            elif kind == 1:
+                records.decode_features(raw, _SEED_KEY)
+            elif kind == 2:
+                records.decode_failure(_SIG_KEY, raw)
+            elif kind == 3:
+                records.decode_example(_SEED_KEY, raw)
+            elif kind == STATS_KIND:
+                records.decode_stats(raw[:12], raw[12:])
+            elif kind == 5:
+                records.decode_info(b"campaign", raw)
             else:
-                S.feature_counts(_StubStore(raw[:8], raw[8:]), errors)
+                records.decode_hit(raw[:8], raw[8:])
         except CorpusError:
             pass
-        for exc in errors:
-            if not isinstance(exc, CorpusError):
-                raise TypeError(f"reported error is not a CorpusError: {exc!r}")
     return one
-
-
-def known_issues_module():
-    """The known-issues module, or raise Skip naming what is missing."""
-    try:
-        from covfuzz.triage import known_issues
-    except ImportError as exc:
-        if "known_issues" not in str(exc):
-            raise
-        raise Skip("covfuzz/triage/known_issues.py does not exist yet (being written); "
-                   "the known_issues target will run once it does") from None
-    return known_issues
 
 
 _KI_SAMPLE = ("compile_crash|RuntimeError|LoweringException: aten.add N|torch/_inductor/lowering.py:f\n"
@@ -259,12 +210,7 @@ _KI_SAMPLE = ("compile_crash|RuntimeError|LoweringException: aten.add N|torch/_i
 
 
 def _known_issues_target():
-    from covfuzz.errors import CovfuzzError
-    mod = known_issues_module()
-    parse, load = getattr(mod, "parse", None), getattr(mod, "load", None)
-    if not callable(parse) or not callable(load):
-        raise Skip("covfuzz.triage.known_issues has no parse(data, path) / load(path)")
-    tmpdir = tempfile.mkdtemp(prefix="selffuzz-ki-")
+    tmpdir = _temp_dir("selffuzz-ki-")
     paths = (os.path.join(tmpdir, "known_issues.json"), os.path.join(tmpdir, "known_issues.toml"))
     counter = [0]
 
@@ -278,9 +224,9 @@ def _known_issues_target():
             if counter[0] % 16 == 0:  # the file path of the loader, now and then
                 with open(path, "wb") as handle:
                     handle.write(body)
-                issues = load(path)
+                issues = known_issues.load(path)
             else:
-                issues = parse(body, path)
+                issues = known_issues.parse(body, path)
         except CovfuzzError:
             return
         if len(issues):  # matching must terminate quickly too (user regexes: ReDoS)
@@ -296,65 +242,104 @@ def _known_issues_seeds() -> list[bytes]:
             b"\x01issues = [{pattern = 'a+', note = 'x'}]\n"]
 
 
-# Selectors: no covfuzz function validates user-given ids yet (see the report in the module
-# docstring of tests/test_selffuzz.py). The store lookups raise plain ValueError for malformed
-# ids, which is not a CovfuzzError: known finding SF-1. `strict=False` tolerates it so the short
-# test run checks everything else; `--strict` reports it.
+# Selectors run against a small real campaign: two seeds, one failure bucket with one example.
+_SELECTOR_SIGNATURE = "compile_crash|RuntimeError|selffuzz|torch/x.py:f"
+
+
+def _selector_cases() -> tuple:
+    """(seed cases, failing example case): deterministic, so the seeds can name their ids."""
+    cases = _seed_cases(3)
+    return cases[:2], cases[2]
+
+
+def _selector_campaign() -> str:
+    directory = _temp_dir("selffuzz-campaign-")
+    seeds, failing = _selector_cases()
+    with corpus.open_campaign_store(directory, readonly=False, create=True) as store:
+        for case in seeds:
+            store.add_seed(serialize.case_id(case), serialize.encode(case),
+                           records.seed_meta(mutators=["generate"], nodes=len(case.graph.nodes)),
+                           [1, 2, 3])
+        store.record_failure(signature_id(_SELECTOR_SIGNATURE), "compile_crash", "boom",
+                             "RuntimeError", serialize.case_id(failing), serialize.encode(failing),
+                             {"outcome": "compile_crash", "message": "boom"},
+                             extra={"signature": _SELECTOR_SIGNATURE})
+    return directory
+
+
+def _selector_seeds() -> list[bytes]:
+    seeds, failing = _selector_cases()
+    ids = [serialize.case_id(c) for c in seeds + [failing]]
+    sig_id = signature_id(_SELECTOR_SIGNATURE)
+    known = [i.encode() for i in ids] + [sig_id.encode(), ids[0][:6].encode(), sig_id[:5].encode(),
+                                         _SELECTOR_SIGNATURE.encode()]
+    return known + [b"0123456789abcdef", b"0123456789ab", b"sha256:" + b"a" * 64,
+                    b"fedcba9876543210", b"0123456789ABCDEF", b"../../etc/passwd", b"-h", b"",
+                    b"\x00", b"a b", b"id\n", b"0123456789abcdef0", b"\xff\xfe", b"012", b"0123"]
+
+
+# The store's id lookups raised plain ValueError for malformed ids (finding SF-1); they raise
+# `corpus.InvalidId` (a CorpusError and a ValueError) now. `strict=True` reports a ValueError
+# that is not a CovfuzzError; `strict=False` tolerates it.
 SELECTOR_TOLERATED = (ValueError,)
 
 
 def _selectors_target(strict: bool = False):
-    import contextlib
-    import io
-    from corpus import store as st
-    from covfuzz import cli
-    from covfuzz.errors import CovfuzzError
-    S = st.CorpusStore
     allowed = (CovfuzzError,) if strict else (CovfuzzError,) + SELECTOR_TOLERATED
-    nowhere = os.path.join(tempfile.gettempdir(), "covfuzz-selffuzz-no-such-dir")
+    directory = _selector_campaign()
+    store = corpus.open_campaign_store(directory, readonly=True, create=False)
+    seeds, failing = _selector_cases()
+    seed_ids = {serialize.case_id(c) for c in seeds}
+    example_ids = {serialize.case_id(failing)}
+    sig_ids = {signature_id(_SELECTOR_SIGNATURE)}
+    known = seed_ids | example_ids | sig_ids
+
+    def expected(text: str) -> str | None:
+        """The full id `text` must resolve to, by the documented rule; None: an error."""
+        if text in known:
+            return text
+        if text == _SELECTOR_SIGNATURE:
+            return next(iter(sig_ids))
+        if not resolve.MIN_PREFIX <= len(text) <= 16 or not re.fullmatch(r"[0-9a-f]+", text):
+            return None
+        matches = [i for i in known if i.startswith(text)]
+        return matches[0] if len(matches) == 1 else None
 
     def one(data: bytes) -> None:
         text = data.decode("utf-8", "surrogateescape")
-        is_case = CASE_ID_RE.fullmatch(text) is not None
-        is_sig = SIGNATURE_ID_RE.fullmatch(text) is not None
-        stub = _StubStore(b"", None)  # every lookup misses
-        for lookup in (S.has_seed, S.get_case_bytes, S.get_meta, S.get_features, S.get_example):
+        is_case = resolve.CASE_ID.fullmatch(text) is not None
+        for lookup in (store.has_seed, store.get_case_bytes, store.get_meta, store.get_example):
             try:
-                got = lookup(stub, text)
+                got = lookup(text)
             except allowed:
                 if is_case:
                     raise AssertionError(f"{lookup.__name__} refused the valid id {text!r}")
                 continue
-            if got not in (None, False):
-                raise AssertionError(f"{lookup.__name__}({text!r}) found something in an empty store")
+            if got not in (None, False) and text not in known:
+                raise AssertionError(f"{lookup.__name__}({text!r}) found an id nobody stored")
         try:
-            key = st.signature_key(text)
-            if is_sig and key != text.encode():
+            key = records.signature_key(text)
+            if resolve.SIGNATURE_ID.fullmatch(text) and key != text.encode():
                 raise AssertionError(f"signature id {text!r} maps to key {key!r}")
             if not isinstance(key, bytes) or len(key) > 511:
                 raise AssertionError(f"signature key of {text!r} is not an LMDB key: {key!r:.80}")
-            S.get_failure(stub, text)
+            store.get_failure(text)
         except allowed:
-            if is_sig:
+            if resolve.SIGNATURE_ID.fullmatch(text):
                 raise
-        # The CLI with the selector as a file/dir argument: exit status, never an exception.
-        if "\x00" not in text and not os.path.exists(text):
-            for argv in (["show", "--no-code", "--", text], ["status", "--json", "--", text],
-                         ["status", "--", os.path.join(nowhere, text[:200])]):
-                err = io.StringIO()
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-                    try:
-                        code = cli.main(argv)
-                    except SystemExit as exc:  # argparse
-                        code = exc.code
-                if code != 2:
-                    raise AssertionError(f"covfuzz {argv[0]} {text!r:.60} exited {code}, expected 2")
-                lines = err.getvalue().strip().splitlines()
-                # Known finding SF-2: the CLI echoes control characters of a path raw.
-                if "Traceback" in err.getvalue() or (
-                        len(lines) != 1 and (strict or text.isprintable())):
-                    raise AssertionError(f"covfuzz {argv[0]} {text!r:.60}: stderr is not one line: "
-                                         f"{err.getvalue()[:200]!r}")
+        want = expected(text)
+        try:
+            got = resolve.campaign_case(store, text, directory)
+        except CovfuzzError:
+            if want is not None:
+                raise AssertionError(f"{text!r} should resolve to {want}") from None
+        else:
+            if want not in (got.label, got.sig_id, got.example_id):
+                raise AssertionError(f"{text!r} resolved to {got.label}, expected {want}")
+        try:  # the same text as a file path (no campaign): a case or a CovfuzzError
+            resolve.load_case(text)
+        except CovfuzzError:
+            pass
     return one
 
 
@@ -373,13 +358,13 @@ TARGETS = {
     "json": Target("json", _json_target, lambda: [s for s in _testcase_seeds() if s[:1] == b"{"],
                    "serialize.from_json_text", "json"),
     "records": Target("records", _records_target, _record_seeds,
-                      "corpus.store record decoders (meta, features, failures, examples, stats, "
+                      "corpus.records decoders (meta, features, failures, examples, stats, "
                       "info, hits)", "records"),
     "known_issues": Target("known_issues", _known_issues_target,
                            _known_issues_seeds, "covfuzz.triage.known_issues parse/load (JSON and TOML)",
                            "records"),
     "selectors": Target("selectors", _selectors_target, _selector_seeds,
-                        "test-case / signature / example ids via store lookups and the CLI"),
+                        "ids, id prefixes and paths via covfuzz.triage.resolve and store lookups"),
 }
 
 
@@ -444,12 +429,11 @@ def _bytes_mutate(data: bytes, rng: random.Random) -> bytes:
 def structured_mutate(target: str, data: bytes, rng: random.Random) -> bytes:
     """Structure-aware edit: mutate the JSON tree inside the stored/JSON form (re-encoded so it
     passes the framing), or fall back to byte-level mutation."""
-    from covfuzz import serialize
     magic = data.startswith(serialize.MAGIC)
     body, prefix = data, b""
     if target in ("records", "known_issues") and data:
         prefix, body = data[:1], data[1:]
-        if target == "records" and prefix[0] % 7 == 4:
+        if target == "records" and prefix[0] % len(RECORD_KINDS) == STATS_KIND:
             prefix, body = data[:13], data[13:]
     if magic:
         try:
@@ -493,14 +477,10 @@ def fuzz_in_process(name: str, runs: int = 2000, max_seconds: float | None = Non
     distinct exception type + location) instead of stopping at the first."""
     target = TARGETS[name]
     report = Report(name)
+    one = _selectors_target(strict) if name == "selectors" else target.make()
+    seeds = target.seeds()
     try:
-        one = _selectors_target(strict) if name == "selectors" else target.make()
-        seeds = target.seeds()
-    except Skip as exc:
-        report.skipped = str(exc)
-        return report
-    try:
-        import atheris
+        import atheris  # lazily: only this driver's random inputs use it
         provider = atheris.FuzzedDataProvider
     except ImportError:  # pragma: no cover - atheris is a dev dependency
         provider = None
@@ -554,6 +534,34 @@ def write_seed_corpus(name: str, directory: str) -> int:
     return n
 
 
+# The libFuzzer process. Third-party modules load first, uninstrumented; then this module (and
+# through its imports every covfuzz and corpus module a target reaches) loads inside
+# atheris.instrument_imports, so libFuzzer is guided by their coverage. Hence a fresh
+# interpreter: in the covfuzz command, those modules are loaded already.
+_ATHERIS_BOOT = """
+import json, sys
+import atheris
+import lmdb, numpy, torch
+with atheris.instrument_imports(include=["covfuzz", "corpus"]):
+    from covfuzz import selffuzz
+sys.exit(selffuzz.atheris_main(**json.loads(sys.argv[1])))
+"""
+
+
+def atheris_process(name: str, runs: int | None, seconds: int | None, artifacts: str,
+                    corpus_dir: str | None = None, seed: int = 0, strict: bool = False,
+                    extra: list[str] = (), capture: bool = True, cwd: str | None = None,
+                    timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run target `name` under libFuzzer in a child process; `capture=False` lets its output
+    through to this process's stdout/stderr. Raises subprocess.TimeoutExpired after `timeout`."""
+    spec = {"name": name, "runs": runs, "seconds": seconds, "artifacts": artifacts,
+            "corpus_dir": corpus_dir, "seed": seed, "strict": strict, "extra": list(extra)}
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", _ATHERIS_BOOT, json.dumps(spec)], env=env,
+                          cwd=cwd, timeout=timeout, capture_output=capture, text=capture,
+                          errors="replace" if capture else None)
+
+
 _DONE_RE = re.compile(r"Done (\d+) runs in (\d+) second")
 _STAT_RE = re.compile(r"#(\d+)\s+(?:pulse|NEW|REDUCE|DONE|INITED)")
 
@@ -563,33 +571,21 @@ def run_target(name: str, runs: int = 2000, max_seconds: float | None = None,
                timeout_slack: float = 120.0, strict: bool = False) -> Report:
     """Run one target for `runs` inputs (or `max_seconds`), returning a Report.
 
-    engine="atheris": `python -m covfuzz.selffuzz NAME` in a subprocess (atheris.Fuzz ends with
+    engine="atheris": libFuzzer in a child process (`atheris_process`; atheris.Fuzz ends with
     sys.exit); findings are libFuzzer's crash/timeout/oom artifacts. engine="in-process": see
     `fuzz_in_process`."""
     if name not in TARGETS:
         raise KeyError(f"unknown target {name!r}; targets: {', '.join(TARGETS)}")
     if engine == "in-process":
         return fuzz_in_process(name, runs, max_seconds, seed=seed, strict=strict)
-    if name == "known_issues":
-        try:
-            known_issues_module()
-        except Skip as exc:
-            return Report(name, skipped=str(exc), engine="atheris")
     own_artifacts = artifacts is None
     artifacts = artifacts or tempfile.mkdtemp(prefix=f"selffuzz-{name}-")
-    cmd = [sys.executable, "-m", "covfuzz.selffuzz", name, "--runs", str(runs),
-           "--artifacts", artifacts, "--seed", str(seed)]
-    if max_seconds:
-        cmd += ["--seconds", str(int(max(1, max_seconds)))]
-    if strict:
-        cmd.append("--strict")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    seconds = int(max(1, max_seconds)) if max_seconds else None
     started = time.perf_counter()
     limit = (max_seconds or 3600) + timeout_slack
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
-                              timeout=limit, cwd=root)
+        proc = atheris_process(name, runs, seconds, artifacts, seed=seed, strict=strict,
+                               cwd=ROOT, timeout=limit)
         output, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
@@ -599,10 +595,6 @@ def run_target(name: str, runs: int = 2000, max_seconds: float | None = None,
     done = _DONE_RE.findall(output)
     stats = _STAT_RE.findall(output)
     report.runs = int(done[-1][0]) if done else (int(stats[-1]) if stats else 0)
-    skip = re.search(r"^SKIP: (.*)$", output, re.M)
-    if skip:
-        report.skipped = skip.group(1)
-        return report
     for fname in sorted(os.listdir(artifacts)):
         if fname.split("-")[0] in ("crash", "timeout", "oom", "leak", "slow"):
             with open(os.path.join(artifacts, fname), "rb") as handle:
@@ -619,24 +611,12 @@ def run_target(name: str, runs: int = 2000, max_seconds: float | None = None,
     return report
 
 
-def _atheris_main(name: str, runs: int | None, seconds: int | None, artifacts: str,
-                  corpus_dir: str | None, seed: int, strict: bool, extra: list[str]) -> int:
-    import atheris
-    import torch  # noqa: F401 - imported (uninstrumented) before covfuzz's modules
-    import numpy  # noqa: F401
-    import lmdb  # noqa: F401
+def atheris_main(name: str, runs: int | None, seconds: int | None, artifacts: str,
+                 corpus_dir: str | None, seed: int, strict: bool, extra: list[str]) -> int:
+    """The libFuzzer process's body (started by `atheris_process`); does not return."""
+    import atheris  # lazily: only the libFuzzer child needs it
     target = TARGETS[name]
-    with atheris.instrument_imports(include=["covfuzz", "corpus"]):
-        import corpus.store  # noqa: F401
-        import covfuzz.serialize  # noqa: F401
-        import covfuzz.cli  # noqa: F401
-        import covfuzz.config_space  # noqa: F401
-        import covfuzz.ops  # noqa: F401
-        try:
-            one = _selectors_target(strict) if name == "selectors" else target.make()
-        except Skip as exc:
-            print(f"SKIP: {exc}", flush=True)
-            return 0
+    one = _selectors_target(strict) if name == "selectors" else target.make()
     tmp_corpus = None
     if corpus_dir is None:
         tmp_corpus = corpus_dir = tempfile.mkdtemp(prefix=f"selffuzz-corpus-{name}-")
@@ -652,7 +632,7 @@ def _atheris_main(name: str, runs: int | None, seconds: int | None, artifacts: s
             out = atheris.Mutate(data, max_size)
         return out[:max_size]
 
-    argv = [sys.argv[0], corpus_dir, f"-artifact_prefix={os.path.join(artifacts, '')}",
+    argv = ["covfuzz-selffuzz", corpus_dir, f"-artifact_prefix={os.path.join(artifacts, '')}",
             f"-max_len={MAX_INPUT_LEN}", f"-rss_limit_mb={RSS_LIMIT_MB}",
             f"-malloc_limit_mb={MALLOC_LIMIT_MB}", f"-timeout={int(SLOW_INPUT_S * 5)}",
             f"-seed={seed or 1}", "-print_final_stats=1"]
@@ -669,71 +649,3 @@ def _atheris_main(name: str, runs: int | None, seconds: int | None, artifacts: s
         if tmp_corpus:
             shutil.rmtree(tmp_corpus, ignore_errors=True)
     return 0
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("target", choices=sorted(TARGETS) + ["all", "list"],
-                        help="what to fuzz ('all': each target in turn, in-process or subprocess)")
-    parser.add_argument("--runs", type=int, default=None, help="inputs to run (default: 100000)")
-    parser.add_argument("--seconds", type=int, default=None, help="stop after this many seconds")
-    parser.add_argument("--in-process", action="store_true",
-                        help="use the built-in structure-aware driver instead of atheris")
-    parser.add_argument("--corpus", help="libFuzzer corpus directory (kept; default: a temp dir)")
-    parser.add_argument("--artifacts", default=None, help="where findings are written "
-                        "(default: ./selffuzz-artifacts/TARGET)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strict", action="store_true",
-                        help="selectors: report plain ValueError from id lookups (finding SF-1)")
-    parser.add_argument("libfuzzer_args", nargs="*", help="extra libFuzzer flags after --")
-    parser.set_defaults(func=main_args)
-    return parser
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """`covfuzz selffuzz TARGET ...` for the covfuzz CLI (the lead wires it in cli.py)."""
-    return _configure(subparsers.add_parser(
-        "selffuzz", help="fuzz covfuzz's own parsers (atheris)",
-        description="Fuzz covfuzz's parsers of outside data; any input must load or raise the "
-                    "documented error type."))
-
-
-def main_args(args) -> int:
-    if args.target == "list":
-        for t in TARGETS.values():
-            print(f"{t.name:<13} {t.doc}")
-        return 0
-    runs = args.runs if args.runs is not None else (None if args.seconds else 100_000)
-    names = sorted(TARGETS) if args.target == "all" else [args.target]
-    direct = args.target != "all" and not args.in_process and os.environ.get("_SELFFUZZ_CHILD") != "0"
-    if direct:  # this process becomes the libFuzzer process
-        artifacts = args.artifacts or os.path.join("selffuzz-artifacts", args.target)
-        return _atheris_main(args.target, runs, args.seconds, artifacts, args.corpus, args.seed,
-                             args.strict, args.libfuzzer_args)
-    status = 0
-    for name in names:
-        if args.in_process:
-            report = fuzz_in_process(name, runs or 10 ** 9, args.seconds, seed=args.seed,
-                                     strict=args.strict)
-        else:
-            report = run_target(name, runs or 0, args.seconds, seed=args.seed, strict=args.strict,
-                                artifacts=os.path.join(args.artifacts or "selffuzz-artifacts", name))
-        print(report.line(), flush=True)
-        for finding in report.findings:
-            print(f"  {finding}")
-            if finding.detail:
-                print("    " + finding.detail.strip().splitlines()[-1][:300])
-        status |= 0 if report.ok else 1
-    return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _configure(argparse.ArgumentParser(prog="python -m covfuzz.selffuzz",
-                                                description=__doc__.split("\n\n")[0]))
-    return main_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+from corpus import open_campaign_store
+from covfuzz import workdir
 from covfuzz.errors import CovfuzzError
 
 
@@ -21,7 +24,7 @@ def _pid_alive(pid) -> bool:
 
 
 def read_status(directory: str) -> dict:
-    path = os.path.join(directory, "fuzzer_stats.json")
+    path = workdir.stats_path(directory)
     if not os.path.isdir(directory):
         raise CovfuzzError(f"{directory}: no such campaign directory")
     if not os.path.exists(path):
@@ -40,9 +43,7 @@ def read_status(directory: str) -> dict:
 
 
 def stats_series(directory: str) -> list[dict]:
-    from corpus import CorpusStore
-
-    store = CorpusStore(os.path.join(directory, "corpus.lmdb"), readonly=True, create=False)
+    store = open_campaign_store(directory)
     try:
         return [record for _, record in store.stats_series()]
     finally:
@@ -52,7 +53,7 @@ def stats_series(directory: str) -> list[dict]:
 def plot(directory: str, out: str, compare: list[str] = ()) -> str:
     """PNG with features, covered lines and unique failures against elapsed minutes (one line
     per campaign)."""
-    import matplotlib
+    import matplotlib  # lazily: importing it costs a second that other commands need not pay
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -86,3 +87,25 @@ def _mode(directory: str) -> str:
         return read_status(directory).get("mode", "?")
     except CovfuzzError:
         return "?"
+
+
+def _ago(ts) -> str:
+    if not ts:
+        return "never"
+    seconds = max(time.time() - ts, 0)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def status_line(s: dict) -> str:
+    """One line of a status record (`fuzzer_stats.json`): the campaign's log and `covfuzz status`."""
+    kinds = ",".join(f"{k}={v}" for k, v in sorted(s.get("failures_by_kind", {}).items())) or "none"
+    valid = "n/a" if s.get("validity") is None else f"{100 * s['validity']:.0f}%"
+    return (f"[{s['elapsed'] / 60:6.1f}m] execs {s['execs']} ({s['execs_per_s']:.2f}/s) | corpus "
+            f"{s['corpus']} | features {s['features']} (lines {s.get('lines', 0)}) | failures {s['unique_failures']} ({kinds}) | "
+            f"new feature {_ago(s.get('last_new_feature'))}, new failure {_ago(s.get('last_new_failure'))} | "
+            f"valid {valid} ran {100 * s.get('ran_eagerly', 0):.0f}% | "
+            f"restarts {s['worker_restarts']}")

@@ -7,15 +7,18 @@ after torch is imported (file-path globs, never `source_pkgs`: dotted package na
 importing torch) and measures one case at a time: start() before compiling, stop() after the
 last compiled call, then features() and erase().
 
-A feature id is the first 8 bytes of blake2b(f"{path relative to torch dir}:{from}:{to}")
-as an unsigned int shifted right by one (63 bits, so it fits a signed 64-bit column): the same
-arc gives the same id in every process and campaign with the same torch installation.
+An arc's feature id is the first 8 bytes of blake2b(f"{path relative to torch dir}:{from}:{to}")
+as an unsigned int shifted right by two (62 bits); a covered line's id hashes
+f"{path}:{line}" the same way and sets `covfuzz.features.LINE_BIT` (bit 62). The same arc or
+line gives the same id in every process and campaign with the same torch installation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+
+from covfuzz.features import LINE_BIT
 
 GROUPS = {
     "inductor": "_inductor",
@@ -27,7 +30,7 @@ DEFAULT_GROUPS = ("inductor", "dynamo")
 
 
 def torch_dir() -> str:
-    import torch
+    import torch  # heavy: only when a collector is made (in a worker, after its env is set)
     return os.path.dirname(os.path.abspath(torch.__file__))
 
 
@@ -53,9 +56,6 @@ def omit_globs() -> list[str]:
     return [os.path.join(base, pattern) for pattern in OMIT]
 
 
-LINE_BIT = 1 << 62  # set on line features, clear on arc features
-
-
 def feature_id(rel_path: str, src: int, dst: int) -> int:
     """Stable id of an arc: 62 bits of blake2b over `torch/<rel path>:src:dst`."""
     digest = hashlib.blake2b(f"{rel_path}:{src}:{dst}".encode(), digest_size=8).digest()
@@ -68,15 +68,11 @@ def line_id(rel_path: str, line: int) -> int:
     return LINE_BIT | (int.from_bytes(digest, "little") >> 2)
 
 
-def is_line(feature: int) -> bool:
-    return bool(int(feature) & LINE_BIT)
-
-
 class Collector:
     """Per-case arc coverage of torch internals (one per worker process)."""
 
     def __init__(self, groups=DEFAULT_GROUPS, extra_globs=()):
-        import coverage
+        import coverage  # only workers that measure coverage need it
         self.base = torch_dir()
         self.cov = coverage.Coverage(branch=True, include=include_globs(groups, extra_globs),
                                      omit=omit_globs(), data_file=None, config_file=False)

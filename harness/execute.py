@@ -3,7 +3,7 @@
 This module imports torch and is only meant to be used in a worker (or a test process that
 accepts torch state changes). `execute(case_bytes, ...)` returns a plain dict (RunResult
 fields) and never raises for anything a test case can do; process-level failures (segfaults,
-hangs, memory blow-ups) are the supervisor's job.
+hangs, memory blow-ups) are the WorkerHandle's job (harness.worker_handle).
 
 Stages and timing keys:
 - eager: first eager forward (+ determinism-gate and float64-reference reruns when needed);

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-# Outcome kinds. "pass" and "invalid" are not failures; every other kind is.
-OUTCOMES = ("pass", "invalid", "compile_crash", "runtime_crash", "mismatch", "grad_mismatch",
-            "timeout", "process_crash", "oom")
-FAILURES = frozenset(OUTCOMES) - {"pass", "invalid"}
+from covfuzz.outcomes import is_failure
+
 TIMING_KEYS = ("eager", "compile", "run", "backward", "coverage", "overhead", "total")
 
 
@@ -20,14 +18,14 @@ def empty_timings() -> dict:
 class RunResult:
     """The verdict on one test case.
 
-    - outcome: one of OUTCOMES.
+    - outcome: one of covfuzz.outcomes.OUTCOMES.
     - message: failure text (exception type and the first lines of its message), or a note.
     - exc_type: qualified exception type name ('' when none).
     - frames: innermost traceback frames inside torch, "path/rel/to/torch:line:function",
       outermost first (triage buckets on these).
     - timings: seconds, keys TIMING_KEYS; `overhead` = total - the other five.
     - features: sorted coverage feature ids, stable across processes: 62-bit arc ids, and
-      line ids with bit 62 set (harness.coverage.LINE_BIT).
+      line ids with bit 62 set (covfuzz.features.LINE_BIT).
     - n_lines: covered lines (all measured files).
     - details: mismatch figures, notes ('nondeterministic', 'float->int cast UB', ...),
       exit code / signal of a crashed worker, and so on.
@@ -45,7 +43,7 @@ class RunResult:
 
     @property
     def failed(self) -> bool:
-        return self.outcome in FAILURES
+        return is_failure(self.outcome)
 
     def to_dict(self) -> dict:
         return asdict(self)

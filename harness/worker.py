@@ -1,18 +1,19 @@
 """The worker process: imports torch once, then runs test cases sent to it one at a time.
 
-Started by the supervisor with the multiprocessing *spawn* context (never fork) through
-`worker_main(conn, options)`. Before importing torch it sets TORCHINDUCTOR_CACHE_DIR to the
-campaign's directory and turns the FX-graph and AOT-autograd caches off (each case must really
-compile), and arranges to die with its supervisor: prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux
-plus a watchdog thread that exits when the parent pid changes.
+Started by its parent-side handle (harness.worker_handle.WorkerHandle) with the multiprocessing
+*spawn* context (never fork) through `worker_main(conn, options)`. Before importing torch it sets
+TORCHINDUCTOR_CACHE_DIR to the campaign's directory and turns the FX-graph and AOT-autograd
+caches off (each case must really compile), and arranges to die with the process that started
+it: prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux plus a watchdog thread that exits when the parent
+pid changes.
 
 Protocol (multiprocessing Connection, bytes only, no pickle):
-- worker -> supervisor, once: JSON {"ready": true, "pid": .., "rss": ..}
-- supervisor -> worker: JSON {"cmd": "run", "device": .., "reference": .., "coverage": bool}
+- worker -> handle, once: JSON {"ready": true, "pid": .., "rss": ..}
+- handle -> worker: JSON {"cmd": "run", "device": .., "reference": .., "coverage": bool}
   followed by one message with the encoded test case (covfuzz.serialize.encode bytes);
-  worker -> supervisor: JSON result (RunResult fields, without features) followed by one
-  message with the features as little-endian uint64 array bytes, then JSON {"rss": ..}
-  is folded into the result as "rss".
+  worker -> handle: JSON result (RunResult fields without features, plus "rss": the worker's
+  RSS after the case) followed by one message with the features as uint64 array bytes.
+- {"cmd": "ping"}: worker -> handle JSON {"pid": .., "rss": ..}.
 - {"cmd": "exit"}: the worker leaves its loop.
 
 Fault injection (tests only): with COVFUZZ_FAULT_INJECTION=1 in the worker's environment,
@@ -82,7 +83,7 @@ def _setup_env(options: dict) -> None:
 
 def _redirect_output(target: str | None) -> None:
     """Send the worker's stdout/stderr (torch's logging, C++ warnings) to `target`:
-    a file path, "inherit" (keep the supervisor's), or None (/dev/null)."""
+    a file path, "inherit" (keep the parent's), or None (/dev/null)."""
     if target == "inherit":
         return
     fd = os.open(target or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -104,6 +105,7 @@ def worker_main(conn, options: dict) -> None:
     torch._functorch.config.enable_autograd_cache = False
     torch._inductor.config.compile_threads = 1
 
+    # These import torch: only now, after the environment is set (hence not at module top).
     from harness.execute import execute
     collector = None
     if options.get("coverage", True):

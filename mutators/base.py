@@ -17,7 +17,7 @@ from covfuzz import ops
 from covfuzz.codegen import index_bound
 from covfuzz.config_space import check_config_override
 from covfuzz.errors import CovfuzzError, InvalidGraph
-from covfuzz.generator import GenOptions, _Builder
+from covfuzz.generator import GenOptions, GraphBuilder
 from covfuzz.ir import (DTYPES, FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_NUMEL, MAX_OUTPUTS,
                         CompileSettings, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
@@ -39,14 +39,13 @@ class MutationContext:
     `case_source`: alternatively a callable `rng -> TestCase | None` (e.g. the corpus manager);
     `choose_setting`: a callable `(moves) -> move` that picks which compile setting
     `mutate_settings` changes (a campaign learns which settings pay off); None: weighted random.
-    `mutate_settings` leaves the move it made in `last_setting` (for the chooser's reward).
+    The move made is reported by `mutators.stack` / `mutate` (`Applied.move`), for the reward.
     """
 
     options: GenOptions = field(default_factory=GenOptions)
     corpus: Sequence[TestCase] | None = None
     case_source: Callable[[random.Random], TestCase | None] | None = None
     choose_setting: Callable[[list[str]], str] | None = None
-    last_setting: str | None = None
 
     def random_case(self, rng: random.Random | None = None) -> TestCase | None:
         rng = rng or random.Random()
@@ -188,7 +187,7 @@ class EGraph:
 def fresh_input(rng: random.Random, ctx: MutationContext, arg: ArgSpec, shape=None, dtype=None,
                 requires_grad: bool = False) -> Input | None:
     """A fresh graph input for `arg`, chosen the way the generator chooses them."""
-    builder = _Builder(rng, ctx.options)
+    builder = GraphBuilder(rng, ctx.options)
     try:
         vid = builder.fresh(arg, shape, dtype)
     except (CovfuzzError, ValueError, TypeError, IndexError):
@@ -202,7 +201,7 @@ def fresh_input(rng: random.Random, ctx: MutationContext, arg: ArgSpec, shape=No
 
 
 def fresh_scalar(rng: random.Random, ctx: MutationContext, kind: str) -> Input:
-    builder = _Builder(rng, ctx.options)
+    builder = GraphBuilder(rng, ctx.options)
     return builder.inputs[builder.fresh_scalar(kind)]
 
 
@@ -295,6 +294,12 @@ def with_capture_flags(settings: CompileSettings, op_names) -> CompileSettings:
         dyn.update(CAPTURE_FLAGS)
         return dataclasses.replace(settings, dynamo_config=dyn)
     return settings
+
+
+def settle(eg: EGraph) -> TestCase:
+    """The edited graph as a TestCase, with the capture flags its data-dependent ops need
+    (how every structural and tensor mutator finishes)."""
+    return eg.to_case(with_capture_flags(eg.settings, [n.op for n in eg.nodes]))
 
 
 def tensor_edges(eg: EGraph) -> list[tuple[int, int]]:

@@ -167,13 +167,22 @@ def setting_moves() -> list[str]:
 
 def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase | None:
     """dynamic / mark_dynamic / mode / fullgraph / backward / which inputs are model parameters /
-    inductor and dynamo config flags."""
-    s = case.settings
+    inductor and dynamo config flags (`choose_setting_move`, then `apply_setting_move`; the
+    registry's step calls the two itself so that it can report the move)."""
+    return apply_setting_move(case, rng, choose_setting_move(rng, ctx))
+
+
+def choose_setting_move(rng: random.Random, ctx: MutationContext) -> str:
+    """Which setting to change: the context's chooser decides, else a weighted draw of a kind."""
     if ctx.choose_setting is not None:
-        move = ctx.choose_setting(setting_moves())
-    else:
-        move = rng.choices(list(SETTING_KINDS), list(SETTING_KINDS.values()))[0]
-    ctx.last_setting = move
+        return ctx.choose_setting(setting_moves())
+    return rng.choices(list(SETTING_KINDS), list(SETTING_KINDS.values()))[0]
+
+
+def apply_setting_move(case: TestCase, rng: random.Random, move: str) -> TestCase | None:
+    """`case` with the setting named by `move` (one of `setting_moves()`) changed; None when
+    that move does not apply to it."""
+    s = case.settings
     what, _, flag = move.partition(":")
     if what == "dynamic":
         return case.replace(settings=dataclasses.replace(

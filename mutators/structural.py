@@ -11,7 +11,7 @@ from covfuzz.ir import (FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_OUTPUTS, Scalar
 from covfuzz.ops.base import OpDef
 
 from mutators.base import (MAX_SPLICE_NODES, EGraph, MutationContext, arg_accepts, as_input,
-                           build_args, fresh_input, probe, tensor_edges, with_capture_flags)
+                           build_args, fresh_input, probe, settle, tensor_edges)
 
 # Categories whose ops usually keep the shape of argument 0: good candidates for edge insertion.
 SHAPE_KEEPING = ("pointwise_unary", "activation", "softmax", "scan", "cast", "pointwise_binary",
@@ -32,11 +32,6 @@ def _pick_op(rng: random.Random, ctx: MutationContext, spec, categories=None) ->
     if not table:
         return None
     return rng.choices(table, [op.weight for op in table])[0]
-
-
-def _settle(eg: EGraph, case: TestCase) -> TestCase:
-    settings = with_capture_flags(eg.settings, [n.op for n in eg.nodes])
-    return eg.to_case(settings)
 
 
 # ----------------------------------------------------------------------------- insert_node
@@ -71,7 +66,7 @@ def insert_node(case: TestCase, rng: random.Random, ctx: MutationContext) -> Tes
                 new = _cast_node(trial, p, new, spec.dtype)
                 p += 1
             trial.nodes[p].args[a] = new
-            return _settle(trial, case)
+            return settle(trial)
         return None
     # at an output: a new node consuming any tensor value
     if len(eg.outputs) >= MAX_OUTPUTS:
@@ -92,7 +87,7 @@ def insert_node(case: TestCase, rng: random.Random, ctx: MutationContext) -> Tes
             continue
         new = trial.insert_node(len(trial.nodes), op.name, args, attrs)
         trial.outputs.append(new)
-        return _settle(trial, case)
+        return settle(trial)
     return None
 
 
@@ -163,7 +158,7 @@ def delete_node(case: TestCase, rng: random.Random, ctx: MutationContext) -> Tes
                 continue
         if not eg.nodes:
             continue
-        return _settle(eg, case)
+        return settle(eg)
     return None
 
 
@@ -222,7 +217,7 @@ def replace_op(case: TestCase, rng: random.Random, ctx: MutationContext) -> Test
             continue
         node.op = new.name
         node.attrs = new.propose_attrs(rng, specs[0])
-        return _settle(eg, case)
+        return settle(eg)
     return None
 
 
@@ -312,4 +307,4 @@ def splice(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase
             new = _cast_node(eg, p, new, want.dtype)
             p += 1
         eg.nodes[p].args[a] = new
-    return _settle(eg, case)
+    return settle(eg)

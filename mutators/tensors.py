@@ -11,8 +11,7 @@ from covfuzz.ir import (FLOAT_DTYPES, MAX_NODES, MAX_NUMEL, TensorSpec, TestCase
                         contiguous_stride, permuted_stride, storage_numel)
 from covfuzz.ops.base import DTYPE_CLASSES
 
-from mutators.base import EGraph, MutationContext, tensor_edges
-from mutators.structural import _settle
+from mutators.base import EGraph, MutationContext, settle, tensor_edges
 
 # ----------------------------------------------------------------------------- retype
 
@@ -48,7 +47,7 @@ def retype(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase
                 continue
             dtype = rng.choice(sorted(ok))
             eg.set_input(uid, dataclasses.replace(inp, spec=dataclasses.replace(inp.spec, dtype=dtype)))
-            return _settle(eg, case)
+            return settle(eg)
         return None
     if len(eg.nodes) >= MAX_NODES:
         return None
@@ -64,7 +63,7 @@ def retype(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase
         dtype = rng.choice(ok)
         new = eg.insert_node(p, "Tensor.to", [node.args[a]], {"dtype": dtype})
         node.args[a] = new
-        return _settle(eg, case)
+        return settle(eg)
     return None
 
 
@@ -145,7 +144,7 @@ def perturb_layout(case: TestCase, rng: random.Random, ctx: MutationContext) -> 
             return None
         eg.set_input(uid, dataclasses.replace(inp, spec=dataclasses.replace(
             spec, stride=stride, offset=offset)))
-        return _settle(eg, case)
+        return settle(eg)
     if len(eg.nodes) + 3 > MAX_NODES:
         return None
     edges = [(p, a) for p, a in tensor_edges(eg) if eg.spec(eg.nodes[p].args[a]).rank >= 1]
@@ -156,7 +155,7 @@ def perturb_layout(case: TestCase, rng: random.Random, ctx: MutationContext) -> 
         if new is None:
             continue
         node.args[a] = new
-        return _settle(eg, case)
+        return settle(eg)
     return None
 
 
@@ -212,4 +211,4 @@ def perturb_shape(case: TestCase, rng: random.Random, ctx: MutationContext) -> T
                 value = node.attrs.get(key)
                 if isinstance(value, tuple) and old in value and new >= 0:
                     node.attrs[key] = tuple(new if v == old else v for v in value)
-    return _settle(eg, case)
+    return settle(eg)

@@ -5,6 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+import corpus
+from covfuzz import cli, serialize
+from covfuzz.generator import GenOptions, generate
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -18,6 +24,31 @@ def test_help_everywhere():
     for args in ([], ["gen"], ["show"], ["ops"]):
         result = covfuzz(*args, "--help")
         assert result.returncode == 0 and "usage: covfuzz" in result.stdout
+
+
+COMMANDS = ("gen", "show", "ops", "fuzz", "status", "plot", "crashes", "replay", "repro",
+            "export-tests", "reduce", "cmin", "merge", "export", "import", "selffuzz", "run")
+
+
+def test_every_command_has_help(capsys):
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        assert f"usage: covfuzz {command}" in capsys.readouterr().out
+
+
+def test_show_takes_a_campaign_id_prefix(tmp_path, capsys):
+    case = generate(4, GenOptions(max_nodes=3))
+    cid = serialize.case_id(case)
+    with corpus.open_campaign_store(str(tmp_path), readonly=False, create=True) as store:
+        store.add_seed(cid, serialize.encode(case), corpus.seed_meta(), [1])
+    assert cli.main(["show", "--json", cid[:6], "--dir", str(tmp_path)]) == 0
+    assert serialize.from_json_text(capsys.readouterr().out) == case
+    assert cli.main(["show", "fedcba9876543210", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("covfuzz show: fedcba9876543210: not a seed, example or signature id")
+    assert err.count("\n") == 1
 
 
 def test_gen_is_deterministic_and_show_reads_both_forms(tmp_path):

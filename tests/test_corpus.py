@@ -14,8 +14,10 @@ import lmdb
 import numpy as np
 import pytest
 
-from corpus import CorpusError, CorpusStore, STORE_SCHEMA, merge, minimize, minimize_in_place
-from corpus.store import env_path
+from corpus import (CorpusError, CorpusStore, STORE_SCHEMA, merge, minimize, minimize_in_place,
+                    open_campaign_store, seed_meta)
+from corpus import records
+from corpus.lmdb_env import env_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASE = b"CFZT\x01" + bytes(range(256)) * 4  # opaque ~1 KB payload (the store does not decode)
@@ -84,7 +86,7 @@ def test_new_feature_accounting_and_hits(tmp_path):
         assert store.add_seed("a", CASE, {}, [5, 1, 3, 3]) == [1, 3, 5]
         assert store.add_seed("b", CASE, {}, [3, 7]) == [7]
         assert store.get_meta("b")["features_found"] == 1
-        assert store.new_features([1, 7, 9, 11]) == [9, 11]  # read only
+        assert list(store.hit_counts([1, 7, 9, 11])) == [1, 1, 0, 0]  # read only
         assert store.record_execution([9, 1]) == [9]
         assert store.record_execution([9]) == []
         # an existing id is left alone but its execution is counted
@@ -525,3 +527,170 @@ def test_merge_keeps_only_seeds_adding_features(tmp_path):
         assert st.verify() == []
     with pytest.raises(CorpusError, match="existing corpus"):
         merge(a, b, out)
+
+
+# ----------------------------------------------------------------------------- public copy API
+
+
+def test_seed_records_copy_unchanged_without_touching_hits(tmp_path):
+    with CorpusStore(str(tmp_path / "src")) as src, CorpusStore(str(tmp_path / "out")) as out:
+        src.add_seed("a", CASE, {"nodes": 3, "note": {"k": [1]}, "n_features": 2}, [7, 3])
+        src.add_seed("b", CASE + b"b", {"parent": "a", "mutators": ["m"], "depth": 1}, [9])
+        recs = src.get_seed_records(["b", "missing", "a"])
+        assert recs[1] is None and [r.id for r in (recs[0], recs[2])] == ["b", "a"]
+        assert recs[2].data == CASE and recs[2].features.tolist() == [3, 7]
+        out.put_seed_records([recs[0], recs[2]])
+        for sid in ("a", "b"):
+            assert out.get_meta(sid) == src.get_meta(sid)
+            assert out.get_case_bytes(sid) == src.get_case_bytes(sid)
+            assert out.get_features(sid).tolist() == src.get_features(sid).tolist()
+        assert out.num_features() == 0  # hits are copied separately
+        out.add_hits(*zip(*src.iter_hits()))
+        assert out.feature_counts() == src.feature_counts() == {3: 1, 7: 1, 9: 1}
+        assert out.verify() == []
+        bad = recs[2].__class__("c", CASE, {"depth": -1}, np.array([1], dtype=np.uint64))
+        with pytest.raises(ValueError):
+            out.put_seed_records([bad])
+        assert not out.has_seed("c")
+
+
+def test_merge_failure_bucket_copies_and_merges(tmp_path):
+    with CorpusStore(str(tmp_path / "src")) as src, \
+            CorpusStore(str(tmp_path / "out"), max_examples=3) as out:
+        for i in range(4):
+            src.record_failure("sig", "crash", "boom", "E", f"e{i}", CASE + bytes([i]), {"i": i},
+                               extra={"op": "mm"})
+        bucket = src.get_failure("sig")
+        examples = {e: src.get_example(e) for e in bucket["example_ids"]}
+        assert out.merge_failure_bucket(bucket, examples) is True
+        got = out.get_failure("sig")
+        assert got["example_ids"] == ["e0", "e1", "e2"]  # capped by out's max_examples
+        assert {k: v for k, v in got.items() if k != "example_ids"} == \
+            {k: v for k, v in bucket.items() if k != "example_ids"}
+        assert out.get_example("e1") == src.get_example("e1")  # recorded_at kept
+        assert out.get_example("e3") is None
+        # a second bucket of the same signature: counts summed, seen times widened
+        later = dict(bucket, count=5, first_seen=1.0, last_seen=bucket["last_seen"] + 10,
+                     example_ids=["e0", "x"], extra={"op": "other"})
+        x = dict(examples["e0"], case_bytes=b"other")
+        assert out.merge_failure_bucket(later, {"e0": x}) is False
+        got = out.get_failure("sig")
+        assert got["count"] == 9 and got["first_seen"] == 1.0
+        assert got["last_seen"] == later["last_seen"] and got["example_ids"] == ["e0", "e1", "e2"]
+        assert got["extra"] == {"op": "mm"}  # kept: it was set here
+        assert out.get_example("e0")["case_bytes"] == CASE + bytes([0])  # the stored one stays
+        with pytest.raises(ValueError):
+            out.merge_failure_bucket(dict(bucket, count=0), {})
+        assert out.verify() == []
+
+
+def test_extend_stats_keeps_times_and_order(tmp_path):
+    with CorpusStore(str(tmp_path / "a")) as a, CorpusStore(str(tmp_path / "out")) as out:
+        for n, t in ((1, 5.0), (2, 5.0), (3, 6.5)):
+            a.append_stats({"n": n}, t=t)
+        out.append_stats({"n": 0}, t=5.0)
+        assert out.extend_stats(a.stats_series()) == 3
+        series = out.stats_series()
+        assert [(t, r["n"]) for t, r in series] == [(5.0, 0), (5.0, 1), (5.0, 2), (6.5, 3)]
+        assert series[1][1] == {"n": 1, "t": 5.0}
+        with pytest.raises(ValueError):
+            out.extend_stats([(float("nan"), {})])
+        assert len(out.stats_series()) == 4
+
+
+def test_open_campaign_store(tmp_path):
+    camp = str(tmp_path / "camp")
+    os.makedirs(camp)
+    with pytest.raises(CorpusError) as err:
+        open_campaign_store(camp)
+    assert str(err.value) == f"{camp}: not a campaign directory (no corpus.lmdb/)"
+    with pytest.raises(CorpusError, match="not a campaign directory"):
+        open_campaign_store(camp, readonly=False)
+    with open_campaign_store(camp, readonly=False, create=True) as store:
+        store.add_seed("a", CASE, {}, [1])
+    assert os.path.isdir(os.path.join(camp, "corpus.lmdb"))
+    with open_campaign_store(camp) as store:
+        assert store.readonly and store.has_seed("a")
+        with pytest.raises(CorpusError, match="read-only"):
+            store.add_seed("b", CASE, {}, [2])
+    os.rename(env_path(camp), env_path(camp) + ".bak")  # an interrupted cmin swap still opens
+    with open_campaign_store(camp) as store:
+        assert store.num_seeds() == 1
+    with pytest.raises(CorpusError) as err:
+        open_campaign_store(str(tmp_path / "a\nb"))
+    assert "\n" not in str(err.value)  # one line
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def test_seed_meta_builder():
+    meta = seed_meta(parent="p", mutators=("m1", "m2"), depth=2, nodes=5, found_at=7.0, note="x")
+    assert meta == {"parent": "p", "mutators": ["m1", "m2"], "depth": 2, "nodes": 5,
+                    "exec_time": None, "features_found": 0, "times_chosen": 0, "found_at": 7.0,
+                    "outcome": None, "note": "x"}
+    assert "n_features" not in meta and seed_meta(n_features=4)["n_features"] == 4
+    assert abs(seed_meta()["found_at"] - time.time()) < 60
+    for bad in ({"depth": -1}, {"mutators": "m"}, {"exec_time": float("inf")},
+                {"n_features": "9"}, {"note": object()}):
+        with pytest.raises(ValueError):
+            seed_meta(**bad)
+    key = b"0123456789abcdef"
+    assert records.decode_meta(key, records.encode_meta(meta)) == meta
+
+
+def test_record_decoders_name_database_and_key():
+    key = b"0123456789abcdef"
+    cases = [
+        (lambda: records.decode_meta(key, b"{}"), "meta"),
+        (lambda: records.decode_failure(b"sig", b'{"kind": 1}'), "failures"),
+        (lambda: records.decode_example(key, b'{"case": "!!", "result": {}}'), "examples"),
+        (lambda: records.decode_stats(b"short", b"{}"), "stats"),
+        (lambda: records.decode_stats(records.stats_key(1, 0), b"[]"), "stats"),
+        (lambda: records.decode_info(b"campaign", b"\xff"), "info"),
+        (lambda: records.decode_hit(records.hit_key(5), b"123"), "hits"),
+        (lambda: records.decode_features(b"\x00" * 9, key), "features"),
+    ]
+    for decode, db in cases:
+        with pytest.raises(CorpusError) as err:
+            decode()
+        assert err.value.db == db and err.value.key is not None
+    assert records.decode_hit(records.hit_key(5), records.encode_hit(9)) == (5, 9)
+    assert records.decode_stats(records.stats_key(1500, 2), b'{"a": 1}') == (1.5, {"a": 1})
+    ex = {"signature": "s", "recorded_at": 1.0, "case_bytes": b"\x00\xff", "result": {"r": 1}}
+    assert records.decode_example(key, records.encode_example(ex)) == ex
+    arr = np.array([1, 5, 2**64 - 1], dtype=np.uint64)
+    assert records.decode_features(records.encode_features(arr)).tolist() == arr.tolist()
+
+
+def test_opens_a_store_written_in_the_documented_format(tmp_path):
+    """The on-disk layout (the table in corpus/store.py), written with raw LMDB, opens."""
+    env = lmdb.open(env_path(str(tmp_path)), subdir=True, max_dbs=16)
+    dbs = {n: env.open_db(n.encode()) for n in ("info", "testcases", "meta", "features", "hits",
+                                               "failures", "examples", "stats")}
+    meta = {"parent": None, "mutators": ["generate"], "depth": 0, "nodes": 3, "exec_time": 0.5,
+            "features_found": 2, "times_chosen": 4, "found_at": 1.7e9, "outcome": "pass"}
+    bucket = {"signature": "sig", "kind": "crash", "message": "m", "exc_type": "E", "count": 2,
+              "first_seen": 1.0, "last_seen": 2.0, "example_ids": ["ex"], "extra": None}
+    with env.begin(write=True) as txn:
+        txn.put(b"schema", str(STORE_SCHEMA).encode(), db=dbs["info"])
+        txn.put(b"campaign", b'{"settings":{"x":1}}', db=dbs["info"])
+        txn.put(b"abc", CASE, db=dbs["testcases"])
+        txn.put(b"abc", records.canonical_json(meta), db=dbs["meta"])
+        txn.put(b"abc", np.array([2, 9], dtype="<u8").tobytes(), db=dbs["features"])
+        for f, c in ((2, 1), (9, 3)):
+            txn.put(f.to_bytes(8, "big"), c.to_bytes(8, "big"), db=dbs["hits"])
+        txn.put(b"sig", records.canonical_json(bucket), db=dbs["failures"])
+        txn.put(b"ex", b'{"case":"AAE=","recorded_at":1.0,"result":{},"signature":"sig"}',
+                db=dbs["examples"])
+        txn.put((1500).to_bytes(8, "big") + (0).to_bytes(4, "big"), b'{"n":1}', db=dbs["stats"])
+    env.close()
+    with CorpusStore(str(tmp_path), readonly=True) as store:
+        assert store.get_info() == {"settings": {"x": 1}}
+        assert store.get_meta("abc") == meta and store.get_case_bytes("abc") == CASE
+        assert store.get_features("abc").tolist() == [2, 9]
+        assert store.feature_counts() == {2: 1, 9: 3}
+        assert store.get_failure("sig") == bucket
+        assert store.get_example("ex")["case_bytes"] == b"\x00\x01"
+        assert store.stats_series() == [(1.5, {"n": 1})]
+        assert store.verify() == []

@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+import covfuzz.generator as generator
 from covfuzz import codegen, ops, serialize
 from covfuzz.errors import InvalidGraph
 from covfuzz.generator import GenOptions, OptionError, generate, parse_dtypes, parse_supported_ops
@@ -146,7 +147,6 @@ def test_checking_each_new_node_alone_draws_the_same_graphs(monkeypatch):
     """The builder checks a new node on the kept meta values of the graph so far; checking the
     whole graph at every step (what it does once real tensors are needed) must accept the same
     nodes, so both draw byte-identical cases."""
-    import covfuzz.generator as generator
     incremental = [serialize.encode(generate(seed)) for seed in range(120)]
     monkeypatch.setattr(generator, "needs_real_tensors", lambda graph: True)
     whole = [serialize.encode(generate(seed)) for seed in range(120)]

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 import torch
 
+from corpus import CorpusStore
+from covfuzz import workdir
+from covfuzz.cli import run as cli_run
 from covfuzz.generator import GenOptions, generate
-from covfuzz.serialize import encode, to_json
-from harness import RunResult, Supervisor, cli_run, oracle
+from covfuzz.serialize import case_id, encode, to_json
+from harness import oracle
 from harness.coverage import feature_id
+from harness.pool import LocalPool, WorkerHandle, WorkerSpec, start_worker
+from harness.result import RunResult
 from harness.worker import rss_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GiB = 1 << 30
+FAULT_ENV = {"COVFUZZ_FAULT_INJECTION": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +58,7 @@ def _pid_gone(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_faults_then_recovery(cache_dir, good_case):
-    sup = Supervisor(cache_dir=cache_dir, env={"COVFUZZ_FAULT_INJECTION": "1"}, timeout=120)
+    sup = start_worker(WorkerSpec(cache_dir=cache_dir, env=FAULT_ENV, timeout=120))
     try:
         first = sup.run(good_case)
         assert first.outcome == "pass", first.message
@@ -80,8 +88,32 @@ def test_faults_then_recovery(cache_dir, good_case):
 
 
 @pytest.mark.slow
+def test_local_pool_runs_cases_and_counts_restarts(cache_dir, good_case):
+    """Two workers, cases in parallel; a crashing case restarts its worker, counted once."""
+    spec = WorkerSpec(cache_dir=cache_dir, coverage=False, env=FAULT_ENV, timeout=120)
+    with LocalPool(spec, 2) as pool:
+        assert pool.size == 2 and pool.restarts() == 0
+        cases = [good_case.replace(seed=seed) for seed in range(1, 6)]
+        futures = [pool.submit(encode(case)) for case in cases]
+        results = [future.result(timeout=600) for future in futures]
+        assert [r.outcome for r in results] == ["pass"] * len(cases), [r.message for r in results]
+        assert [r.case_id for r in results] == [case_id(case) for case in cases]
+        crash = pool.submit(encode(good_case.replace(seed=0xFA017001))).result(timeout=600)
+        assert crash.outcome == "process_crash" and crash.details["signal"] == "SIGSEGV"
+        assert pool.restarts() == 0  # the crashed worker restarts when it takes its next case
+        for _ in range(5):  # until the crashed worker has taken a case
+            batch = [pool.submit(encode(good_case)) for _ in range(2)]
+            assert all(f.result(timeout=600).outcome == "pass" for f in batch)
+            if pool.restarts():
+                break
+        assert pool.restarts() == 1
+    with pytest.raises(RuntimeError):
+        pool.submit(encode(good_case))
+
+
+@pytest.mark.slow
 def test_fault_seeds_are_ordinary_without_env(cache_dir, good_case):
-    with Supervisor(cache_dir=cache_dir, coverage=False) as sup:
+    with start_worker(WorkerSpec(cache_dir=cache_dir, coverage=False)) as sup:
         r = sup.run(good_case.replace(seed=0xFA017006))
         assert r.outcome == "pass", r.message
         assert r.features == []
@@ -90,7 +122,7 @@ def test_fault_seeds_are_ordinary_without_env(cache_dir, good_case):
 @pytest.mark.slow
 def test_coverage_stable_across_fresh_workers(cache_dir, good_case):
     sets = []
-    with Supervisor(cache_dir=cache_dir) as sup:
+    with start_worker(WorkerSpec(cache_dir=cache_dir)) as sup:
         for _ in range(2):
             r = sup.run(good_case)
             assert r.outcome == "pass"
@@ -109,13 +141,13 @@ def test_feature_ids_stable():
         feature_id("torch/_inductor/lowering.py", 12, 10)
 
 
-def test_worker_dies_with_supervisor(cache_dir):
+def test_worker_dies_with_its_parent(cache_dir):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {ROOT!r})
-        from harness import Supervisor
-        sup = Supervisor(cache_dir={cache_dir!r}, coverage=False)
-        print(sup.start(), flush=True)
+        from harness.pool import WorkerSpec, start_worker
+        worker = start_worker(WorkerSpec(cache_dir={cache_dir!r}, coverage=False))
+        print(worker.pid, flush=True)
         time.sleep(600)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -138,7 +170,7 @@ def test_cuda_device():
         pytest.skip("no CUDA device: the cuda and reference='cpu' paths need an NVIDIA GPU")
     case = generate(1, GenOptions(op_weights={"torch.add": 1}, max_nodes=2, device="cuda",
                                   backward_prob=0, config_prob=0))
-    with Supervisor(reference="cpu") as sup:
+    with start_worker(WorkerSpec(reference="cpu")) as sup:
         assert sup.run(case, device="cuda").outcome == "pass"
 
 
@@ -154,7 +186,7 @@ def test_run_result_json_roundtrip():
 def _cli(argv):
     p = argparse.ArgumentParser()
     sp = p.add_subparsers(dest="cmd")
-    cli_run.add_parser(sp)
+    cli_run.add_parsers(sp)
     return cli_run.main(p.parse_args(["run", *argv]))
 
 
@@ -180,15 +212,12 @@ def test_cli_runs_files(tmp_path, capsys, monkeypatch, cache_dir, good_case):
     (tmp_path / "b.json").write_text(to_json(good_case))
     assert _cli([str(tmp_path / "a.cfz"), str(tmp_path / "b.json"), "--json",
                  "--no-coverage"]) == 0
-    import json
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["outcome"] for x in lines] == ["pass", "pass"]
     assert set(lines[0]["timings"]) >= {"eager", "compile", "run", "backward", "coverage",
                                         "overhead", "total"}
     # a seed id of a campaign directory
-    from corpus import CorpusStore
-    from covfuzz.serialize import case_id
-    with CorpusStore(str(tmp_path / "camp" / "corpus.lmdb")) as store:
+    with CorpusStore(workdir.corpus_path(str(tmp_path / "camp"))) as store:
         store.add_seed(case_id(good_case), encode(good_case), {}, [1, 2, 3])
     assert _cli([case_id(good_case), "--dir", str(tmp_path / "camp"), "--no-coverage"]) == 0
     assert capsys.readouterr().out.startswith(f"{case_id(good_case)}: pass")
@@ -271,8 +300,7 @@ def test_oracle_bitwise_and_classify():
 
 
 def test_worker_survives_starting_thread_exit(cache_dir):
-    import threading
-    sup = Supervisor(cache_dir=cache_dir, coverage=False)
+    sup = WorkerHandle(WorkerSpec(cache_dir=cache_dir, coverage=False))  # started below
     try:
         t = threading.Thread(target=sup.start)
         t.start()

@@ -1,6 +1,8 @@
 """Mutators: validity, invariants, determinism, mutant validity (candidates run eagerly)."""
 
 import collections
+import importlib.util
+import os
 import random
 
 import pytest
@@ -10,9 +12,23 @@ from covfuzz.config_space import check_config_override
 from covfuzz.generator import GenOptions, generate
 from covfuzz.ir import MAX_INPUTS, MAX_NODES, MAX_OUTPUTS, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
-from mutators import (ACCEPTED, ERROR, LAST_ERRORS, MUTATORS, MutationContext, mutate, mutate_with,
-                      propose)
-from mutators.validity import measure, run_eagerly
+from mutators import (ACCEPTED, ERROR, LAST_ERRORS, MUTATORS, Applied, MutationContext, mutate,
+                      propose, setting_moves, stack)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mutant_validity():
+    """benchmarks/mutant_validity.py (its `measure` and `run_eagerly`), loaded by path."""
+    spec = importlib.util.spec_from_file_location(
+        "mutant_validity", os.path.join(ROOT, "benchmarks", "mutant_validity.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_validity = _mutant_validity()
+measure, run_eagerly = _validity.measure, _validity.run_eagerly
 
 EXPECTED = {"insert_node", "delete_node", "replace_op", "retype", "perturb_layout", "perturb_shape",
             "mutate_attrs", "splice", "mutate_settings", "mutate_values"}
@@ -72,7 +88,7 @@ def test_every_mutator_produces_valid_different_candidates(cases, ctx):
         rng = random.Random(name)
         produced = 0
         for case in cases:
-            cand = mutate_with(name, case, rng, ctx)
+            cand = propose(name, case, rng, ctx).case
             if cand is None:
                 continue
             assert serialize.encode(cand) != serialize.encode(case)
@@ -88,11 +104,13 @@ def test_invariants_over_stacked_mutations(cases, ctx):
     errors_before = len(LAST_ERRORS)
     for i in range(2000):
         case = pool[rng.randrange(len(pool))]
-        cand, names = mutate(case, rng, ctx, max_stack=4)
+        out = mutate(case, rng, ctx, max_stack=4)
+        cand, names = out.case, [a.mutator for a in out.applied]
         if cand is None:
             stats["none"] += 1
             continue
         assert 1 <= len(names) <= 4 and all(n in MUTATORS for n in names)
+        assert len(out.tried) >= len(names)
         stats.update(names)
         check_invariants(cand, repropagate=i % 10 == 0)
         if i % 20 == 0:
@@ -109,15 +127,16 @@ def test_invariants_over_stacked_mutations(cases, ctx):
 def test_mutators_are_deterministic(cases, ctx):
     for name in sorted(MUTATORS):
         for case in cases[:10]:
-            a = mutate_with(name, case, random.Random(7), ctx)
-            b = mutate_with(name, case, random.Random(7), ctx)
+            a = propose(name, case, random.Random(7), ctx).case
+            b = propose(name, case, random.Random(7), ctx).case
             assert (a is None) == (b is None)
             if a is not None:
                 assert serialize.encode(a) == serialize.encode(b)
     for case in cases[:10]:
-        a, na = mutate(case, random.Random(99), ctx)
-        b, nb = mutate(case, random.Random(99), ctx)
-        assert na == nb and serialize.encode(a) == serialize.encode(b)
+        a = mutate(case, random.Random(99), ctx)
+        b = mutate(case, random.Random(99), ctx)
+        assert a.applied == b.applied and a.tried == b.tried
+        assert serialize.encode(a.case) == serialize.encode(b.case)
 
 
 def test_mutant_validity_at_least_90_percent(cases, ctx):
@@ -148,7 +167,7 @@ def test_delete_node_renumbers_and_drops_unused_inputs():
     case = _chain_case()
     seen = set()
     for seed in range(40):
-        cand = mutate_with("delete_node", case, random.Random(seed), MutationContext())
+        cand = propose("delete_node", case, random.Random(seed), MutationContext()).case
         if cand is None:
             continue
         check_invariants(cand)
@@ -164,7 +183,7 @@ def test_perturb_shape_changes_shared_dims_consistently():
     case = _chain_case()
     changed = 0
     for seed in range(30):
-        cand = mutate_with("perturb_shape", case, random.Random(seed), MutationContext())
+        cand = propose("perturb_shape", case, random.Random(seed), MutationContext()).case
         if cand is None:
             continue
         shapes = [i.spec.shape for i in cand.graph.inputs]
@@ -177,11 +196,11 @@ def test_perturb_shape_changes_shared_dims_consistently():
 
 def test_splice_needs_a_donor_and_grafts_its_nodes(cases):
     case = cases[0]
-    assert mutate_with("splice", case, random.Random(0), MutationContext()) is None
+    assert propose("splice", case, random.Random(0), MutationContext()).case is None
     donor = _chain_case()
     grown = 0
     for seed in range(10):
-        cand = mutate_with("splice", case, random.Random(seed), MutationContext(corpus=[donor]))
+        cand = propose("splice", case, random.Random(seed), MutationContext(corpus=[donor])).case
         if cand is not None:
             check_invariants(cand)
             grown += len(cand.graph.nodes) > len(case.graph.nodes)
@@ -193,7 +212,7 @@ def test_mutate_settings_covers_every_knob(cases, ctx):
     rng = random.Random(3)
     for i in range(300):
         case = cases[i % len(cases)]
-        cand = mutate_with("mutate_settings", case, rng, ctx)
+        cand = propose("mutate_settings", case, rng, ctx).case
         if cand is None:
             continue
         a, b = case.settings, cand.settings
@@ -212,7 +231,7 @@ def test_mutate_values_keeps_fixed_fills(cases, ctx):
     fills = collections.Counter()
     for i in range(300):
         case = cases[i % len(cases)]
-        cand = mutate_with("mutate_values", case, rng, ctx)
+        cand = propose("mutate_values", case, rng, ctx).case
         if cand is None:
             continue
         check_invariants(cand)
@@ -228,7 +247,7 @@ def test_options_restrict_new_ops_and_dtypes(cases):
     case = _chain_case()
     rng = random.Random(0)
     for _ in range(100):
-        cand, _ = mutate(case, rng, ctx, max_stack=2)
+        cand = mutate(case, rng, ctx, max_stack=2).case
         if cand is None:
             continue
         new_ops = {n.op for n in cand.graph.nodes} - {"torch.add", "torch.sin", "torch.mul"}
@@ -241,7 +260,7 @@ def test_options_restrict_new_ops_and_dtypes(cases):
 
 
 def test_propose_reports_outcomes(cases, ctx):
-    outcomes = collections.Counter(propose("perturb_shape", c, random.Random(i), ctx)[0]
+    outcomes = collections.Counter(propose("perturb_shape", c, random.Random(i), ctx).outcome
                                    for i, c in enumerate(cases))
     assert outcomes[ACCEPTED] > 0
     assert set(outcomes) <= {"accepted", "rejected", "none", "same"}
@@ -249,7 +268,6 @@ def test_propose_reports_outcomes(cases, ctx):
 
 def test_mutate_settings_obeys_a_settings_chooser(cases):
     """A campaign picks the setting to change (e.g. by its yield); the move made is reported."""
-    from mutators.params import setting_moves
     moves = setting_moves()
     assert "backward" in moves and "inductor:cpp_wrapper" in moves and "dynamo:specialize_int" in moves
     asked = []
@@ -262,13 +280,45 @@ def test_mutate_settings_obeys_a_settings_chooser(cases):
     rng = random.Random(5)
     changed = 0
     for case in cases[:20]:
-        cand = mutate_with("mutate_settings", case, rng, chooser_ctx)
-        assert chooser_ctx.last_setting == "inductor:cpp_wrapper"
-        if cand is not None:
+        step = propose("mutate_settings", case, rng, chooser_ctx)
+        if step.case is not None:
+            assert step.move == "inductor:cpp_wrapper"
             changed += 1
             before = case.settings.inductor_config.get("cpp_wrapper")
-            assert cand.settings.inductor_config.get("cpp_wrapper") != before
-            rest = {k: v for k, v in cand.settings.inductor_config.items() if k != "cpp_wrapper"}
+            assert step.case.settings.inductor_config.get("cpp_wrapper") != before
+            rest = {k: v for k, v in step.case.settings.inductor_config.items() if k != "cpp_wrapper"}
             assert rest == {k: v for k, v in case.settings.inductor_config.items() if k != "cpp_wrapper"}
     assert asked and asked[0] == moves
     assert changed >= 15
+
+
+def test_stack_reports_mutators_applied_and_settings_moves(cases):
+    """`stack` applies its plan in order, skips steps that do not apply, and returns the moves."""
+    chooser_ctx = MutationContext(corpus=list(cases), choose_setting=lambda options: "backward")
+    plan = ["mutate_settings", "splice", "mutate_values", "mutate_settings"]
+    seen_moves = 0
+    for i, case in enumerate(cases[:10]):
+        out = stack(case, random.Random(i), chooser_ctx, plan)
+        assert [name for name, _ in out.tried] == plan
+        accepted = [name for name, outcome in out.tried if outcome == ACCEPTED]
+        assert [a.mutator for a in out.applied] == accepted
+        for a in out.applied:
+            assert a.move == ("backward" if a.mutator == "mutate_settings" else None)
+        seen_moves += sum(a.move is not None for a in out.applied)
+        if out.applied:
+            check_invariants(out.case)
+            # two backward toggles cancel out; any other applied step leaves its mark
+            assert out.case.settings.backward == case.settings.backward ^ (
+                sum(a.move == "backward" for a in out.applied) % 2 == 1)
+        else:
+            assert out.case is None
+    assert seen_moves >= 10
+    # the step outcome and the move are the same whichever way the step is reached
+    one = stack(cases[0], random.Random(3), chooser_ctx, ["mutate_settings"])
+    step = propose("mutate_settings", cases[0], random.Random(3), chooser_ctx)
+    assert one.applied == [Applied("mutate_settings", "backward")] and one.tried == [
+        ("mutate_settings", ACCEPTED)]
+    assert serialize.encode(one.case) == serialize.encode(step.case)
+    # nothing applies: no case, and the proposal is still counted
+    none = stack(cases[0], random.Random(0), MutationContext(), ["splice"])
+    assert none.case is None and none.applied == [] and none.tried == [("splice", "none")]

@@ -4,11 +4,15 @@ split/cat passes)."""
 
 import dataclasses
 import json
+import os
 import random
 import warnings
 
 import pytest
 import torch
+import torch._functorch.config
+import torch._inductor.config
+from coverage.python import PythonParser
 
 from covfuzz import codegen, config_space, serialize
 from covfuzz.errors import TestCaseFormatError
@@ -41,8 +45,6 @@ def _namespace(case: TestCase) -> dict:
 
 
 def _lines_of(features, rel_path: str) -> int:
-    import os
-    from coverage.python import PythonParser
     parser = PythonParser(filename=os.path.join(torch_dir(), rel_path[len("torch/"):]))
     parser.parse_source()
     ids = {line_id(rel_path, n) for n in parser.statements}
@@ -166,8 +168,6 @@ def test_reducer_tries_plain_arguments_and_shorter_pass_lists():
 def collector():
     """A coverage collector, with the compile caches off as in the workers: a graph compiled by
     an earlier test run must not skip the passes whose coverage is checked."""
-    import torch._functorch.config
-    import torch._inductor.config
     with torch._inductor.config.patch(fx_graph_cache=False), \
             torch._functorch.config.patch(enable_autograd_cache=False):
         yield Collector()

@@ -11,6 +11,7 @@ from covfuzz.generator import GenOptions, generate
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
 from harness.coverage import Collector, line_id
+from harness.execute import execute
 
 NEW_CATEGORIES = ("hop", "python", "inplace")
 NEW_OPS = sorted(name for name, op in ops.AVAILABLE.items() if op.category in NEW_CATEGORIES)
@@ -74,7 +75,6 @@ def test_constructs_compile_and_reach_dynamo_python_level_code():
     """One real torch.compile of a case using torch.cond, a user class, an in-place update of a
     view of an input, and a graph break: eager and compiled agree, and coverage shows Dynamo's
     higher-order-op and user-defined-object handling ran."""
-    from harness.execute import execute
     x = Input(TensorSpec.contiguous((4, 3)))
     nodes = (
         Node("hop.cond", (0,), {"f": "sin", "g": "cos"}),             # v1

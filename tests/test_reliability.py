@@ -1,6 +1,6 @@
 """Reliability and security: no code from data, CLI behaviour on hostile files, two campaigns on
-one directory, status while a campaign writes, and a short fault campaign (supervisor SIGKILLs,
-worker faults, a tiny LMDB map) with 0 lost committed records."""
+one directory, status while a campaign writes, and a short fault campaign (SIGKILLs of the
+campaign process, worker faults, a tiny LMDB map) with 0 lost committed records."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 
-from covfuzz import serialize
+from covfuzz import cli, codegen, serialize, workdir
 from covfuzz.errors import TestCaseFormatError
+from covfuzz.generator import GenOptions, generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -29,7 +31,6 @@ def _payload(sentinel) -> str:
 
 
 def _base_case():
-    from covfuzz.generator import GenOptions, generate
     for seed in range(200):  # a case with a string attribute (an enum) and a second input
         case = generate(seed, GenOptions(max_nodes=4))
         d = serialize.to_dict(case)
@@ -78,7 +79,6 @@ def _hostile(name, sentinel) -> dict:
 @pytest.fixture
 def no_codegen(monkeypatch):
     """Fail loudly if any test case reaches code generation."""
-    from covfuzz import codegen
     calls = []
 
     def spy(*args, **kwargs):
@@ -98,7 +98,6 @@ def test_code_in_data_is_rejected_before_codegen(name, tmp_path, no_codegen):
     with pytest.raises(TestCaseFormatError):
         serialize.decode(text.encode())
     # the stored form carries the same JSON
-    import zlib
     with pytest.raises(TestCaseFormatError):
         serialize.decode(serialize.MAGIC + bytes([serialize.SCHEMA_VERSION])
                          + zlib.compress(serialize.canonical_json(d)))
@@ -108,7 +107,6 @@ def test_code_in_data_is_rejected_before_codegen(name, tmp_path, no_codegen):
 
 @pytest.mark.parametrize("command", ["show", "run"])
 def test_cli_in_process_rejects_hostile_case_without_codegen(command, tmp_path, no_codegen, capsys):
-    from covfuzz import cli
     sentinel = tmp_path / "pwned"
     path = tmp_path / "case.json"
     path.write_text(json.dumps(_hostile("op", sentinel)))
@@ -127,8 +125,7 @@ def _hostile_files(tmp_path, sentinel) -> dict:
         "truncated_json": json.dumps(_base_case()).encode()[:150],
         "random_bytes": bytes(rng.randrange(256) for _ in range(512)),
         "code_op_json": json.dumps(_hostile("op", sentinel)).encode(),
-        "code_attr_stored": serialize.MAGIC + bytes([serialize.SCHEMA_VERSION]) + __import__(
-            "zlib").compress(serialize.canonical_json(_hostile("attr_value", sentinel))),
+        "code_attr_stored": serialize.MAGIC + bytes([serialize.SCHEMA_VERSION]) + zlib.compress(serialize.canonical_json(_hostile("attr_value", sentinel))),
         "python_source": f"{_payload(sentinel)}\n".encode(),
         "empty": b"",
     }
@@ -174,7 +171,7 @@ def _wait_for(predicate, timeout, proc=None, what=""):
 
 
 def _lock_taken(directory) -> bool:
-    lock = os.path.join(directory, ".lock")
+    lock = workdir.lock_path(directory)
     try:
         with open(lock) as handle:
             return handle.read().strip().isdigit()
@@ -200,8 +197,8 @@ def test_second_campaign_is_refused_and_status_reads_while_writing(tmp_path):
         assert f"pid {first.pid}" in second.stderr, second.stderr
         assert "in use by another covfuzz campaign" in second.stderr
         # status reads safely while the campaign writes
-        stats = os.path.join(directory, "fuzzer_stats.json")
-        _wait_for(lambda: os.path.exists(stats), 240, first, "fuzzer_stats.json")
+        stats = workdir.stats_path(directory)
+        _wait_for(lambda: os.path.exists(stats), 240, first, workdir.STATS)
         seen = []
         for _ in range(6):
             proc = subprocess.run([PY, "-m", "covfuzz", "status", directory, "--json"], cwd=ROOT,
@@ -240,7 +237,8 @@ def _fault_campaign_module():
 
 
 def test_short_fault_campaign(tmp_path):
-    """~2.5 minutes: 1 worker, half the candidates faulty, 2 supervisor SIGKILLs, a 256 KiB map."""
+    """~2.5 minutes: 1 worker, half the candidates faulty, the campaign process SIGKILLed twice,
+    a 256 KiB map."""
     fc = _fault_campaign_module()
     result = fc.run(str(tmp_path / "fc"), minutes=2.5, kills=2, rate=0.5, workers=1,
                     map_size=256 * 1024, seed=1)

@@ -1,32 +1,29 @@
 """Short runs of covfuzz's self-fuzzing targets (covfuzz/selffuzz.py) and regression tests for
-what they found. Longer runs: `python -m covfuzz.selffuzz TARGET --runs 100000`."""
+what they found. Longer runs: `covfuzz selffuzz TARGET --runs 100000`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 
-from covfuzz import selffuzz
+from covfuzz import cli, selffuzz
+from covfuzz.cli import selffuzz as selffuzz_cli
 from covfuzz.errors import CovfuzzError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT_RUNS = {"testcase": 4000, "json": 4000, "records": 5000, "known_issues": 3000,
-              "selectors": 400}
-
-
-def _skip_if_skipped(report):
-    if report.skipped:
-        pytest.skip(report.skipped)
+              "selectors": 2000}
 
 
 @pytest.mark.parametrize("name", sorted(selffuzz.TARGETS))
 def test_short_in_process_run_has_no_findings(name):
     report = selffuzz.fuzz_in_process(name, runs=SHORT_RUNS[name], max_seconds=60, seed=1)
-    _skip_if_skipped(report)
     assert report.runs > 0
     assert report.findings == [], "\n".join(f"{f}\n{f.detail}" for f in report.findings)
 
@@ -73,8 +70,8 @@ def test_atheris_subprocess_run():
     assert report.findings == []
 
 
-def test_module_command_line_list():
-    proc = subprocess.run([sys.executable, "-m", "covfuzz.selffuzz", "list"], cwd=ROOT,
+def test_command_line_list():
+    proc = subprocess.run([sys.executable, "-m", "covfuzz", "selffuzz", "list"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for name in selffuzz.TARGETS:
@@ -82,7 +79,7 @@ def test_module_command_line_list():
 
 
 def test_in_process_command_line():
-    proc = subprocess.run([sys.executable, "-m", "covfuzz.selffuzz", "json", "--in-process",
+    proc = subprocess.run([sys.executable, "-m", "covfuzz", "selffuzz", "json", "--in-process",
                            "--runs", "500"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "500 inputs" in proc.stdout and "findings 0" in proc.stdout
@@ -91,19 +88,15 @@ def test_in_process_command_line():
 def test_add_parser_for_the_cli():
     parser = argparse.ArgumentParser(prog="covfuzz")
     sub = parser.add_subparsers(dest="command")
-    selffuzz.add_parser(sub)
+    selffuzz_cli.add_parsers(sub)
     args = parser.parse_args(["selffuzz", "records", "--runs", "10", "--in-process"])
-    assert args.func is selffuzz.main_args and args.target == "records" and args.runs == 10
+    assert args.func is selffuzz_cli.main_args and args.target == "records" and args.runs == 10
 
 
 # ----------------------------------------------------------------------------- findings
 
 
-def test_known_issues_target_runs_when_module_exists():
-    try:
-        selffuzz.known_issues_module()
-    except selffuzz.Skip as exc:
-        pytest.skip(str(exc))
+def test_known_issues_target_accepts_its_seeds():
     one = selffuzz.TARGETS["known_issues"].make()
     for data in selffuzz._known_issues_seeds():
         one(data)
@@ -120,23 +113,39 @@ def test_sf1_malformed_id_lookup_raises_covfuzz_error(tmp_path):
         store.close()
 
 
-def test_sf2_error_line_escapes_control_characters(tmp_path):
-    from covfuzz import cli
-    import contextlib
-    import io
+def _cli_main(argv) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["show", str(tmp_path / "a\nb\x1b[31m")])
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code
+    return code, err.getvalue()
+
+
+def test_sf2_error_line_escapes_control_characters(tmp_path):
+    code, err = _cli_main(["show", str(tmp_path / "a\nb\x1b[31m")])
     assert code == 2
-    assert len(err.getvalue().strip().splitlines()) == 1
-    assert "\x1b" not in err.getvalue()
+    assert len(err.strip().splitlines()) == 1
+    assert "\x1b" not in err
+
+
+def test_cli_answers_hostile_selectors_with_one_line(tmp_path):
+    """What the selectors target once checked through the CLI: a selector given as a file, id or
+    campaign directory exits 2 with one line on stderr, never a traceback."""
+    nowhere = str(tmp_path / "no-such-dir")
+    for data in selffuzz._selector_seeds():
+        text = data.decode("utf-8", "surrogateescape")
+        if "\x00" in text or os.path.exists(text):
+            continue
+        for argv in (["show", "--no-code", "--", text], ["show", "--dir", nowhere, "--", text],
+                     ["status", "--json", "--", text], ["status", "--", os.path.join(nowhere, text)]):
+            code, err = _cli_main(argv)
+            assert code == 2, (argv, err)
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
 
 
 def test_ki1_known_issues_pattern_cannot_hang_matching():
-    try:
-        selffuzz.known_issues_module()
-    except selffuzz.Skip as exc:
-        pytest.skip(str(exc))
     code = ("from covfuzz.errors import CovfuzzError\n"
             "from covfuzz.triage import known_issues as k\n"
             "try:\n"

@@ -56,10 +56,11 @@ def test_feedback_generation_scores_each_graph_under_its_changed_setting(tmp_pat
     from covfuzz.campaign import Campaign, CampaignOptions
     campaign = Campaign(str(tmp_path / "c"), CampaignOptions(quiet=True, gen_candidates=6))
     try:
-        before = campaign.state["next_gen_seed"]
-        case, meta = campaign._generated(with_setting=True)
-        assert campaign.state["next_gen_seed"] == before + 6  # six graphs drawn
-        assert meta["mutators"] == ["generate", "mutate_settings"] and meta["settings"]
+        before = campaign.counters.next_gen_seed
+        candidate = campaign.candidates.generated(with_setting=True)
+        case, origin = candidate.case, candidate.origin
+        assert campaign.counters.next_gen_seed == before + 6  # six graphs drawn
+        assert origin["mutators"] == ["generate", "mutate_settings"] and origin["settings"]
         assert case.settings != generate(case.seed).settings or case.graph != generate(case.seed).graph
     finally:
         campaign.close()

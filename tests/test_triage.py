@@ -1,6 +1,7 @@
 """Triage: signatures/dedup, known issues, crashes, replay, repro, export-tests, reduce, cmin,
-merge, export/import. Real worker processes; failing cases come from the harness's
-fault-injection seeds (COVFUZZ_FAULT_INJECTION=1), so no real torch bug is needed."""
+merge, export/import, and loading a case from a file or id (covfuzz.triage.resolve). Real worker
+processes; failing cases come from the harness's fault-injection seeds
+(COVFUZZ_FAULT_INJECTION=1), so no real torch bug is needed."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import sys
 import numpy as np
 import pytest
 
-from covfuzz import serialize
+import corpus
+from covfuzz import cli, serialize, workdir
 from covfuzz.errors import CovfuzzError
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
-from covfuzz.triage import cli as tcli
-from covfuzz.triage import known_issues
+from covfuzz.triage import failures, known_issues, resolve
 from covfuzz.triage.signature import normalize_message, signature, signature_id, signature_of
+from harness.pool import WorkerSpec, start_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT_ENV = {"COVFUZZ_FAULT_INJECTION": "1"}
@@ -53,9 +55,6 @@ def fault_env():
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory, fault_env):
     """A campaign dir whose failures were produced by really running cases in a worker."""
-    from corpus import CorpusStore
-    from harness.supervisor import Supervisor
-
     d = tmp_path_factory.mktemp("camp")
     info = {"dir": str(d), "sigs": {}}
     cases = {"crash_a": _multi_node_case(1, RAISE_COMPILE),  # one bug via two different graphs
@@ -63,10 +62,10 @@ def campaign(tmp_path_factory, fault_env):
              "segv": _multi_node_case(3, SEGFAULT),          # another bug
              "passing": _small_case()}
     assert serialize.case_id(cases["crash_a"]) != serialize.case_id(cases["crash_b"])
-    with Supervisor(timeout=120, coverage=False, env=FAULT_ENV) as sup, \
-            CorpusStore(os.path.join(str(d), "corpus.lmdb")) as store:
+    with start_worker(WorkerSpec.for_triage(timeout=120, env=FAULT_ENV)) as worker, \
+            corpus.open_campaign_store(str(d), readonly=False, create=True) as store:
         for name, case in cases.items():
-            result = sup.run(case)
+            result = worker.run(case)
             sig, sid = signature_of(case, result)
             if name == "passing":
                 assert result.outcome == "pass", result.message
@@ -83,7 +82,7 @@ def campaign(tmp_path_factory, fault_env):
 
 
 def _main(argv, capsys):
-    rc = tcli.main(argv)
+    rc = cli.main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -190,7 +189,7 @@ def test_replay_verdicts(campaign, tmp_path, capsys):
     rc, out, _ = _main(["replay", str(c)], capsys)
     assert rc == 1 and "FAILS" in out
     rc, _, err = _main(["replay", d, "ffffffffffff"], capsys)
-    assert rc == 2 and "neither" in err
+    assert rc == 2 and "not a seed, example or signature id" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     rc, _, err = _main(["replay", str(bad)], capsys)
@@ -256,11 +255,11 @@ def test_reduce_keeps_signature(campaign, capsys):
     assert before >= 2
     rc, out, _ = _main(["reduce", sid, "--dir", d, "--max-steps", "60", "--budget", "120", "-q"], capsys)
     assert rc == 0, out
-    path = os.path.join(d, "reduced", f"{sid}.cfz")
+    path = os.path.join(workdir.reduced_dir(d), f"{sid}.cfz")
     with open(path, "rb") as handle:
         reduced = serialize.decode(handle.read())
     assert len(reduced.graph.nodes) < before and len(reduced.graph.nodes) == 1
-    meta = json.load(open(os.path.join(d, "reduced", f"{sid}.json")))
+    meta = json.load(open(os.path.join(workdir.reduced_dir(d), f"{sid}.json")))
     assert meta["nodes_before"] == before and meta["signature"] == sig
     rc, out, _ = _main(["replay", d, sid, "--reduced", "--json"], capsys)
     row = json.loads(out)["replayed"][0]
@@ -281,11 +280,10 @@ def test_reduce_refuses_passing_case(tmp_path, capsys):
 
 
 def _synthetic_campaign(path, n=40, rng_seed=0):
-    from corpus import CorpusStore
     from covfuzz.generator import GenOptions, generate
     rng = np.random.default_rng(rng_seed)
     os.makedirs(path, exist_ok=True)
-    with CorpusStore(os.path.join(path, "corpus.lmdb")) as store:
+    with corpus.open_campaign_store(path, readonly=False, create=True) as store:
         for k in range(n):
             case = generate(1000 * rng_seed + k, GenOptions(max_nodes=4))
             feats = np.unique(rng.integers(0, 300, size=int(rng.integers(1, 30)))).astype(np.uint64)
@@ -295,8 +293,7 @@ def _synthetic_campaign(path, n=40, rng_seed=0):
 
 
 def _features(path):
-    from corpus import CorpusStore
-    with CorpusStore(os.path.join(path, "corpus.lmdb"), readonly=True) as store:
+    with corpus.open_campaign_store(path) as store:
         feats = [f for _, f in store.iter_features()]
         return set(np.concatenate(feats).tolist()), store.num_seeds()
 
@@ -312,7 +309,7 @@ def test_cmin_out_and_in_place(tmp_path, capsys):
     assert rc == 0 and "in place" in out
     after, n_in = _features(src)
     assert after == before and n_in == n_after
-    with open(os.path.join(src, ".lock"), "a+") as handle:  # a running campaign holds the lock
+    with open(workdir.lock_path(src), "a+") as handle:  # a running campaign holds the lock
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         rc, _, err = _main(["cmin", src], capsys)
         assert rc == 2 and "in use by another covfuzz campaign" in err
@@ -332,13 +329,130 @@ def test_merge_and_export_import_round_trip(tmp_path, capsys):
     files = sorted(str(p) for p in (tmp_path / "seeds").iterdir())
     rc, out, _ = _main(["import", str(tmp_path / "new")] + files, capsys)
     assert rc == 0 and "imported 20 of 20" in out
-    from corpus import CorpusStore
-    with CorpusStore(os.path.join(a, "corpus.lmdb"), readonly=True) as sa:
+    with corpus.open_campaign_store(a) as sa:
         ids_a = sorted(sa.seed_ids())
         data_a = {i: sa.get_case_bytes(i) for i in ids_a}
-    with CorpusStore(str(tmp_path / "new" / "corpus.lmdb"), readonly=True) as sn:
+    with corpus.open_campaign_store(str(tmp_path / "new")) as sn:
         assert sorted(sn.seed_ids()) == ids_a
         for i in ids_a:
             assert serialize.decode(sn.get_case_bytes(i)) == serialize.decode(data_a[i])
     rc, _, err = _main(["import", str(tmp_path / "new"), str(tmp_path / "missing.cfz")], capsys)
     assert rc == 2
+
+
+# ----------------------------------------------------------------------------- resolving ids and files
+
+
+def _prefix_twins() -> tuple[TestCase, TestCase]:
+    """Two cases whose ids share their first 5 hex digits (seeds searched deterministically)."""
+    seen: dict[str, TestCase] = {}
+    for seed in range(20000):
+        case = TestCase(_small_case().graph, CompileSettings(backend="eager"), seed=seed)
+        prefix = serialize.case_id(case)[:5]
+        if prefix in seen:
+            return seen[prefix], case
+        seen[prefix] = case
+    raise AssertionError("no two ids share 5 hex digits")
+
+
+@pytest.fixture
+def id_campaign(tmp_path):
+    """Seeds (two of them sharing an id prefix), one failure bucket with one example, and a
+    reduced case of that bucket; no worker runs."""
+    d = str(tmp_path / "camp")
+    twin_a, twin_b = _prefix_twins()
+    failing = _small_case(seed=11)
+    sig = "compile_crash|RuntimeError|boom|torch/x.py:f"
+    sid = signature_id(sig)
+    with corpus.open_campaign_store(d, readonly=False, create=True) as store:
+        for case in (twin_a, twin_b):
+            store.add_seed(serialize.case_id(case), serialize.encode(case),
+                           corpus.seed_meta(nodes=len(case.graph.nodes)), [1, 2])
+        store.record_failure(sid, "compile_crash", "boom", "RuntimeError", serialize.case_id(failing),
+                             serialize.encode(failing), {"outcome": "compile_crash", "message": "boom"},
+                             extra={"signature": sig})
+    reduced = _small_case(seed=12)
+    failures.write_reduced(d, sid, reduced, {"signature": sig, "reduced_id": serialize.case_id(reduced)})
+    return {"dir": d, "twins": (twin_a, twin_b), "failing": failing, "reduced": reduced,
+            "sig": sig, "sid": sid}
+
+
+def test_resolve_each_id_kind(id_campaign):
+    d, sid = id_campaign["dir"], id_campaign["sid"]
+    twin = id_campaign["twins"][0]
+    seed = resolve.load_case(serialize.case_id(twin), d)
+    assert seed.label == serialize.case_id(twin) and seed.case == propagate(twin)
+    assert seed.signature is None and seed.failure == {}
+
+    eid = serialize.case_id(id_campaign["failing"])
+    example = resolve.load_case(eid, d)
+    assert example.label == eid == example.example_id
+    assert example.sig_id == sid and example.signature == id_campaign["sig"]
+    assert example.failure["kind"] == "compile_crash" and example.failure["message"] == "boom"
+    assert serialize.case_id(example.case) == eid
+
+    bucket = resolve.load_case(sid, d)
+    assert bucket.label == eid and bucket.sig_id == sid  # a bucket's first example...
+    reduced = resolve.load_case(sid, d, prefer_reduced=True)  # ...or its reduced case, if asked
+    assert reduced.label == f"{sid} (reduced)"
+    assert serialize.case_id(reduced.case) == serialize.case_id(id_campaign["reduced"])
+    assert resolve.load_case(id_campaign["sig"], d).sig_id == sid  # the full signature too
+
+
+def _unique_prefix(full: str, others) -> str:
+    return next(full[:n] for n in range(resolve.MIN_PREFIX, len(full) + 1)
+                if not any(o.startswith(full[:n]) for o in others if o != full))
+
+
+def test_resolve_prefixes(id_campaign):
+    d, sid = id_campaign["dir"], id_campaign["sid"]
+    a, b = (serialize.case_id(c) for c in id_campaign["twins"])
+    eid = serialize.case_id(id_campaign["failing"])
+    ids = (a, b, eid, sid)
+    for full in ids:  # a unique prefix picks its id, whatever the kind
+        got = resolve.load_case(_unique_prefix(full, ids), d)
+        assert full in (got.label, got.sig_id)
+    common = a[:5]
+    assert b.startswith(common)
+    with pytest.raises(CovfuzzError) as exc:  # ambiguous: one line naming the candidates
+        resolve.load_case(common, d)
+    message = str(exc.value)
+    assert "ambiguous id prefix" in message and f"seed {a}" in message and f"seed {b}" in message
+    assert "\n" not in message
+    with pytest.raises(CovfuzzError, match="not a seed, example or signature id"):
+        resolve.load_case(a[:resolve.MIN_PREFIX - 1], d)  # too short to be looked up
+
+
+def test_resolve_missing_ids_and_directories(id_campaign, tmp_path):
+    d = id_campaign["dir"]
+    with pytest.raises(CovfuzzError, match="not a seed, example or signature id"):
+        resolve.load_case("fedcba9876543210", d)
+    with pytest.raises(CovfuzzError, match="name its campaign with --dir"):
+        resolve.load_case("fedcba9876543210")
+    with pytest.raises(CovfuzzError, match="not a campaign directory"):
+        resolve.load_case("fedcba9876543210", str(tmp_path))
+    with pytest.raises(CovfuzzError, match="no such campaign directory"):
+        resolve.load_case("fedcba9876543210", str(tmp_path / "nowhere"))
+
+
+def test_resolve_files(tmp_path):
+    case = _small_case()
+    stored, as_json = tmp_path / "c.cfz", tmp_path / "c.json"
+    stored.write_bytes(serialize.encode(case))
+    as_json.write_text(serialize.to_json(case))
+    for path in (stored, as_json):
+        got = resolve.load_case(str(path))
+        assert got.label == str(path) and got.case == case
+        assert got.example_id == serialize.case_id(case)
+    big = tmp_path / "big.json"
+    with open(big, "wb") as handle:
+        handle.truncate(serialize.MAX_ENCODED_BYTES + 1)  # sparse: checked by size, not read
+    with pytest.raises(CovfuzzError, match="too large"):
+        resolve.load_case(str(big))
+    with pytest.raises(CovfuzzError, match="not a regular file"):
+        resolve.load_case(str(tmp_path))
+    bad = tmp_path / "bad.cfz"
+    bad.write_bytes(b"CFZT\x01garbage")
+    with pytest.raises(CovfuzzError) as exc:
+        resolve.load_case(str(bad))
+    assert str(exc.value).startswith(f"{bad}: ")

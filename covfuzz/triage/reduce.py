@@ -12,7 +12,7 @@ Greedy passes run to a fixed point (a round of all passes that accepts nothing e
             offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1)
 Every candidate passes the validity check (`mutators.base.validate`, or plain propagation for
 cases that were never structurally valid) before it costs a run; it is then run in an isolated
-worker (one warm Supervisor reused across steps) and accepted only when it fails with exactly the
+worker (one WorkerHandle, `WorkerSpec.for_reducer`, reused across steps) and accepted only when it fails with exactly the
 target signature. Verdicts are cached by case id. Runs are bounded by `max_steps` and the whole
 reduction by a wall-clock `budget`, so it always ends.
 """
@@ -27,7 +27,11 @@ from typing import Callable, Iterator
 from covfuzz import ops, serialize
 from covfuzz.errors import CovfuzzError
 from covfuzz.ir import FLOAT_DTYPES, Graph, Input, ScalarSpec, TensorSpec, TestCase, contiguous_stride
-from covfuzz.triage.signature import FAILURE_KINDS, signature_of
+from covfuzz.outcomes import FAILURE_KINDS
+from covfuzz.propagate import propagate
+from covfuzz.triage.signature import signature_of
+from harness.pool import WorkerHandle, WorkerSpec, start_worker
+from mutators.base import validate
 
 
 class _OutOfBudget(Exception):
@@ -292,11 +296,11 @@ PASSES: list[tuple[str, Callable[[TestCase], Iterator[TestCase]]]] = [
 
 
 class Reducer:
-    """Reduce one case; `supervisor` (a harness Supervisor) is reused and not closed here."""
+    """Reduce one case; `worker` (a harness WorkerHandle) is reused and not closed here."""
 
-    def __init__(self, supervisor, timeout: float = 60.0, max_steps: int = 300,
+    def __init__(self, worker: WorkerHandle, timeout: float = 60.0, max_steps: int = 300,
                  budget: float = 600.0, log: Callable[[str], None] | None = None):
-        self.sup = supervisor
+        self.worker = worker
         self.timeout = timeout
         self.max_steps = max_steps
         self.budget = budget
@@ -307,14 +311,12 @@ class Reducer:
         self.strict = True
 
     def run_case(self, case: TestCase):
-        result = self.sup.run(case, timeout=self.timeout, coverage=False)
+        result = self.worker.run(case, timeout=self.timeout, coverage=False)
         return result, signature_of(case, result)[0]
 
     def _valid(self, case: TestCase) -> TestCase | None:
-        from mutators.base import validate
         if self.strict:
             return validate(case)
-        from covfuzz.propagate import propagate
         try:
             return propagate(case)
         except Exception:  # noqa: BLE001 - InvalidGraph or a torch internal error
@@ -342,12 +344,10 @@ class Reducer:
     def reduce(self, case: TestCase, target: str | None = None) -> ReduceResult:
         """Reduce `case`. `target`: the signature to keep (default: the one the case shows now).
         Raises CovfuzzError when the case does not fail (with `target`)."""
-        from mutators.base import validate
         started = time.monotonic()
         self._deadline = started + self.budget
         self.strict = validate(case) is not None
         if not self.strict:
-            from covfuzz.propagate import propagate
             try:
                 case = propagate(case)
             except Exception:  # noqa: BLE001
@@ -394,18 +394,15 @@ class Reducer:
         return res
 
 
-def make_supervisor(timeout: float = 60.0, cache_dir: str | None = None, env: dict | None = None):
-    from harness.supervisor import Supervisor
-    return Supervisor(cache_dir=cache_dir, timeout=timeout, warmup=False, coverage=False, env=env)
-
-
 def reduce_case(case: TestCase, target: str | None = None, timeout: float = 60.0,
-                max_steps: int = 300, budget: float = 600.0, supervisor=None, log=None,
-                cache_dir: str | None = None) -> ReduceResult:
-    own = supervisor is None
-    sup = make_supervisor(timeout, cache_dir) if own else supervisor
+                max_steps: int = 300, budget: float = 600.0, worker: WorkerHandle | None = None,
+                log=None, cache_dir: str | None = None) -> ReduceResult:
+    """Reduce `case` on `worker`, or on a reducer's worker started (and closed) here."""
+    own = worker is None
+    if own:
+        worker = start_worker(WorkerSpec.for_reducer(timeout=timeout, cache_dir=cache_dir))
     try:
-        return Reducer(sup, timeout, max_steps, budget, log).reduce(case, target)
+        return Reducer(worker, timeout, max_steps, budget, log).reduce(case, target)
     finally:
         if own:
-            sup.close()
+            worker.close()

@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-FAILURE_KINDS = ("compile_crash", "runtime_crash", "mismatch", "grad_mismatch", "timeout",
-                 "process_crash", "oom")
+from covfuzz.outcomes import FAILURE_KINDS
 
 _RULES = [
     (re.compile(r"0x[0-9a-fA-F]+"), "ADDR"),

@@ -3,32 +3,39 @@
 Runs test cases through the harness and prints the outcome, the time split and the coverage
 feature count (or, with --json, one JSON object per case). A case is a stored (b"CFZT"...) or
 JSON test-case file, or, with --dir DIR, the id of a seed, failure example or signature of
-that campaign. Exit status: 0 all passed (or were invalid), 1 some failure outcome, 2 bad input.
+that campaign (or a unique prefix of one). Exit status: 0 all passed (or were invalid), 1 some
+failure outcome, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from covfuzz.errors import one_line
-from harness.coverage import is_line
-from harness.result import FAILURES, RunResult
+from covfuzz.cli.commands import summary
+from covfuzz.errors import CovfuzzError, InvalidGraph, one_line
+from covfuzz.features import is_line
+from covfuzz.outcomes import is_failure
+from covfuzz.propagate import propagate
+from covfuzz.serialize import encode
+from covfuzz.triage.resolve import load_case
+from harness.pool import WorkerSpec, start_worker
+from harness.result import RunResult
 
 TIME_LABELS = (("eager", "eager"), ("compile", "compile"), ("run", "compiled run"),
                ("backward", "backward"), ("coverage", "coverage"), ("overhead", "overhead"))
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("run", help="run test-case files through the harness",
+def add_parsers(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("run", help=summary("run"),
                               description=__doc__.split("\n\n")[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cases", nargs="+", metavar="FILE_OR_ID",
                    help="test-case file (stored or JSON form), or an id of the campaign --dir")
     p.add_argument("--dir", metavar="DIR", default=None,
-                   help="campaign directory the ids name (seed, example or signature ids)")
+                   help="campaign directory the ids name (seed, example or signature ids, or "
+                        "unique prefixes)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="device to run on (default: the case's own device)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
@@ -39,42 +46,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _err(msg: str) -> None:
-    print(f"covfuzz run: {one_line(msg)}", file=sys.stderr)
-
-
-def _load(arg: str, directory: str | None = None):
-    """(case, None) or (None, error message)."""
-    from covfuzz.errors import CovfuzzError, TestCaseFormatError
-    from covfuzz.serialize import decode
-    if not os.path.isfile(arg):
-        if os.path.exists(arg):
-            return None, f"{arg}: not a regular file"
-        if directory is None:
-            return None, f"{arg}: no such file (for an id, name its campaign with --dir DIR)"
-        from covfuzz.cli import case_from_campaign
-        try:
-            return case_from_campaign(directory, arg), None
-        except CovfuzzError as exc:
-            return None, f"{arg}: {exc}"
-    try:
-        with open(arg, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        return None, f"{arg}: {exc.strerror or exc}"
-    try:
-        return decode(data), None
-    except TestCaseFormatError as exc:
-        return None, f"{arg}: {exc}"
-
-
 def _human(name: str, r: RunResult) -> str:
     t = r.timings
     split = ", ".join(f"{label} {t.get(key, 0.0):.3f}s" for key, label in TIME_LABELS)
+    n_arcs = int((~is_line(r.features)).sum())
     lines = [f"{name}: {r.outcome}" + (f" ({r.case_id})" if r.case_id else ""),
              f"  time {t.get('total', 0.0):.3f}s: {split}",
-             f"  coverage: {sum(1 for f in r.features if not is_line(f))} arc features, "
-             f"{r.n_lines} lines"]
+             f"  coverage: {n_arcs} arc features, {r.n_lines} lines"]
     note = r.details.get("note")
     if note:
         lines.append(f"  note: {note}")
@@ -88,20 +66,15 @@ def _human(name: str, r: RunResult) -> str:
 
 def main(args) -> int:
     loaded = []
-    for arg in args.cases:
-        case, error = _load(arg, args.dir)
-        if error:
-            _err(error)
+    for arg in args.cases:  # every case loads before any runs: bad input fails fast
+        try:
+            loaded.append((arg, load_case(arg, args.dir).case))
+        except CovfuzzError as exc:
+            print(f"covfuzz run: {one_line(exc)}", file=sys.stderr)
             return 2
-        loaded.append((arg, case))
-
-    from covfuzz.errors import InvalidGraph
-    from covfuzz.propagate import propagate
-    from covfuzz.serialize import encode
-    from harness.supervisor import Supervisor
 
     status = 0
-    sup = None
+    worker = None  # started on the first valid case
     try:
         for name, case in loaded:
             try:
@@ -110,10 +83,11 @@ def main(args) -> int:
                 result = RunResult(outcome="invalid", message=f"InvalidGraph: {exc}",
                                    exc_type="covfuzz.errors.InvalidGraph")
             else:
-                if sup is None:
-                    sup = Supervisor(timeout=args.timeout, coverage=not args.no_coverage)
-                result = sup.run(encode(case), device=args.device)
-            if result.outcome in FAILURES:
+                if worker is None:
+                    worker = start_worker(WorkerSpec.for_run(timeout=args.timeout,
+                                                             coverage=not args.no_coverage))
+                result = worker.run(encode(case), device=args.device)
+            if is_failure(result.outcome):
                 status = 1
             if args.json:
                 obj = {"file": name, "case_id": result.case_id, "outcome": result.outcome,
@@ -125,6 +99,6 @@ def main(args) -> int:
             else:
                 print(_human(name, result), flush=True)
     finally:
-        if sup is not None:
-            sup.close()
+        if worker is not None:
+            worker.close()
     return status

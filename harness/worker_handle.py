@@ -1,12 +1,13 @@
-"""Isolation: a supervisor that runs test cases in a worker process and survives its death.
+"""Isolation: a `WorkerHandle` runs test cases in one worker process and survives its death.
 
-    sup = Supervisor(cache_dir=..., timeout=60, memory_limit=None)
-    result = sup.run(case_or_encoded_bytes)      # -> RunResult
-    sup.stats                                    # cases, restarts, crashes, timeouts, ...
-    sup.close()
+    handle = harness.pool.start_worker(WorkerSpec(cache_dir=..., timeout=60))
+    result = handle.run(case_or_encoded_bytes)   # -> RunResult
+    handle.stats                                 # cases, restarts, crashes, timeouts, ...
+    handle.close()
 
-The interface is deliberately small (`start()`, `run()`, `close()`, `stats`, `pid`) so that a
-remote worker pool can implement the same one later. One Supervisor drives one worker at a time:
+`WorkerSpec` says how to start the worker (harness.pool has the presets of the roles that start
+workers, and `start_worker`, the one way to create a handle; `LocalPool` runs several). The
+child-process side is harness.worker. One handle drives one worker at a time:
 - per-case timeout: the worker is SIGKILLed, outcome "timeout";
 - memory: the worker's RSS (/proc/<pid>/status VmRSS) is polled while waiting; over
   `memory_limit` bytes it is SIGKILLed, outcome "oom" (MemoryError inside the worker is "oom"
@@ -19,7 +20,7 @@ The per-case timeout starts when the case is sent, after the worker has imported
 (worker start-up has its own `startup_timeout`).
 
 Workers are started from one long-lived launcher thread (PR_SET_PDEATHSIG is tied to the
-thread that created the child), so a Supervisor may be used from any thread, one at a time.
+thread that created the child), so a handle may be used from any thread, one at a time.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ import tempfile
 import threading
 import time
 from array import array
+from dataclasses import dataclass, field
 
+from covfuzz import serialize
+from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from harness.result import RunResult, empty_timings
 from harness.worker import rss_bytes, worker_main
 
@@ -108,30 +112,84 @@ def _exit_text(exitcode) -> tuple[str, dict]:
     return f"worker exited with code {exitcode}", {"exitcode": exitcode, "signal": None}
 
 
-class Supervisor:
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start and drive one worker (the presets of harness.pool name the roles).
+
+    - device / reference: defaults of `run()` (the case's own device; a reference device);
+    - cache_dir: TORCHINDUCTOR_CACHE_DIR of the worker (None: `default_cache_dir()`);
+    - timeout: per-case seconds; memory_limit: RSS bytes (None: no limit);
+    - coverage / coverage_groups: measure coverage of these torch parts by default;
+    - warmup: run one small case (no coverage) on every fresh worker;
+    - env: extra environment of the worker (e.g. COVFUZZ_FAULT_INJECTION=1);
+    - recycle_after / recycle_rss: replace the worker after so many cases / above this RSS;
+    - worker_output: the worker's stdout/stderr: None (/dev/null), "inherit" or a file path.
+    """
+
+    device: str | None = None
+    cache_dir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    memory_limit: int | None = None
+    coverage: bool = True
+    coverage_groups: tuple[str, ...] = ("inductor", "dynamo")
+    warmup: bool = False
+    env: dict = field(default_factory=dict)
+    reference: str | None = None
+    recycle_after: int = DEFAULT_RECYCLE_AFTER
+    recycle_rss: int | None = DEFAULT_RECYCLE_RSS
+    startup_timeout: float = 300.0
+    poll_interval: float = 0.05
+    worker_output: str | None = None
+
+    @classmethod
+    def for_campaign(cls, device: str | None = None, cache_dir: str | None = None,
+                     timeout: float = DEFAULT_TIMEOUT, memory_limit: int | None = None,
+                     env: dict | None = None) -> "WorkerSpec":
+        """A campaign's workers: coverage on, and a warm-up case on every fresh worker so that
+        one-time initialisation is not counted as the next case's coverage."""
+        return cls(device=device, cache_dir=cache_dir, timeout=timeout, memory_limit=memory_limit,
+                   env=dict(env or {}), coverage=True, warmup=True)
+
+    @classmethod
+    def for_triage(cls, timeout: float = DEFAULT_TIMEOUT, coverage: bool = False,
+                   cache_dir: str | None = None, env: dict | None = None) -> "WorkerSpec":
+        """Triage and replay (re-running stored failures or seeds): no warm-up; coverage only
+        when re-measuring seeds."""
+        return cls(timeout=timeout, coverage=coverage, cache_dir=cache_dir, env=dict(env or {}),
+                   warmup=False)
+
+    @classmethod
+    def for_reducer(cls, timeout: float = 60.0, cache_dir: str | None = None,
+                    env: dict | None = None) -> "WorkerSpec":
+        """The reducer's worker: no coverage (only the failure signature matters), no warm-up."""
+        return cls(timeout=timeout, cache_dir=cache_dir, env=dict(env or {}), coverage=False,
+                   warmup=False)
+
+    @classmethod
+    def for_run(cls, timeout: float = DEFAULT_TIMEOUT, coverage: bool = True) -> "WorkerSpec":
+        """`covfuzz run`: one worker for the command's cases, coverage unless asked not to."""
+        return cls(timeout=timeout, coverage=coverage, warmup=False)
+
+
+class WorkerHandle:
     """Runs test cases one at a time in an isolated, restartable worker process."""
 
-    def __init__(self, cache_dir: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 memory_limit: int | None = None, recycle_after: int = DEFAULT_RECYCLE_AFTER,
-                 recycle_rss: int | None = DEFAULT_RECYCLE_RSS, coverage: bool = True,
-                 coverage_groups=("inductor", "dynamo"), device: str | None = None,
-                 reference: str | None = None, env: dict | None = None,
-                 startup_timeout: float = 300.0, poll_interval: float = 0.05,
-                 worker_output: str | None = None, warmup: bool = False):
-        self.warmup = warmup  # run one small case (no coverage) on every fresh worker
-        self.cache_dir = cache_dir or default_cache_dir()
-        self.timeout = timeout
-        self.memory_limit = memory_limit
-        self.recycle_after = recycle_after
-        self.recycle_rss = recycle_rss
-        self.coverage = coverage
-        self.coverage_groups = tuple(coverage_groups)
-        self.device = device
-        self.reference = reference
-        self.env = dict(env or {})
-        self.startup_timeout = startup_timeout
-        self.poll_interval = poll_interval
-        self.worker_output = worker_output  # None: /dev/null; "inherit"; or a file path
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.warmup = spec.warmup
+        self.cache_dir = spec.cache_dir or default_cache_dir()
+        self.timeout = spec.timeout
+        self.memory_limit = spec.memory_limit
+        self.recycle_after = spec.recycle_after
+        self.recycle_rss = spec.recycle_rss
+        self.coverage = spec.coverage
+        self.coverage_groups = tuple(spec.coverage_groups)
+        self.device = spec.device
+        self.reference = spec.reference
+        self.env = dict(spec.env)
+        self.startup_timeout = spec.startup_timeout
+        self.poll_interval = spec.poll_interval
+        self.worker_output = spec.worker_output
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
@@ -252,8 +310,7 @@ class Supervisor:
         """Run one test case (a TestCase or its encoded bytes); never raises for what the
         case does. Worker start-up failures raise WorkerStartError."""
         if not isinstance(case, (bytes, bytearray)):
-            from covfuzz.serialize import encode
-            case = encode(case)
+            case = serialize.encode(case)
         timeout = self.timeout if timeout is None else timeout
         coverage = self.coverage if coverage is None else coverage
         self.start()
@@ -327,13 +384,8 @@ class Supervisor:
         return self._synthetic("process_crash", t0, text, details)
 
 
-WorkerPool = Supervisor  # the name later issues use for the pool interface
-
-
 def warmup_case_bytes() -> bytes:
-    from covfuzz import serialize
-    from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
-
+    """A tiny forward+backward case (two inputs, add, sum) that every fresh worker compiles once."""
     x = TensorSpec.contiguous((4, 8), requires_grad=True)
     graph = Graph((Input(x), Input(x)), (Node("torch.add", (0, 1), {"alpha": 1}),
                                          Node("torch.sum", (2,), {"dim": (1,), "keepdim": False})),

@@ -1,4 +1,4 @@
-"""Triage subcommands of `covfuzz` (wired in by `add_parsers(subparsers)`):
+"""Triage commands: what a campaign found, and what to do with it.
 
   covfuzz crashes DIR [--json] [--known-issues F] [--sort recent|count]
   covfuzz replay DIR|FILE [ID|SIGNATURE ...] [--reduced] [--timeout S] [--json]
@@ -10,9 +10,9 @@
   covfuzz export DIR -o FOLDER [--json]
   covfuzz import DIR FILE... [--run] [--timeout S]
 
-Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError (the
-main CLI prints it as one line and exits 2). Reduced examples live in DIR/reduced/ (see
-covfuzz/triage/failures.py).
+Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError
+(`covfuzz.cli.main` prints it as one line and exits 2). Ids are resolved by
+`covfuzz.triage.resolve`; reduced examples live in DIR/reduced/ (see covfuzz/triage/failures.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,20 @@ import shutil
 import sys
 import time
 
-from covfuzz import lock
+import corpus
+from covfuzz import lock, serialize, workdir
+from covfuzz.cli.commands import summary
 from covfuzz.errors import CovfuzzError
+from covfuzz.outcomes import is_failure
 from covfuzz.triage import failures as F
+from covfuzz.triage import known_issues, repro
+from covfuzz.triage.reduce import reduce_case
+from covfuzz.triage.resolve import (bucket_case, campaign_case, file_case, find_bucket, load_case,
+                                    read_case_file)
+from covfuzz.triage.signature import signature_id, signature_of
+from harness.pool import WorkerHandle, WorkerSpec, start_worker
+
+LOCK_HOLDER = "covfuzz campaign or cmin"  # what a second writer is told holds the directory
 
 
 def _when(ts) -> str:
@@ -35,16 +46,14 @@ def _when(ts) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _supervisor(timeout: float, coverage: bool = False):
-    from harness.supervisor import Supervisor
-    return Supervisor(timeout=timeout, warmup=False, coverage=coverage)
+def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
+    return start_worker(WorkerSpec.for_triage(timeout=timeout, coverage=coverage))
 
 
 # ----------------------------------------------------------------------------- crashes
 
 
 def cmd_crashes(args) -> int:
-    from covfuzz.triage import known_issues
     known = known_issues.load(args.known_issues, args.dir)
     with F.open_store(args.dir) as store:
         rows = F.sort_rows(F.buckets(store, args.dir, known), args.sort)
@@ -76,12 +85,11 @@ def cmd_crashes(args) -> int:
 # ----------------------------------------------------------------------------- replay
 
 
-def _replay_one(sup, target, timeout) -> dict:
-    from covfuzz.triage.signature import FAILURE_KINDS, signature_of
+def _replay_one(worker: WorkerHandle, target, timeout) -> dict:
     t0 = time.perf_counter()
-    result = sup.run(target.case, timeout=timeout, coverage=False)
+    result = worker.run(target.case, timeout=timeout, coverage=False)
     sig, sid = signature_of(target.case, result)
-    failed = result.outcome in FAILURE_KINDS
+    failed = is_failure(result.outcome)
     if target.signature is None:
         verdict = "fails" if failed else ("invalid" if result.outcome == "invalid" else "passes")
     elif failed:
@@ -100,21 +108,21 @@ def cmd_replay(args) -> int:
     if os.path.isdir(args.target):
         with F.open_store(args.target) as store:
             if args.ids:
-                targets = [F.resolve(store, i, args.target, args.reduced) for i in args.ids]
+                targets = [campaign_case(store, i, args.target, args.reduced) for i in args.ids]
             else:
-                targets = [F.bucket_target(store, rec, args.target, args.reduced)
+                targets = [bucket_case(store, rec, args.target, args.reduced)
                            for rec in store.failures()]
     else:
         if args.ids:
             raise CovfuzzError(f"{args.target} is a test-case file: ids need a campaign directory")
-        targets = [F.file_target(args.target)]
+        targets = [file_case(args.target)]
     if not targets:
         print(f"{args.target}: no failures to replay")
         return 0
     rows = []
-    with _supervisor(args.timeout) as sup:
+    with _worker(args.timeout) as worker:
         for t in targets:
-            row = _replay_one(sup, t, args.timeout)
+            row = _replay_one(worker, t, args.timeout)
             rows.append(row)
             if args.json:
                 continue
@@ -143,18 +151,8 @@ def cmd_replay(args) -> int:
 # ----------------------------------------------------------------------------- repro / export-tests
 
 
-def _target(ident: str, directory: str | None, prefer_reduced: bool = True):
-    if os.path.isfile(ident):
-        return F.file_target(ident)
-    if directory is None:
-        raise CovfuzzError(f"{ident}: no such file (an example or signature id needs --dir DIR)")
-    with F.open_store(directory) as store:
-        return F.resolve(store, ident, directory, prefer_reduced)
-
-
 def cmd_repro(args) -> int:
-    from covfuzz.triage import repro
-    target = _target(args.id, args.dir, prefer_reduced=not args.original)
+    target = load_case(args.id, args.dir, prefer_reduced=not args.original)
     if any(n.out is None for n in target.case.graph.nodes):
         raise CovfuzzError(f"{args.id}: the test case is invalid on this torch (propagation fails)")
     failure = dict(target.failure)
@@ -173,15 +171,14 @@ def cmd_repro(args) -> int:
 
 
 def cmd_export_tests(args) -> int:
-    from covfuzz.triage import repro
     entries = []
     skipped = 0
     with F.open_store(args.dir) as store:
         rows = F.sort_rows(F.buckets(store, args.dir), "count")
         for row in rows:
             try:
-                rec = store.get_failure(row["signature_id"]) or F.find_bucket(store, row["signature_id"])
-                target = F.bucket_target(store, rec, args.dir, prefer_reduced=True)
+                rec = store.get_failure(row["signature_id"]) or find_bucket(store, row["signature_id"])
+                target = bucket_case(store, rec, args.dir, prefer_reduced=True)
             except CovfuzzError as exc:
                 print(f"skipped {row['signature_id']}: {exc}", file=sys.stderr)
                 skipped += 1
@@ -203,19 +200,12 @@ def cmd_export_tests(args) -> int:
 
 
 def cmd_reduce(args) -> int:
-    from covfuzz.triage.reduce import make_supervisor, Reducer
-    target = _target(args.id, args.dir, prefer_reduced=False)
+    target = load_case(args.id, args.dir, prefer_reduced=False)
     if args.max_steps < 1 or args.budget <= 0 or args.timeout <= 0:
         raise CovfuzzError("--max-steps, --budget and --timeout must be positive")
     log = (lambda text: print(text, file=sys.stderr, flush=True)) if not args.quiet else None
-    sup = make_supervisor(args.timeout)
-    try:
-        res = Reducer(sup, args.timeout, args.max_steps, args.budget, log).reduce(
-            target.case, target.signature)
-    finally:
-        sup.close()
-    from covfuzz import serialize
-    from covfuzz.triage.signature import signature_id
+    res = reduce_case(target.case, target.signature, timeout=args.timeout,
+                      max_steps=args.max_steps, budget=args.budget, log=log)
     sig_id = target.sig_id or signature_id(res.signature)
     meta = dict(res.to_dict(), signature_id=sig_id, example_id=target.example_id)
     if args.out:
@@ -240,11 +230,9 @@ def cmd_reduce(args) -> int:
 
 
 def _rerun_features(directory: str, timeout: float) -> int:
-    from corpus import CorpusStore
-    from covfuzz import serialize
     n = 0
-    with CorpusStore(os.path.join(directory, "corpus.lmdb"), create=False) as store, \
-            _supervisor(timeout, coverage=True) as sup:
+    with corpus.open_campaign_store(directory, readonly=False, create=False) as store, \
+            _worker(timeout, coverage=True) as worker:
         for sid in store.seed_ids():
             data = store.get_case_bytes(sid)
             meta = store.get_meta(sid) or {}
@@ -255,7 +243,7 @@ def _rerun_features(directory: str, timeout: float) -> int:
             except CovfuzzError as exc:
                 print(f"skipped seed {sid}: {exc}", file=sys.stderr)
                 continue
-            result = sup.run(case, timeout=timeout, coverage=True)
+            result = worker.run(case, timeout=timeout, coverage=True)
             meta.update(exec_time=result.timings.get("total", 0.0), outcome=result.outcome,
                         n_features=len(result.features), remeasured_at=time.time())
             store.add_seed(sid, data, meta, result.features, overwrite=True, count_hits=False)
@@ -269,25 +257,21 @@ def _report_line(rep: dict) -> str:
 
 
 def cmd_cmin(args) -> int:
-    import corpus
-    from corpus import CorpusStore
-    if not F.is_campaign_dir(args.dir):
-        raise CovfuzzError(f"{args.dir}: not a campaign directory (no corpus.lmdb/)")
-    held = lock.acquire(args.dir, holder="covfuzz campaign or cmin")
+    _check_campaign_dir(args.dir)
+    held = lock.acquire(args.dir, holder=LOCK_HOLDER)
     try:
         if args.rerun:
             n = _rerun_features(args.dir, args.timeout)
             print(f"re-measured {n} seeds")
         if args.out:
-            if os.path.exists(os.path.join(args.out, "corpus.lmdb")):
-                raise CovfuzzError(f"{args.out} already holds a corpus")
+            _check_no_corpus(args.out)
             os.makedirs(args.out, exist_ok=True)
-            with CorpusStore(os.path.join(args.dir, "corpus.lmdb"), readonly=True) as src:
+            with corpus.open_campaign_store(args.dir, readonly=True, create=False) as src:
                 ids = corpus.minimize(src)
-                rep = corpus.write_minimized(src, ids, os.path.join(args.out, "corpus.lmdb"))
-            red = os.path.join(args.dir, F.REDUCED_DIR)
-            if os.path.isdir(red) and not os.path.exists(os.path.join(args.out, F.REDUCED_DIR)):
-                shutil.copytree(red, os.path.join(args.out, F.REDUCED_DIR))
+                rep = corpus.write_minimized(src, ids, workdir.corpus_path(args.out))
+            red = workdir.reduced_dir(args.dir)
+            if os.path.isdir(red) and not os.path.exists(workdir.reduced_dir(args.out)):
+                shutil.copytree(red, workdir.reduced_dir(args.out))
             print(f"cmin {args.dir} -> {args.out}: {_report_line(rep)}")
         else:
             rep = corpus.minimize_in_place(args.dir)
@@ -297,16 +281,23 @@ def cmd_cmin(args) -> int:
     return 0
 
 
+def _check_campaign_dir(directory: str) -> None:
+    if not workdir.is_campaign_dir(directory):
+        raise CovfuzzError(f"{directory}: not a campaign directory (no {workdir.CORPUS}/)")
+
+
+def _check_no_corpus(directory: str) -> None:
+    if os.path.exists(workdir.corpus_path(directory)):
+        raise CovfuzzError(f"{directory} already holds a corpus")
+
+
 def cmd_merge(args) -> int:
-    import corpus
     for d in (args.a, args.b):
-        if not F.is_campaign_dir(d):
-            raise CovfuzzError(f"{d}: not a campaign directory (no corpus.lmdb/)")
-    if os.path.exists(os.path.join(args.out, "corpus.lmdb")):
-        raise CovfuzzError(f"{args.out} already holds a corpus")
+        _check_campaign_dir(d)
+    _check_no_corpus(args.out)
     os.makedirs(args.out, exist_ok=True)
-    rep = corpus.merge(os.path.join(args.a, "corpus.lmdb"), os.path.join(args.b, "corpus.lmdb"),
-                       os.path.join(args.out, "corpus.lmdb"))
+    rep = corpus.merge(workdir.corpus_path(args.a), workdir.corpus_path(args.b),
+                       workdir.corpus_path(args.out))
     print(f"merged {args.a} ({rep['seeds_a']} seeds) + {args.b} ({rep['seeds_b']} seeds) -> "
           f"{args.out}: {_report_line(rep)}, {rep['failures']} failure buckets")
     return 0
@@ -316,7 +307,6 @@ def cmd_merge(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from covfuzz import serialize
     os.makedirs(args.out, exist_ok=True)
     n = bad = 0
     with F.open_store(args.dir) as store:
@@ -342,29 +332,25 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from corpus import CorpusStore
-    from covfuzz import serialize
-    cases = []
-    for path in args.files:
-        case = F.load_case_file(path, propagated=False)
-        cases.append((path, case))
+    cases = [(path, read_case_file(path)) for path in args.files]  # stored as written
     os.makedirs(args.dir, exist_ok=True)
-    held = lock.acquire(args.dir, holder="covfuzz campaign or cmin")
+    held = lock.acquire(args.dir, holder=LOCK_HOLDER)
     added = 0
     try:
-        sup = _supervisor(args.timeout, coverage=True) if args.run else None
+        worker = _worker(args.timeout, coverage=True) if args.run else None
         try:
-            with CorpusStore(os.path.join(args.dir, "corpus.lmdb")) as store:
+            with corpus.open_campaign_store(args.dir, readonly=False, create=True) as store:
                 for path, case in cases:
                     cid = serialize.case_id(case)
-                    meta = {"parent": None, "mutators": ["import"], "depth": 0,
-                            "nodes": len(case.graph.nodes), "imported_from": os.path.basename(path)[:200]}
+                    measured = {}
                     features = []
-                    if sup is not None:
-                        result = sup.run(case, timeout=args.timeout, coverage=True)
+                    if worker is not None:
+                        result = worker.run(case, timeout=args.timeout, coverage=True)
                         features = result.features
-                        meta.update(exec_time=result.timings.get("total", 0.0),
-                                    outcome=result.outcome, n_features=len(features))
+                        measured = dict(exec_time=result.timings.get("total", 0.0),
+                                        outcome=result.outcome, n_features=len(features))
+                    meta = corpus.seed_meta(mutators=["import"], nodes=len(case.graph.nodes),
+                                            imported_from=os.path.basename(path)[:200], **measured)
                     if store.has_seed(cid):
                         print(f"{path}: already in the corpus as {cid}")
                         continue
@@ -372,8 +358,8 @@ def cmd_import(args) -> int:
                     added += 1
                     print(f"{path}: added as {cid} ({len(features)} features)")
         finally:
-            if sup is not None:
-                sup.close()
+            if worker is not None:
+                worker.close()
     finally:
         held.close()
     print(f"imported {added} of {len(cases)} test cases into {args.dir}")
@@ -384,7 +370,7 @@ def cmd_import(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("crashes", help="list distinct failures (buckets) of a campaign",
+    p = sub.add_parser("crashes", help=summary("crashes"),
                        description="Distinct failures of DIR, newest (or most frequent) first, with "
                                    "kind, signature, count, first/last seen, example id, and whether a "
                                    "reduced example exists. Failures matching the known-issues file "
@@ -395,7 +381,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--sort", choices=("recent", "count"), default="recent")
     p.set_defaults(func=cmd_crashes)
 
-    p = sub.add_parser("replay", help="re-run stored failures on the current torch",
+    p = sub.add_parser("replay", help=summary("replay"),
                        description="Re-run failing inputs in an isolated worker: an example id, a "
                                    "bucket (signature id or signature), or every bucket's first "
                                    "example; or a test-case FILE alone. Says per input: reproduces, "
@@ -408,7 +394,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("repro", help="write a standalone reproducer (and a markdown report)",
+    p = sub.add_parser("repro", help=summary("repro"),
                        description="ID is an example id or signature id of --dir DIR (the reduced "
                                    "example is preferred), or a test-case FILE.")
     p.add_argument("id", metavar="ID|FILE")
@@ -418,12 +404,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--original", action="store_true", help="use the original example, not the reduced one")
     p.set_defaults(func=cmd_repro)
 
-    p = sub.add_parser("export-tests", help="write a pytest file with one test per failure bucket")
+    p = sub.add_parser("export-tests", help=summary("export-tests"))
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--out", required=True, metavar="test_repros.py")
     p.set_defaults(func=cmd_export_tests)
 
-    p = sub.add_parser("reduce", help="shrink a failing test case, keeping its signature",
+    p = sub.add_parser("reduce", help=summary("reduce"),
                        description="Reduce a failing case (example id / signature id of --dir DIR, or a "
                                    "FILE) while the same signature reproduces. With DIR the result is "
                                    "stored as DIR/reduced/<signature id>.cfz (+ .json).")
@@ -437,34 +423,28 @@ def add_parsers(sub) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_reduce)
 
-    p = sub.add_parser("cmin", help="minimize a campaign's corpus (keeps every feature)")
+    p = sub.add_parser("cmin", help=summary("cmin"))
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--out", metavar="OUT", help="write a new campaign dir instead of rewriting DIR")
     p.add_argument("--rerun", action="store_true", help="re-measure every seed's features first")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S")
     p.set_defaults(func=cmd_cmin)
 
-    p = sub.add_parser("merge", help="merge two campaigns' corpora into a new one")
+    p = sub.add_parser("merge", help=summary("merge"))
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("-o", "--out", required=True, metavar="C")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("export", help="write every seed as a test-case file")
+    p = sub.add_parser("export", help=summary("export"))
     p.add_argument("dir", metavar="DIR")
     p.add_argument("-o", "--out", required=True, metavar="FOLDER")
     p.add_argument("--json", action="store_true", help="JSON form instead of the stored form")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="add test-case files to a campaign's corpus as seeds")
+    p = sub.add_parser("import", help=summary("import"))
     p.add_argument("dir", metavar="DIR")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--run", action="store_true", help="measure their features (else empty)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S")
     p.set_defaults(func=cmd_import)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a covfuzz subcommand (kept for callers of this module; same as `covfuzz.cli.main`)."""
-    from covfuzz.cli import main as cli_main
-    return cli_main(argv)

@@ -1,0 +1,229 @@
+"""The campaign: the fuzzing loop, composed of components (LibAFL's shape).
+
+    CandidateMaker --candidate--> ExecuteStage (worker pool) --execution-->
+        feedbacks (is it new?) -> objectives (which failure bucket?) -> SeedCorpus (keep it?)
+        -> CandidateMaker.learn (bandits, traits) -> Monitor (log) -> state saved -> stages
+
+Only the main thread touches the store and the components; the pool's threads only wait on
+their workers. The whole state a resume needs (`CampaignState`: counters, RNG, times chosen,
+bandits, traits) is saved in the store's info after every execution and every status tick, so a
+restart, even after SIGKILL, resumes where the last execution left it. The directory's layout is
+in `covfuzz/workdir.py`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from corpus import CorpusStore
+from covfuzz import __version__, lock, workdir
+from covfuzz.campaign.candidates import CandidateMaker
+from covfuzz.campaign.execution import Candidate, Execution
+from covfuzz.campaign.feedbacks import CoverageFeedback, Feedback
+from covfuzz.campaign.monitor import Monitor
+from covfuzz.campaign.objectives import FailureObjective, Objective
+from covfuzz.campaign.options import CampaignOptions
+from covfuzz.campaign.seeds import SeedCorpus
+from covfuzz.campaign.stages import ExecuteStage, Stage
+from covfuzz.campaign.state import CampaignState, restore_rng, rng_state, save_into
+from covfuzz.scheduler import Scheduler
+from harness.pool import LocalPool, WorkerSpec
+
+FAULT_MEMORY_LIMIT_MB = 4096  # injected memory blow-ups need a limit to be caught at
+
+
+@dataclass
+class Budget:
+    """When this run stops: a deadline, a number of executions, or a stop request."""
+
+    deadline: float | None
+    execs: int | None
+    executed: int = 0
+
+    def allows(self, in_flight: int) -> bool:
+        if self.execs is not None and self.executed + in_flight >= self.execs:
+            return False
+        return self.deadline is None or time.time() < self.deadline
+
+
+class Campaign:
+    def __init__(self, directory: str, opts: CampaignOptions, stages: list[Stage] = ()):
+        self.dir = os.path.abspath(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.opts = opts
+        self._lock_handle = lock.acquire(self.dir)
+        store_args = {"map_size": opts.map_size} if opts.map_size else {}
+        self.store = CorpusStore(workdir.corpus_path(self.dir), **store_args)
+        self.monitor = Monitor(self)
+        info = self.store.get_info() or {}
+        state = CampaignState.from_info(info)
+        self.counters = state.counters
+        self.rng = random.Random(opts.rng_seed)
+        if state.rng is not None:
+            restore_rng(self.rng, state.rng)
+        self.scheduler = Scheduler(self.rng)
+        self.scheduler.load_state(state.mutator_stats)
+        self.coverage = CoverageFeedback()
+        self.feedbacks: list[Feedback] = [self.coverage]
+        self.objectives: list[Objective] = [FailureObjective(self.store, self.monitor.log)]
+        self.stages: list[Stage] = list(stages)
+        self.seeds = SeedCorpus(self.store, self.scheduler, self.coverage)
+        self.candidates = CandidateMaker(opts, self.rng, self.seeds, self.counters)
+        self.candidates.load(state)
+        self.stop_requested = False
+        if not info:
+            self.counters.next_gen_seed = opts.rng_seed * 1_000_000
+            self.store.set_info({"covfuzz": __version__, "torch": torch.__version__,
+                                 "created": time.time(), "mode": opts.mode,
+                                 "settings": {"device": opts.device, "workers": opts.workers}})
+            self.save_state()
+        elif info.get("torch") != torch.__version__:
+            self.log(f"note: corpus was made with torch {info.get('torch')}, running "
+                     f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
+        self.seeds.load(state.times_chosen)
+
+    @property
+    def mode(self) -> str:
+        return self.opts.mode
+
+    def log(self, text: str) -> None:
+        self.monitor.log(text)
+
+    # ----------------------------------------------------------------------------- state
+    def state(self) -> CampaignState:
+        state = CampaignState(counters=self.counters, rng=rng_state(self.rng),
+                              times_chosen=self.seeds.times_chosen(),
+                              mutator_stats=self.scheduler.state())
+        self.candidates.save(state)
+        return state
+
+    def save_state(self) -> None:
+        self.store.set_info(save_into(self.store.get_info() or {}, self.state()))
+
+    # ----------------------------------------------------------------------------- one execution
+    def handle(self, ex: Execution) -> None:
+        """Judge one execution, record what it found, learn from it, then run the stages."""
+        self._count(ex)
+        hits_before = self.seeds.count(ex)
+        for feedback in self.feedbacks:
+            ex.novelty[feedback.name] = feedback.judge(ex)
+        for objective in self.objectives:
+            objective.judge(ex)
+        now = time.time()
+        if ex.gain:
+            self.seeds.add(ex, hits_before, found_at=now)
+            for feedback in self.feedbacks:
+                feedback.commit(ex)
+            self.counters.last_new_feature = now
+        else:
+            self.seeds.defer_hits(ex)
+        if ex.new_bucket:
+            self.counters.last_new_failure = now
+        self.candidates.learn(ex)
+        if ex.won:
+            for name in ex.origin["mutators"]:
+                if name not in ("seed-file", "inject-fault"):
+                    self.counters.count_mutator(name, "wins")
+        self.monitor.executed(ex)
+        self.save_state()
+        for stage in self.stages:
+            stage.process(ex, self)
+
+    def _count(self, ex: Execution) -> None:
+        c = self.counters
+        c.execs += 1
+        c.outcomes[ex.outcome] = c.outcomes.get(ex.outcome, 0) + 1
+        ran = ex.outcome != "invalid"
+        c.ran += int(ran)
+        for name in ex.origin["mutators"]:
+            c.count_mutator(name, "executed")
+            if ran:
+                c.count_mutator(name, "ran")
+
+    def tick(self, running: bool = True) -> dict:
+        """A status tick: hits flushed to the store, status reported, state saved."""
+        self.seeds.flush_hits()
+        status = self.monitor.report(running)
+        self.save_state()
+        return status
+
+    # ----------------------------------------------------------------------------- loop
+    def _pool(self) -> LocalPool:
+        opts = self.opts
+        memory_limit_mb = opts.memory_limit_mb or (FAULT_MEMORY_LIMIT_MB if opts.inject_faults else None)
+        spec = WorkerSpec.for_campaign(
+            device=opts.device, cache_dir=workdir.inductor_cache(self.dir), timeout=opts.timeout,
+            memory_limit=memory_limit_mb * (1 << 20) if memory_limit_mb else None,
+            env={"COVFUZZ_FAULT_INJECTION": "1"} if opts.inject_faults else {})
+        return LocalPool(spec, opts.workers)
+
+    def run(self) -> dict:
+        opts = self.opts
+        started, base_elapsed = time.time(), self.counters.elapsed
+        budget = Budget(started + opts.hours * 3600 if opts.hours else None, opts.execs)
+        executor = ExecuteStage(self._pool())
+        self.counters.restarts_before = self.counters.restarts
+        queue = deque(self.candidates.initial() if not len(self.seeds) else [])
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.log(f"covfuzz fuzz: {self.dir} ({self.mode}, {opts.workers} worker(s), {opts.device}); "
+                 f"corpus {len(self.seeds)} seeds, {self.coverage.arcs} features")
+        try:
+            self._loop(executor, queue, budget, started, base_elapsed)
+        finally:
+            for s, handler in old_handlers.items():
+                signal.signal(s, handler)
+            executor.close()
+            self.counters.restarts_before = self.counters.restarts
+            self.counters.elapsed = base_elapsed + time.time() - started
+            status = self.tick(running=False)
+            self.close()
+        return status
+
+    def _loop(self, executor: ExecuteStage, queue: deque, budget: Budget, started: float,
+              base_elapsed: float) -> None:
+        """Keep every worker busy until the budget or a stop request ends the run. The next
+        candidate is made while every worker is busy (one ahead), so a worker that finishes
+        gets its next case at once; it is lost on a stop, like the cases in flight, and made
+        again after a resume."""
+        in_flight: dict[cf.Future, Candidate] = {}
+        last_report = time.time()
+        while True:
+            while not self.stop_requested and budget.allows(len(in_flight)) \
+                    and len(in_flight) < self.opts.workers:
+                candidate = queue.popleft() if queue else self.candidates.next()
+                in_flight[executor.submit(candidate)] = candidate
+            if not in_flight:
+                return
+            if not queue and not self.stop_requested and budget.allows(len(in_flight)):
+                queue.append(self.candidates.next())
+            done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                del in_flight[future]
+                self.handle(future.result())
+                budget.executed += 1
+            self.counters.restarts = executor.restarts() + self.counters.restarts_before
+            self.counters.elapsed = base_elapsed + time.time() - started
+            if time.time() - last_report >= self.opts.status_interval:
+                self.tick()
+                last_report = time.time()
+            if self.stop_requested and in_flight:
+                return  # abandon in-flight cases: they are re-generated after a resume
+
+    def close(self) -> None:
+        """Close the store and release the campaign directory's lock."""
+        self.store.close()
+        self._lock_handle.close()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.log(f"\n[{signal.Signals(signum).name}] stopping after the cases in flight...")

@@ -1,0 +1,41 @@
+"""Objectives: components that decide what is a failure and which bucket it goes to (LibAFL's
+objectives). A bucket is a failure signature (covfuzz/triage/signature.py); the store keeps one
+record per bucket with a few replayable examples.
+
+An objective's `judge(ex) -> bool` says whether `ex` opened a new bucket, and notes the bucket on
+`ex` (`bucket`, `signature`, `new_bucket`). A new way of judging (a confirmation in a fresh
+process, a metamorphic verdict) is a new class here, added to the campaign's list.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from covfuzz.campaign.execution import Execution
+from covfuzz.outcomes import is_failure
+from covfuzz.triage.signature import signature_of
+
+
+class Objective(Protocol):
+    def judge(self, ex: Execution) -> bool: ...
+
+
+class FailureObjective:
+    """Every failing outcome (crash, mismatch, timeout, ...) goes to the bucket of its signature."""
+
+    def __init__(self, store, log: Callable[[str], None]):
+        self.store = store
+        self.log = log
+
+    def judge(self, ex: Execution) -> bool:
+        if not is_failure(ex.outcome):
+            return False
+        result = ex.result
+        sig, sig_id = signature_of(ex.case, result)
+        ex.bucket, ex.signature = sig_id, sig
+        ex.new_bucket = self.store.record_failure(sig_id, ex.outcome, result.message or "",
+                                                  result.exc_type or "", ex.case_id, ex.data,
+                                                  result.to_dict(), extra={"signature": sig})
+        if ex.new_bucket:
+            self.log(f"[new failure] {ex.outcome} {sig_id} {sig[:150]}")
+        return ex.new_bucket

@@ -1,0 +1,196 @@
+"""Test-case commands: `covfuzz gen`, `covfuzz show`, `covfuzz ops`."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+from covfuzz import codegen, ops, serialize
+from covfuzz.cli.commands import summary
+from covfuzz.errors import CovfuzzError
+from covfuzz.generator import GenOptions, generate, parse_dtypes, parse_supported_ops
+from covfuzz.ir import TensorSpec
+from covfuzz.propagate import propagate
+from covfuzz.triage.resolve import load_case
+
+
+# ----------------------------------------------------------------------------- generator options
+
+
+def add_gen_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generator options `gen` and `fuzz` share."""
+    parser.add_argument("--max-nodes", type=int, default=10, help="upper bound on ops per graph (default 10)")
+    parser.add_argument("--max-depth", type=int, default=6, help="longest chain of ops (default 6)")
+    parser.add_argument("--supported-ops", help='restrict/weight ops, e.g. "torch.add,torch.matmul=5"')
+    parser.add_argument("--dtypes", help="dtypes of fresh inputs, e.g. float32,bfloat16,int64")
+    parser.add_argument("--data-dependent", action="store_true",
+                        help="also use nonzero/masked_select/unique/item (turns on dynamo capture_*)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+
+def gen_options(args) -> GenOptions:
+    opts = GenOptions(max_nodes=args.max_nodes, max_depth=args.max_depth, device=args.device,
+                      data_dependent=args.data_dependent)
+    if args.supported_ops:
+        opts.op_weights = parse_supported_ops(args.supported_ops)
+    if args.dtypes:
+        opts.dtypes = parse_dtypes(args.dtypes)
+    return opts
+
+
+# ----------------------------------------------------------------------------- gen
+
+
+def cmd_gen(args) -> int:
+    opts = gen_options(args)
+    if args.count < 1:
+        raise CovfuzzError("-n must be at least 1")
+
+    out_dir = None
+    if args.out and (args.count > 1 or os.path.isdir(args.out) or args.out.endswith(os.sep)):
+        out_dir = args.out
+        os.makedirs(out_dir, exist_ok=True)
+
+    op_counts: collections.Counter = collections.Counter()
+    dtype_counts: collections.Counter = collections.Counter()
+    started = time.perf_counter()
+    for k in range(args.count):
+        seed = args.seed + k
+        case = generate(seed, opts)
+        for node in case.graph.nodes:
+            op_counts[node.op] += 1
+        for value in list(case.graph.inputs) + [n for n in case.graph.nodes]:
+            spec = value.spec if hasattr(value, "spec") else value.out
+            if hasattr(spec, "dtype"):
+                dtype_counts[spec.dtype] += 1
+        if args.code:
+            sys.stdout.write(codegen.program(case))
+            continue
+        data = serialize.to_json(case).encode() if args.json else serialize.encode(case)
+        if out_dir:
+            ext = ".json" if args.json else ".cfz"
+            with open(os.path.join(out_dir, f"{serialize.case_id(case)}{ext}"), "wb") as handle:
+                handle.write(data)
+        elif args.out:
+            with open(args.out, "wb") as handle:
+                handle.write(serialize.to_json(case).encode() if args.out.endswith(".json") else data)
+        elif args.count == 1:
+            sys.stdout.write(serialize.to_json(case))
+        else:
+            ops_text = ",".join(n.op for n in case.graph.nodes)
+            print(f"{serialize.case_id(case)} seed={seed} nodes={len(case.graph.nodes)} {ops_text}")
+        if args.count >= 50 and (k + 1) % 100 == 0:
+            print(f"[gen] {k + 1}/{args.count}", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    if args.stats or out_dir:
+        print(f"generated {args.count} test cases in {elapsed:.1f}s "
+              f"({sum(op_counts.values())} nodes, {len(op_counts)} distinct ops, "
+              f"{len(dtype_counts)} dtypes)" + (f" -> {out_dir}" if out_dir else ""), file=sys.stderr)
+    if args.stats:
+        print("ops: " + ", ".join(f"{n}={c}" for n, c in op_counts.most_common()), file=sys.stderr)
+        print("dtypes: " + ", ".join(f"{n}={c}" for n, c in dtype_counts.most_common()),
+              file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- show
+
+
+def cmd_show(args) -> int:
+    case = load_case(args.case, args.dir).case
+    if args.json:
+        sys.stdout.write(serialize.to_json(case))
+        return 0
+    g, s = case.graph, case.settings
+    print(f"test case {serialize.case_id(case)}  seed={case.seed}  "
+          f"{len(g.inputs)} inputs, {len(g.nodes)} nodes, outputs {list(g.outputs)}")
+    print(f"settings: backend={s.backend} mode={s.mode} dynamic={s.dynamic} "
+          f"fullgraph={s.fullgraph} device={s.device} backward={s.backward} "
+          f"mark_dynamic={list(s.mark_dynamic)}")
+    if s.inductor_config or s.dynamo_config:
+        print(f"config: inductor={s.inductor_config} dynamo={s.dynamo_config}")
+    print("values:")
+    for i, inp in enumerate(g.inputs):
+        detail = f"fill={inp.fill}" if isinstance(inp.spec, TensorSpec) else f"value={inp.value!r}"
+        if inp.param:
+            detail += "  (a Model parameter)"
+        print(f"  x{i:<3} input  {inp.spec.short():<40} {detail}")
+    base = len(g.inputs)
+    for j, node in enumerate(g.nodes):
+        spec = node.out.short() if node.out is not None else "(invalid)"
+        args_text = ", ".join(codegen.value_name(g, a) for a in node.args)
+        print(f"  v{base + j:<3} {node.op}({args_text}) {node.attrs or ''} -> {spec}")
+    if not args.no_code:
+        print("\ncode:")
+        if any(n.out is None for n in g.nodes):
+            try:
+                propagate(case)
+            except CovfuzzError as exc:
+                print(f"  (graph is invalid: {exc})")
+                return 1
+        sys.stdout.write(codegen.program(case))
+    return 0
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+def cmd_ops(args) -> int:
+    rows = []
+    for name, op in sorted(ops.CATALOG.items()):
+        if args.category and op.category != args.category:
+            continue
+        rows.append({"name": name, "category": op.category, "available": name in ops.AVAILABLE,
+                     "arity": len(op.args), "dtypes": [a.dtypes for a in op.args],
+                     "attrs": sorted(op.attrs), "data_dependent": op.data_dependent,
+                     "nondeterministic": op.nondeterministic, "weight": op.weight})
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    for row in rows:
+        flags = "".join([" data-dependent" if row["data_dependent"] else "",
+                         " nondeterministic" if row["nondeterministic"] else "",
+                         "" if row["available"] else " UNAVAILABLE"])
+        attrs = ",".join(row["attrs"])
+        print(f"{row['name']:<42} {row['category']:<18} args={row['arity']} "
+              f"({'/'.join(row['dtypes'])}) attrs=[{attrs}]{flags}")
+    available = sum(r["available"] for r in rows)
+    print(f"{available} of {len(rows)} ops available in this torch", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def add_parsers(sub) -> None:
+    gen = sub.add_parser("gen", help=summary("gen"),
+                         description="Generate seeded random test cases (same seed => same bytes).")
+    gen.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    gen.add_argument("-n", "--count", type=int, default=1, help="how many cases (seeds seed..seed+n-1)")
+    gen.add_argument("--out", "-o", help="output file (n=1) or directory (one file per case)")
+    gen.add_argument("--json", action="store_true", help="write the JSON form instead of the stored form")
+    gen.add_argument("--code", action="store_true", help="print the generated Python programs")
+    add_gen_arguments(gen)
+    gen.add_argument("--stats", action="store_true", help="print op and dtype counts to stderr")
+    gen.set_defaults(func=cmd_gen)
+
+    show = sub.add_parser("show", help=summary("show"),
+                          description="Show a test case file (stored or JSON form).")
+    show.add_argument("case", metavar="FILE_OR_ID",
+                      help="test case file (.cfz stored form or .json), or an id with --dir")
+    show.add_argument("--dir", help="campaign directory to look ids up in (seed, example or "
+                                    "signature id, or a unique prefix of one)")
+    show.add_argument("--json", action="store_true", help="print the JSON form only")
+    show.add_argument("--no-code", action="store_true", help="omit the generated program")
+    show.set_defaults(func=cmd_show)
+
+    ops_cmd = sub.add_parser("ops", help=summary("ops"),
+                             description="List every op covfuzz knows, checked against this torch.")
+    ops_cmd.add_argument("--json", action="store_true")
+    ops_cmd.add_argument("--category", help="only this category (e.g. reduction, view, matmul)")
+    ops_cmd.set_defaults(func=cmd_ops)

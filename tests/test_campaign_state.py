@@ -1,0 +1,105 @@
+"""The campaign state record: round trip, old versions, malformed records, and a resume after
+SIGKILL between executions that continues with the same times-chosen and RNG state."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from covfuzz.campaign.state import (CampaignState, CampaignStateError, Counters, restore_rng,
+                                    rng_state, save_into)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_state_round_trips_with_rng_and_times_chosen():
+    rng = random.Random(7)
+    rng.random()
+    state = CampaignState(counters=Counters(execs=5, elapsed=12.5, next_gen_seed=60,
+                                            outcomes={"pass": 4, "mismatch": 1},
+                                            by_mutator={"splice": {"proposals": 2, "wins": 1}}),
+                          rng=rng_state(rng), times_chosen={"0123456789abcdef": 3},
+                          mutator_stats={"splice": {"wins": 1, "tries": 2}},
+                          strategies={"mutate": {"gain": 1.0, "cost": 2.0, "tries": 1}},
+                          traits={"table": {}, "total_gain": 0.0, "total_seconds": 0.0, "executions": 0})
+    info = json.loads(json.dumps(save_into({"covfuzz": "x", "scheduler": {"old": 1}}, state)))
+    assert "scheduler" not in info and info["covfuzz"] == "x"
+    back = CampaignState.from_info(info)
+    assert back.to_record() == state.to_record()
+    again = random.Random()
+    restore_rng(again, back.rng)
+    assert again.random() == rng.random()
+
+
+def test_version_1_state_still_loads():
+    info = {"state": {"execs": 3, "elapsed": 1.0, "next_gen_seed": 12, "restarts": 0,
+                      "last_new_feature": None, "last_new_failure": 1.7e9, "proposals": 0,
+                      "valid": 0, "ran": 3, "by_mutator": {}, "outcomes": {"pass": 3}},
+            "scheduler": {"mutators": {"splice": {"wins": 0, "tries": 1}}},
+            "bandits": {"strategies": {}, "settings": {}}, "traits": None}
+    state = CampaignState.from_info(info)
+    assert state.counters.execs == 3 and state.rng is None and state.times_chosen == {}
+    assert state.mutator_stats == {"splice": {"wins": 0, "tries": 1}}
+
+
+@pytest.mark.parametrize("record", [
+    {"version": 2, "counters": {"execs": -1}},
+    {"version": 2, "counters": {"elapsed": "12"}},
+    {"version": 2, "counters": {"last_new_feature": 1e20}},
+    {"version": 2, "rng": [3, [1, 2], None]},
+    {"version": 2, "scheduler": {"times_chosen": {"a": "x"}}},
+    {"version": 9},
+    [1, 2],
+])
+def test_malformed_state_is_one_error(record):
+    with pytest.raises(CampaignStateError):
+        CampaignState.from_info({"state": record})
+
+
+CHILD = textwrap.dedent("""
+    import json, os, signal, sys
+    from covfuzz.campaign import Campaign, CampaignOptions
+    from covfuzz.campaign.state import rng_state
+    from covfuzz.generator import GenOptions
+
+    directory, snapshot = sys.argv[1], sys.argv[2]
+
+    class KillAfterPicks:
+        # A stage: once seeds have been chosen for mutation, note the in-memory state and
+        # SIGKILL this process between two executions (no `finally` runs).
+        def process(self, ex, campaign):
+            chosen = campaign.seeds.times_chosen()
+            if (chosen and campaign.counters.execs >= 3) or campaign.counters.execs >= 12:
+                with open(snapshot, "w") as handle:
+                    json.dump({"times_chosen": chosen, "rng": rng_state(campaign.rng),
+                               "execs": campaign.counters.execs}, handle)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    opts = CampaignOptions(workers=1, execs=40, initial_seeds=1, gen_candidates=2, quiet=True,
+                           gen=GenOptions(max_nodes=3))
+    Campaign(directory, opts, stages=[KillAfterPicks()]).run()
+""")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_has_the_same_times_chosen_and_rng(tmp_path):
+    from covfuzz.campaign import Campaign, CampaignOptions
+
+    directory, snapshot = tmp_path / "camp", tmp_path / "snapshot.json"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(directory), str(snapshot)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    before = json.loads(snapshot.read_text())
+    campaign = Campaign(str(directory), CampaignOptions(workers=1, quiet=True))
+    try:
+        assert campaign.counters.execs == before["execs"]
+        assert campaign.seeds.times_chosen() == before["times_chosen"]
+        assert rng_state(campaign.rng) == before["rng"]
+    finally:
+        campaign.close()
