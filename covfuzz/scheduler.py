@@ -298,8 +298,12 @@ class RateBandit:
                     "rate": round((self.PRIOR_GAIN + g) / (prior_cost + c), 3)}
                 for n, (g, c, t) in sorted(self.arms.items())}
 
+    def state(self) -> dict[str, dict]:
+        """The arms unrounded (what a resume needs; `table()` is for people)."""
+        return {n: {"gain": g, "cost": c, "tries": int(t)} for n, (g, c, t) in sorted(self.arms.items())}
+
     def load(self, table: dict) -> None:
-        """Restore `table()` output; rows that are not well-formed are skipped."""
+        """Restore `state()` (or `table()`) output; rows that are not well-formed are skipped."""
         for name, row in (table.items() if isinstance(table, dict) else ()):
             try:
                 self.arms[str(name)] = [max(float(row["gain"]), 0.0), max(float(row["cost"]), 0.0),

@@ -3,6 +3,8 @@ they fail when a module imports upward or two modules import each other."""
 
 from __future__ import annotations
 
+import ast
+import glob
 import os
 import shutil
 import subprocess
@@ -52,3 +54,20 @@ def test_contracts_fail_on_an_upward_import_and_a_cycle(tmp_path):
     assert "Nothing imports the command line (python -m covfuzz runs it) BROKEN" in out
     assert "No import cycle between the modules of one package BROKEN" in out
     assert ".known_issues" in out and ".signature" in out
+
+
+MAX_LOOP_FUNCTION_LINES = 60
+
+
+def test_no_function_of_the_campaign_loop_is_long():
+    """The loop's thinking lives in components, not in one long method (issue 14)."""
+    long = []
+    for path in glob.glob(os.path.join(ROOT, "covfuzz", "campaign", "*.py")):
+        with open(path) as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_LOOP_FUNCTION_LINES:
+                    long.append(f"{os.path.basename(path)}:{node.name} ({lines} lines)")
+    assert not long, long

@@ -77,7 +77,8 @@ CHILD = textwrap.dedent("""
             if (chosen and campaign.counters.execs >= 3) or campaign.counters.execs >= 12:
                 with open(snapshot, "w") as handle:
                     json.dump({"times_chosen": chosen, "rng": rng_state(campaign.rng),
-                               "execs": campaign.counters.execs}, handle)
+                               "execs": campaign.counters.execs,
+                               "strategies": campaign.candidates.strategies.state()}, handle)
                 os.kill(os.getpid(), signal.SIGKILL)
 
     opts = CampaignOptions(workers=1, execs=40, initial_seeds=1, gen_candidates=2, quiet=True,
@@ -101,5 +102,6 @@ def test_resume_after_sigkill_has_the_same_times_chosen_and_rng(tmp_path):
         assert campaign.counters.execs == before["execs"]
         assert campaign.seeds.times_chosen() == before["times_chosen"]
         assert rng_state(campaign.rng) == before["rng"]
+        assert campaign.candidates.strategies.state() == before["strategies"]
     finally:
         campaign.close()

@@ -53,8 +53,8 @@ class CandidateMaker:
         self.trait_yield = TraitYield(state.traits)
 
     def save(self, state: CampaignState) -> None:
-        state.strategies = self.strategies.table()
-        state.settings_moves = self.setting_moves.table()
+        state.strategies = self.strategies.state()
+        state.settings_moves = self.setting_moves.state()
         state.traits = self.trait_yield.state()
 
     # ------------------------------------------------------------------ making candidates
