@@ -2,12 +2,12 @@
 
 import logging
 
-from covfuzz.errors import CovfuzzError
+from covfuzz.errors import CampaignDataError
 
 log = logging.getLogger("corpus")
 
 
-class CorpusError(CovfuzzError):
+class CorpusError(CampaignDataError):
     """The corpus store cannot be opened or one of its records is unusable.
 
     Raised for: a schema-version mismatch (the message names both versions), a path that is not

@@ -3,6 +3,10 @@
 `TestCaseFormatError` is the one documented error for anything wrong with a test case that
 comes from outside (bytes, JSON, a file, a CLI argument): malformed encoding, wrong version,
 unknown op, wrong types, out-of-bounds sizes, attribute values outside their domain.
+`CampaignDataError` is the one documented error for anything read from a campaign directory
+that is malformed: a store record (`corpus.errors.CorpusError`), the campaign state, the status
+file, reduced-case metadata, a known-issues file. The message names the file (and the database
+and key for a store record) and what is wrong.
 `InvalidGraph` says that a well-formed test case is rejected by torch itself during shape and
 dtype propagation (the validity check); it is an ordinary, expected event for generated and
 mutated candidates.
@@ -17,6 +21,10 @@ class TestCaseFormatError(CovfuzzError, ValueError):
     """A test case (stored bytes, JSON form or file) is malformed or unsafe to load."""
 
     __test__ = False  # not a pytest test class
+
+
+class CampaignDataError(CovfuzzError):
+    """Something read from a campaign directory is malformed, damaged or out of range."""
 
 
 class InvalidGraph(CovfuzzError):

@@ -15,7 +15,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from covfuzz.errors import CovfuzzError
+from covfuzz.errors import CampaignDataError
 
 STATE_VERSION = 2
 MUTATOR_COUNTERS = ("proposals", "valid", "ran", "executed", "wins")
@@ -25,7 +25,7 @@ _MAX_COUNT = 1 << 62
 _MAX_TIME = 1e11  # unix time in the year 5138: anything larger is not a timestamp
 
 
-class CampaignStateError(CovfuzzError):
+class CampaignStateError(CampaignDataError):
     """The stored campaign state is malformed."""
 
 
