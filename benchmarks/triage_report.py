@@ -24,6 +24,7 @@ if ROOT not in sys.path:
 from covfuzz.errors import CovfuzzError  # noqa: E402
 from covfuzz.triage import failures as F  # noqa: E402
 from covfuzz.triage.reduce import Reducer  # noqa: E402
+from covfuzz.triage.resolve import bucket_case, find_bucket  # noqa: E402
 from covfuzz.triage.signature import signature_of  # noqa: E402
 from harness.pool import WorkerSpec, start_worker  # noqa: E402
 
@@ -41,9 +42,9 @@ def main(argv=None) -> int:
         rows = F.sort_rows(F.buckets(store, args.dir), "count")
         targets = []
         for row in rows:
-            rec = store.get_failure(row["signature_id"]) or F.find_bucket(store, row["signature_id"])
+            rec = store.get_failure(row["signature_id"]) or find_bucket(store, row["signature_id"])
             try:
-                targets.append((row, F.bucket_target(store, rec, args.dir)))
+                targets.append((row, bucket_case(store, rec, args.dir)))
             except CovfuzzError as exc:
                 print(f"skip {row['signature_id']}: {exc}")
     raw = sum(r["count"] for r in rows)

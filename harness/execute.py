@@ -33,23 +33,8 @@ from covfuzz.ir import INT_DTYPES, FLOAT_DTYPES, TensorSpec, TestCase
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
 from harness import oracle
+from harness.faults import FAULT_SEEDS, fault_injection_enabled
 from harness.result import empty_timings
-
-# Test-only fault injection (active only when COVFUZZ_FAULT_INJECTION=1 in the worker's
-# environment): a case whose seed is one of these keys misbehaves on purpose.
-FAULT_SEEDS = {
-    0xFA017001: "segfault",       # ctypes.string_at(0) during the compiled stage
-    0xFA017002: "abort",          # os.abort() during the compiled stage
-    0xFA017003: "hang",           # `while True: pass` during the compiled stage
-    0xFA017004: "memory",         # allocate 256 MiB chunks until killed
-    0xFA017005: "raise_compile",  # compile with a backend that raises RuntimeError
-    0xFA017006: "raise_eager",    # raise RuntimeError in the eager run
-}
-
-
-def fault_injection_enabled() -> bool:
-    return os.environ.get("COVFUZZ_FAULT_INJECTION") == "1"
-
 
 def _trigger(fault: str) -> None:
     if fault == "segfault":

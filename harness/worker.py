@@ -17,7 +17,7 @@ Protocol (multiprocessing Connection, bytes only, no pickle):
 - {"cmd": "exit"}: the worker leaves its loop.
 
 Fault injection (tests only): with COVFUZZ_FAULT_INJECTION=1 in the worker's environment,
-cases whose seed is a key of harness.execute.FAULT_SEEDS crash, hang, blow up memory or raise
+cases whose seed is a key of harness.faults.FAULT_SEEDS crash, hang, blow up memory or raise
 on purpose (0xFA017001 segfault, ...02 abort, ...03 hang, ...04 memory, ...05 raise in
 compile, ...06 raise in eager). Without the variable those seeds are ordinary.
 """

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 
 import mutators
-from covfuzz import serialize
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
@@ -25,7 +24,8 @@ from covfuzz.generator import generate
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import RateBandit, Scheduler
 from covfuzz.traits import TraitYield
-from harness.execute import FAULT_SEEDS
+from covfuzz.triage.resolve import read_case_file
+from harness.faults import FAULT_SEEDS
 
 STRATEGIES = ("generate", "generate+settings", "settings", "mutate")
 NEW_FAILURE_GAIN = 50.0  # a new failure bucket is worth this many new features to the bandits
@@ -62,8 +62,7 @@ class CandidateMaker:
         """The first candidates of a campaign with an empty corpus: seed files, then graphs."""
         out = []
         for path in self.opts.seed_files:
-            with open(path, "rb") as handle:
-                case = propagate(serialize.decode(handle.read(serialize.MAX_ENCODED_BYTES + 1)))
+            case = propagate(read_case_file(path))
             out.append(Candidate(case, {"parent": None, "mutators": ["seed-file"], "depth": 0}))
         out += [self.generated() for _ in range(self.opts.initial_seeds)]
         return out

@@ -16,8 +16,10 @@ from covfuzz import serialize
 from covfuzz.features import sorted_unique
 from covfuzz.ir import TestCase
 
-# Mutator names in an origin that are not mutators (no bandit arm, no `wins` row).
-NOT_MUTATORS = ("seed-file", "inject-fault", "generate")
+# Names in an origin's `mutators` that mark where a case came from rather than a change made to
+# it: none of them is a bandit arm, and only `generate` (a strategy of its own) counts wins.
+MARKERS = ("seed-file", "inject-fault")
+NOT_MUTATORS = (*MARKERS, "generate")
 
 
 @dataclass
@@ -37,8 +39,8 @@ class Execution:
     case_id: str
     data: bytes  # the stored form of the case
     features: np.ndarray  # sorted unique feature ids the execution covered
-    novelty: dict[str, int] = field(default_factory=dict)  # feedback name -> new things found
-    new_features: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    novelty: dict[str, int] = field(default_factory=dict)  # feedback name -> new features found
+    new_features: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # all families
     bucket: str | None = None  # failure signature id, when an objective bucketed it
     signature: str | None = None
     new_bucket: bool = False
@@ -76,4 +78,9 @@ class Execution:
         return self.kept or self.new_bucket
 
     def mutator_names(self) -> list[str]:
+        """The mutators applied (the bandit's arms)."""
         return [n for n in self.origin["mutators"] if n not in NOT_MUTATORS]
+
+    def credited_names(self) -> list[str]:
+        """The mutators and strategies credited with a win (`wins` in the status)."""
+        return [n for n in self.origin["mutators"] if n not in MARKERS]

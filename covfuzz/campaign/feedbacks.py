@@ -1,11 +1,14 @@
 """Feedbacks: components that decide whether an execution is interesting, that is, whether it
 found something new that deserves a place in the corpus (LibAFL's feedbacks).
 
-A feedback has a `name`, `judge(ex) -> int` (how many new things `ex` found: 0 means nothing;
-it may also note them on `ex`) and `commit(ex)` (called when `ex` became a seed: remember what
-it found, so the next execution that finds the same is not new). An execution is kept when any
-feedback found something; the bandits learn from the sum. A new feedback family (generated
-code, values, divergence) is a new class here, added to the campaign's list.
+A feedback has a `name`, `judge(ex)` (the feature ids `ex` found that are new to it: an empty
+array means nothing), `commit(features)` (they were kept with a seed: remember them, so the
+next execution that finds the same is not new) and `restore(arrays)` (a resume: the features of
+the stored seeds). Every family's features share one id space and are stored together with the
+seed (issue 19's generated-code and value features are families of their own ids), so each
+feedback picks its own family out of what it is given. An execution is kept when any feedback
+found something; the bandits learn from the total. A new feedback family is a new class here,
+added to the campaign's list.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from covfuzz.outcomes import KEEP_OUTCOMES
 class Feedback(Protocol):
     name: str
 
-    def judge(self, ex: Execution) -> int: ...
+    def judge(self, ex: Execution) -> np.ndarray: ...
 
-    def commit(self, ex: Execution) -> None: ...
+    def commit(self, features: np.ndarray) -> None: ...
+
+    def restore(self, arrays: Iterable[np.ndarray]) -> None: ...
 
 
 class CoverageFeedback:
@@ -36,18 +41,16 @@ class CoverageFeedback:
     def __init__(self) -> None:
         self.seen = FeatureSet()  # every feature of the stored seeds
 
-    def load(self, features: Iterable[np.ndarray]) -> None:
-        """Add the features of the seeds already stored (a resume)."""
-        self.seen.add_all(features)
+    def restore(self, arrays: Iterable[np.ndarray]) -> None:
+        self.seen.add_all(arrays)
 
-    def judge(self, ex: Execution) -> int:
+    def judge(self, ex: Execution) -> np.ndarray:
         if ex.outcome not in KEEP_OUTCOMES:
-            return 0
-        ex.new_features = self.seen.unseen(ex.features)
-        return len(ex.new_features)
+            return np.zeros(0, dtype=np.uint64)
+        return self.seen.unseen(ex.features)
 
-    def commit(self, ex: Execution) -> None:
-        self.seen.add(ex.new_features)
+    def commit(self, features: np.ndarray) -> None:
+        self.seen.add(features)
 
     @property
     def arcs(self) -> int:

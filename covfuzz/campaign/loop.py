@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from corpus import CorpusStore
@@ -34,8 +35,9 @@ from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.stages import ExecuteStage, Stage
 from covfuzz.campaign.state import CampaignState, restore_rng, rng_state, save_into
+from covfuzz.features import sorted_unique
 from covfuzz.scheduler import Scheduler
-from harness.pool import LocalPool, WorkerSpec
+from harness.pool import LocalPool, WorkerPool, WorkerSpec
 
 FAULT_MEMORY_LIMIT_MB = 4096  # injected memory blow-ups need a limit to be caught at
 
@@ -75,7 +77,7 @@ class Campaign:
         self.feedbacks: list[Feedback] = [self.coverage]
         self.objectives: list[Objective] = [FailureObjective(self.store, self.monitor.log)]
         self.stages: list[Stage] = list(stages)
-        self.seeds = SeedCorpus(self.store, self.scheduler, self.coverage)
+        self.seeds = SeedCorpus(self.store, self.scheduler, self.feedbacks)
         self.candidates = CandidateMaker(opts, self.rng, self.seeds, self.counters)
         self.candidates.load(state)
         self.stop_requested = False
@@ -113,15 +115,17 @@ class Campaign:
         """Judge one execution, record what it found, learn from it, then run the stages."""
         self._count(ex)
         hits_before = self.seeds.count(ex)
-        for feedback in self.feedbacks:
-            ex.novelty[feedback.name] = feedback.judge(ex)
+        found = {feedback.name: feedback.judge(ex) for feedback in self.feedbacks}
+        ex.novelty = {name: len(new) for name, new in found.items()}
+        ex.new_features = sorted_unique(np.concatenate([np.zeros(0, np.uint64), *found.values()]))
         for objective in self.objectives:
-            objective.judge(ex)
+            if objective.judge(ex):
+                break  # the first objective that claims a failure buckets it
         now = time.time()
         if ex.gain:
             self.seeds.add(ex, hits_before, found_at=now)
             for feedback in self.feedbacks:
-                feedback.commit(ex)
+                feedback.commit(found[feedback.name])
             self.counters.last_new_feature = now
         else:
             self.seeds.defer_hits(ex)
@@ -129,9 +133,8 @@ class Campaign:
             self.counters.last_new_failure = now
         self.candidates.learn(ex)
         if ex.won:
-            for name in ex.origin["mutators"]:
-                if name not in ("seed-file", "inject-fault"):
-                    self.counters.count_mutator(name, "wins")
+            for name in ex.credited_names():
+                self.counters.count_mutator(name, "wins")
         self.monitor.executed(ex)
         self.save_state()
         for stage in self.stages:
@@ -165,11 +168,13 @@ class Campaign:
             env={"COVFUZZ_FAULT_INJECTION": "1"} if opts.inject_faults else {})
         return LocalPool(spec, opts.workers)
 
-    def run(self) -> dict:
+    def run(self, pool: WorkerPool | None = None) -> dict:
+        """Fuzz until the budget or a stop; returns the final status. `pool`: the workers to
+        run on (default: `LocalPool` of `opts.workers`); the campaign closes it."""
         opts = self.opts
         started, base_elapsed = time.time(), self.counters.elapsed
         budget = Budget(started + opts.hours * 3600 if opts.hours else None, opts.execs)
-        executor = ExecuteStage(self._pool())
+        executor = ExecuteStage(pool or self._pool())
         self.counters.restarts_before = self.counters.restarts
         queue = deque(self.candidates.initial() if not len(self.seeds) else [])
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -178,9 +183,14 @@ class Campaign:
         try:
             self._loop(executor, queue, budget, started, base_elapsed)
         finally:
+            # The pool closes first, while a second SIGINT/SIGTERM still only interrupts the
+            # wait: the final status below must be written either way.
+            try:
+                executor.close()
+            except KeyboardInterrupt:
+                pass
             for s, handler in old_handlers.items():
                 signal.signal(s, handler)
-            executor.close()
             self.counters.restarts_before = self.counters.restarts
             self.counters.elapsed = base_elapsed + time.time() - started
             status = self.tick(running=False)

@@ -2,9 +2,11 @@
 objectives). A bucket is a failure signature (covfuzz/triage/signature.py); the store keeps one
 record per bucket with a few replayable examples.
 
-An objective's `judge(ex) -> bool` says whether `ex` opened a new bucket, and notes the bucket on
-`ex` (`bucket`, `signature`, `new_bucket`). A new way of judging (a confirmation in a fresh
-process, a metamorphic verdict) is a new class here, added to the campaign's list.
+An objective's `judge(ex) -> bool` says whether it claimed `ex` as a failure; it notes the
+bucket on `ex` (`bucket`, `signature`, and `new_bucket` when the bucket is new). Objectives are
+asked in order and the first that claims an execution decides its bucket. A new way of judging
+(a confirmation in a fresh process, a metamorphic verdict) is a new class here, added to the
+campaign's list.
 """
 
 from __future__ import annotations
@@ -38,4 +40,4 @@ class FailureObjective:
                                                   result.to_dict(), extra={"signature": sig})
         if ex.new_bucket:
             self.log(f"[new failure] {ex.outcome} {sig_id} {sig[:150]}")
-        return ex.new_bucket
+        return True

@@ -11,10 +11,9 @@ import random
 
 import numpy as np
 
-from corpus import seed_meta
-from covfuzz import serialize
+from corpus import CorpusError, seed_meta
 from covfuzz.campaign.execution import Execution
-from covfuzz.campaign.feedbacks import CoverageFeedback
+from covfuzz.campaign.feedbacks import Feedback
 from covfuzz.errors import CovfuzzError
 from covfuzz.features import is_line
 from covfuzz.ir import TestCase
@@ -34,10 +33,10 @@ def seed_info(seed_id: str, meta: dict, features: np.ndarray, hits: np.ndarray,
 
 
 class SeedCorpus:
-    def __init__(self, store, scheduler: Scheduler, coverage: CoverageFeedback):
+    def __init__(self, store, scheduler: Scheduler, feedbacks: list[Feedback]):
         self.store = store
         self.scheduler = scheduler
-        self.coverage = coverage
+        self.feedbacks = feedbacks
         self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
 
     def __len__(self) -> int:
@@ -45,7 +44,7 @@ class SeedCorpus:
 
     def load(self, times_chosen: dict[str, int]) -> None:
         """Resume: every stored seed to the scheduler (with the times it was chosen) and its
-        features to the coverage feedback, reading the store once."""
+        features to the feedbacks, reading the store once."""
         counts = self.store.feature_counts()
         keys = np.fromiter(counts.keys(), dtype=np.uint64, count=len(counts))
         values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
@@ -60,12 +59,16 @@ class SeedCorpus:
             features = np.asarray(features, dtype=np.uint64)
             pending.append(features)
             if len(pending) >= LOAD_CHUNK:
-                self.coverage.load(pending)
+                self._restore(pending)
                 pending = []
             infos.append(seed_info(seed_id, meta, features, stored_hits(features),
                                    times_chosen=times_chosen.get(seed_id, 0)))
-        self.coverage.load(pending)
+        self._restore(pending)
         self.scheduler.add_seeds(infos, stored_hits)
+
+    def _restore(self, arrays: list[np.ndarray]) -> None:
+        for feedback in self.feedbacks:
+            feedback.restore(arrays)
 
     def count(self, ex: Execution) -> np.ndarray:
         """Count `ex`'s hits in the scheduler; returns the hit counts from before it."""
@@ -97,7 +100,10 @@ class SeedCorpus:
             self.pending_hits = []
 
     def case(self, seed_id: str) -> TestCase:
-        return propagate(serialize.decode(self.store.get_case_bytes(seed_id)))
+        case = self.store.get_case(seed_id)
+        if case is None:
+            raise CorpusError(f"seed {seed_id} is gone from the store", db="testcases", key=seed_id)
+        return propagate(case)
 
     def depth(self, seed_id: str) -> int:
         return int((self.store.get_meta(seed_id) or {}).get("depth", 0))
