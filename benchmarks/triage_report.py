@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from corpus import open_campaign_store  # noqa: E402
 from covfuzz.errors import CovfuzzError  # noqa: E402
 from covfuzz.triage import failures as F  # noqa: E402
 from covfuzz.triage.reduce import Reducer  # noqa: E402
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-store", action="store_true")
     args = ap.parse_args(argv)
 
-    with F.open_store(args.dir) as store:
+    with open_campaign_store(args.dir) as store:
         rows = F.sort_rows(F.buckets(store, args.dir), "count")
         targets = []
         for row in rows:

@@ -6,9 +6,17 @@ containing it is kept — smallest by node count (meta `nodes`; unknown counts l
 time (unknown last), then id — and all its features count as covered. Every feature of the
 (readable) corpus stays covered.
 
-`write_minimized(src, ids, out)`: a new store with the kept seeds (testcase, meta, features
-copied unchanged), `info` copied (plus `minimized_from`), `hits` copied (the global hit
-counts, i.e. the union over the source), failures/examples/stats copied unchanged.
+Seeds it cannot judge are never dropped (`plan`): a seed without features (`covfuzz import`
+without `--run`) or with a record that is missing or does not decode (meta, features, a key
+that is not an id) is kept exactly as stored (`CorpusStore.get_seed_copies`) and counted in the
+report (`featureless`, `damaged`); `covfuzz cmin --rerun` measures them first. Only seeds whose
+three records decode and whose feature set is not empty take part in the cover.
+
+`write_minimized(src, ids, out, unjudged=...)`: a new store with the kept seeds (testcase, meta,
+features copied unchanged) and the unjudged ones verbatim, `info` copied (plus
+`minimized_from`), `hits` copied (the global hit counts, i.e. the union over the source),
+failures/examples/stats copied unchanged. `minimize_into(src, out)` plans, writes and checks
+that no feature and no unjudged seed was lost.
 
 `minimize_in_place(dir)`: minimize into `<dir>/.corpus-cmin.tmp/`, check the features, then swap:
 rename `corpus.lmdb` -> `corpus.lmdb.bak`, rename the new one into place, delete the backup. An
@@ -17,11 +25,13 @@ read-write open, see `corpus.lmdb_env.recover_swap`), or both (backup deleted at
 campaign may write to the store meanwhile (the caller ensures it).
 
 `merge(a, b, out)`: seeds of A then of B (each in found_at, id order) are kept only when they add
-a feature not covered by seeds kept before; hit counts are summed over the union of features;
+a feature not covered by seeds kept before, and every seed of either it cannot judge is kept
+verbatim (B's only when A has no seed of that id); hit counts are summed over the union of features;
 failure buckets are merged by signature (counts summed, first/last seen widened, examples
 united up to the cap); stats records of both are copied.
 
-Seeds whose meta or features are corrupt are skipped and reported (`errors` / report["errors"]).
+Damaged records are reported (`errors` / report["errors"]); damage of the file itself
+(`DamagedStore`) stops them before anything is written.
 Everything here goes through the public, typed API of `CorpusStore` (records are decoded,
 validated and re-encoded; canonical encodings make the copies byte-identical).
 """
@@ -31,13 +41,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
-
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
 from corpus.errors import CorpusError, report_corrupt
-from corpus.lmdb_env import ENV_NAME, env_path
+from corpus.lmdb_env import ENV_NAME, DamagedStore, env_path
 from corpus.records import MAX_COUNT
 from corpus.store import MAX_EXAMPLES, CorpusStore
 from covfuzz.features import sorted_unique
@@ -47,18 +57,49 @@ HITS_BATCH = 4096
 TMP_NAME = ".corpus-cmin.tmp"
 
 
-# ----------------------------------------------------------------------------- minimize
+# ----------------------------------------------------------------------------- judging
 
 
-def _load(store: CorpusStore, errors: list | None):
-    ids, sizes, feats = [], [], []
+@dataclass
+class Plan:
+    """What cmin or merge may do with one store's seeds."""
+    ids: list[str] = field(default_factory=list)       # judged: all records read, features known
+    sizes: list[tuple] = field(default_factory=list)   # (nodes, exec_time) of each, inf unknown
+    feats: list[np.ndarray] = field(default_factory=list)
+    found_at: list[float] = field(default_factory=list)
+    featureless: list[bytes] = field(default_factory=list)  # kept: nothing to judge them by
+    damaged: list[bytes] = field(default_factory=list)      # kept: a record unreadable/missing
+    seeds: int = 0                                       # every seed key present
+
+    @property
+    def unjudged(self) -> list[bytes]:
+        return sorted(self.featureless + self.damaged)
+
+
+def plan(store: CorpusStore, errors: list | None = None) -> Plan:
+    """Sort every seed key of `store` into judged seeds and the ones it cannot judge."""
+    keys = store.seed_key_sets()
+    complete = keys["testcases"] & keys["meta"] & keys["features"]
+    out = Plan(seeds=len(keys["testcases"] | keys["meta"] | keys["features"]))
+    judged = set()
     for sid, meta, f in store.iter_seeds(errors, with_features=True):
-        ids.append(sid)
-        nodes = meta.get("nodes")
-        et = meta.get("exec_time")
-        sizes.append((math.inf if nodes is None else nodes, math.inf if et is None else et))
-        feats.append(f)
-    return ids, sizes, feats
+        key = sid.encode("ascii")
+        if key not in complete:
+            continue
+        judged.add(key)
+        if not len(f):
+            out.featureless.append(key)
+            continue
+        nodes, et = meta.get("nodes"), meta.get("exec_time")
+        out.ids.append(sid)
+        out.sizes.append((math.inf if nodes is None else nodes, math.inf if et is None else et))
+        out.feats.append(f)
+        out.found_at.append(meta.get("found_at", 0.0))
+    out.damaged = sorted((keys["testcases"] | keys["meta"] | keys["features"]) - judged)
+    return out
+
+
+# ----------------------------------------------------------------------------- minimize
 
 
 def _cover(ids, sizes, feats) -> tuple[list[str], int]:
@@ -93,14 +134,22 @@ def _cover(ids, sizes, feats) -> tuple[list[str], int]:
 
 
 def minimize(store: CorpusStore, errors: list | None = None) -> list[str]:
-    """Ids of the smallest seed set covering every feature of the store's seeds (sorted)."""
-    ids, sizes, feats = _load(store, errors)
-    return _cover(ids, sizes, feats)[0]
+    """Ids of the smallest set of judged seeds covering every feature of the judged seeds
+    (sorted); the seeds `plan` cannot judge are kept besides (see `write_minimized`)."""
+    p = plan(store, errors)
+    return _cover(p.ids, p.sizes, p.feats)[0]
 
 
 def _feature_union(store: CorpusStore, errors: list | None = None) -> int:
+    """Distinct features over every readable features record (unjudged seeds included)."""
     parts = [f for _, f in store.iter_features(errors)]
     return int(sorted_unique(np.concatenate(parts)).size) if parts else 0
+
+
+def _copy_unjudged(src: CorpusStore, out: CorpusStore, keys: list[bytes]) -> None:
+    """Seeds `keys` of src into out exactly as stored, in batches."""
+    for i in range(0, len(keys), COPY_BATCH):
+        out.put_seed_copies(src.get_seed_copies(keys[i:i + COPY_BATCH]))
 
 
 def _copy_seeds(src: CorpusStore, out: CorpusStore, ids: list[str]) -> None:
@@ -137,6 +186,8 @@ def _copy_failures(stores: list[CorpusStore], out: CorpusStore, errors: list | N
             for eid in bucket["example_ids"]:
                 try:
                     example = st.get_example(eid)
+                except DamagedStore:
+                    raise
                 except CorpusError as exc:
                     report_corrupt(errors, exc)
                     continue
@@ -153,16 +204,19 @@ def _new_store(out_path: str, max_examples: int) -> CorpusStore:
 
 
 def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
-                    features_before: int | None = None, errors: list | None = None) -> dict:
-    """Write a new store at `out_path` holding the seeds `ids` of `src` and src's info, hits,
-    failures, examples and stats. Returns a report (seeds/features before and after); damaged
-    records of src are skipped and reported into `errors`."""
+                    features_before: int | None = None, errors: list | None = None,
+                    unjudged: list[bytes] = ()) -> dict:
+    """Write a new store at `out_path` holding the seeds `ids` of `src`, the seeds `unjudged`
+    exactly as stored, and src's info, hits, failures, examples and stats. Returns a report
+    (seeds/features before and after); damaged records of src other than seeds are skipped
+    and reported into `errors`."""
     out = _new_store(out_path, src.max_examples)
     try:
         info = src.get_info()
         info["minimized_from"] = src.path
         out.set_info(info)
         _copy_seeds(src, out, list(ids))
+        _copy_unjudged(src, out, list(unjudged))
         _write_hits(out, src.iter_hits(errors))
         _copy_failures([src], out, errors)
         out.extend_stats(src.stats_series(errors=errors))
@@ -191,26 +245,43 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def minimize_into(src: CorpusStore, out_path: str) -> dict:
+    """Minimize `src` into a new store at `out_path`: the cover of the judged seeds plus every
+    seed it cannot judge. Returns the report (with `featureless`, `damaged` and `errors`);
+    CorpusError when the result would lack a feature or an unjudged seed (the caller removes
+    `out_path`)."""
+    errors: list = []
+    p = plan(src, errors)
+    kept, _ = _cover(p.ids, p.sizes, p.feats)
+    p.feats = []
+    report = write_minimized(src, kept, out_path, features_before=_feature_union(src),
+                             errors=errors, unjudged=p.unjudged)
+    report.update(seeds_before=p.seeds, featureless=len(p.featureless), damaged=len(p.damaged),
+                  errors=[str(e) for e in errors])
+    if report["features_after"] != report["features_before"]:
+        raise CorpusError(f"minimization would lose features ({report['features_before']} -> "
+                          f"{report['features_after']}); store left unchanged")
+    if report["seeds_after"] < len(kept) + len(p.unjudged):
+        raise CorpusError(f"minimization would lose seeds ({len(kept) + len(p.unjudged)} kept, "
+                          f"{report['seeds_after']} written); store left unchanged")
+    return report
+
+
 def minimize_in_place(path: str) -> dict:
     """Minimize the corpus of campaign directory `path` (or its corpus.lmdb) in place, with an
     atomic directory swap. Returns the report; raises CorpusError (leaving the store untouched)
-    if the minimized corpus would lose a feature."""
+    if the minimized corpus would lose a feature or a seed it cannot judge."""
     env = env_path(path)
     campaign = os.path.dirname(env)
     tmp = os.path.join(campaign, TMP_NAME)
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
-    errors: list = []
-    with CorpusStore(env, create=False) as src:
-        ids, sizes, feats = _load(src, errors)
-        kept, n_features = _cover(ids, sizes, feats)
-        del feats
-        report = write_minimized(src, kept, tmp, features_before=n_features, errors=errors)
-    report["errors"] = [str(e) for e in errors]
-    if report["features_after"] != report["features_before"]:
-        shutil.rmtree(tmp)
-        raise CorpusError(f"minimization would lose features ({report['features_before']} -> "
-                          f"{report['features_after']}); store left unchanged")
+    try:
+        with CorpusStore(env, create=False) as src:
+            report = minimize_into(src, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     bak = env + ".bak"
     if os.path.exists(bak):
         shutil.rmtree(bak)
@@ -225,9 +296,8 @@ def minimize_in_place(path: str) -> dict:
 # ----------------------------------------------------------------------------- merge
 
 
-def _seed_order(store: CorpusStore, errors: list):
-    rows = [(meta.get("found_at", 0.0), sid, f)
-            for sid, meta, f in store.iter_seeds(errors, with_features=True)]
+def _seed_order(p: Plan):
+    rows = list(zip(p.found_at, p.ids, p.feats))
     rows.sort(key=lambda r: (r[0], r[1]))
     return rows
 
@@ -244,18 +314,23 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
             info = a.get_info()
             info["merged_from"] = [a.path, b.path]
             out.set_info(info)
+            plans = {"a": plan(a, errors), "b": plan(b, errors)}
             covered: set[int] = set()
             kept = {"a": [], "b": []}
-            for name, st in (("a", a), ("b", b)):
-                for _, sid, f in _seed_order(st, errors):
+            for name in ("a", "b"):
+                for _, sid, f in _seed_order(plans[name]):
                     fl = f.tolist()
                     if not covered.issuperset(fl):
                         covered.update(fl)
                         kept[name].append(sid)
-            seen_ids = set(kept["a"])
-            kept["b"] = [x for x in kept["b"] if x not in seen_ids]
+            # a seed id of A, kept or unjudged, is not taken again from B (same id, same case)
+            from_a = {sid.encode("ascii") for sid in kept["a"]} | set(plans["a"].unjudged)
+            kept["b"] = [sid for sid in kept["b"] if sid.encode("ascii") not in from_a]
+            unjudged_b = [key for key in plans["b"].unjudged if key not in from_a]
             _copy_seeds(a, out, kept["a"])
             _copy_seeds(b, out, kept["b"])
+            _copy_unjudged(a, out, plans["a"].unjudged)
+            _copy_unjudged(b, out, unjudged_b)
             counts: dict[int, int] = {}
             for st in (a, b):
                 for f, c in st.feature_counts(errors).items():
@@ -267,10 +342,12 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
             out.extend_stats(a.stats_series(errors=errors) + b.stats_series(errors=errors))
             out.sync()
             union_before = _union_sizes(a, b)
-            report = {"seeds_a": a.num_seeds(), "seeds_b": b.num_seeds(),
-                      "seeds_before": a.num_seeds() + b.num_seeds(),
+            report = {"seeds_a": plans["a"].seeds, "seeds_b": plans["b"].seeds,
+                      "seeds_before": plans["a"].seeds + plans["b"].seeds,
                       "seeds_after": out.num_seeds(),
                       "kept_from_a": len(kept["a"]), "kept_from_b": len(kept["b"]),
+                      "featureless": len(plans["a"].featureless) + len(plans["b"].featureless),
+                      "damaged": len(plans["a"].damaged) + len(plans["b"].damaged),
                       "features_before": union_before, "features_after": _feature_union(out),
                       "hits_after": out.num_features(), "failures": n_fail,
                       "errors": [str(e) for e in errors]}

@@ -80,7 +80,7 @@ class FailureStore:
             self._add_example(txn, rec, example_id, example)
             txn.put(skey, encode_failure(rec), db=self._fdb)
             return not stored
-        return self._env.write(write)
+        return self._env.write(write, "failures")
 
     def merge_bucket(self, bucket: dict, examples: dict[str, dict]) -> bool:
         """Merge a bucket (as `get`/`all` return it, from another store) into this store's bucket
@@ -108,7 +108,7 @@ class FailureStore:
                 self._add_example(txn, cur, eid, values.get(eid))
             txn.put(skey, encode_failure(cur), db=self._fdb)
             return not stored
-        return self._env.write(write)
+        return self._env.write(write, "failures")
 
     def all(self, errors: list | None = None) -> list[dict]:
         """Every bucket (damaged ones reported into `errors`)."""
@@ -125,13 +125,13 @@ class FailureStore:
 
     def get(self, signature: str) -> dict | None:
         key = signature_key(signature)
-        raw = self._env.read(lambda txn: txn.get(key, db=self._fdb))
+        raw = self._env.read(lambda txn: txn.get(key, db=self._fdb), "failures")
         return None if raw is None else decode_failure(key, raw)
 
     def example(self, example_id: str) -> dict | None:
         """{signature, recorded_at, case_bytes (bytes), result (dict)} or None."""
         key = id_key(example_id)
-        raw = self._env.read(lambda txn: txn.get(key, db=self._edb))
+        raw = self._env.read(lambda txn: txn.get(key, db=self._edb), "examples")
         return None if raw is None else decode_example(key, raw)
 
     def verify(self, errors: list) -> None:

@@ -55,7 +55,7 @@ class HitStore:
     def bump(self, features) -> list[int]:
         """Count one execution hitting `features`; returns those never seen before."""
         feats = as_features(features)
-        return self._env.write(lambda txn: self.bump_in(txn, feats))
+        return self._env.write(lambda txn: self.bump_in(txn, feats), DB)
 
     def add(self, features, counts) -> list[int]:
         """Add `counts[i]` executions to `features[i]` in one transaction; returns the features
@@ -65,7 +65,7 @@ class HitStore:
         if feats.shape != counts.shape:
             raise ValueError("features and counts differ in length")
         order = np.argsort(feats)
-        return self._env.write(lambda txn: self.bump_in(txn, feats[order], counts[order]))
+        return self._env.write(lambda txn: self.bump_in(txn, feats[order], counts[order]), DB)
 
     def counts_of(self, features) -> np.ndarray:
         """Hit counts (uint64) of `features` in the order given (0 for unseen)."""
@@ -77,7 +77,7 @@ class HitStore:
             for i, f in enumerate(items):
                 out[i] = hit_count_or_zero(txn.get(hit_key(f), db=db))
             return out
-        return self._env.read(read)
+        return self._env.read(read, DB)
 
     def items(self, errors: list | None = None) -> Iterator[tuple[int, int]]:
         """Stream (feature, count) in feature order (short read transactions; damaged records

@@ -11,7 +11,13 @@ Rules it enforces:
   close), and no use across fork (open it in the child);
 - stale reader slots of killed processes are cleared at open (`reader_check`);
 - an interrupted directory swap (see `corpus.cmin.minimize_in_place`) is finished or undone by
-  the next read-write open (`recover_swap`); a read-only open reads the backup meanwhile.
+  the next read-write open (`recover_swap`); a read-only open reads the backup meanwhile;
+- a damaged data file is refused before LMDB reads a page of it (`corpus.lmdb_check`: a
+  truncated file would kill the process with SIGBUS, a zeroed page reached by a cursor with
+  SIGABRT): its meta pages and file size are checked before LMDB maps it, the page headers of
+  every tree once a read transaction pins the snapshot; every `lmdb.Error` met later (damage
+  the header walk cannot see gives `lmdb.CorruptedError` deep inside a read) becomes
+  `DamagedStore`, naming the file, the database and `covfuzz salvage`.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import logging
 import os
 import shutil
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import lmdb
 
 from corpus.errors import CorpusError
+from corpus.lmdb_check import data_file_problem, open_data_file, read_metas, tree_problem
+from covfuzz.errors import one_line
 from covfuzz.workdir import CORPUS
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,55 @@ SCAN_CHUNK = 1024
 # Environments open in this process, by real path (LMDB forbids opening one twice).
 _OPEN: set[str] = set()
 _OPEN_LOCK = threading.Lock()
+
+
+class DamagedStore(CorpusError):
+    """The LMDB file itself is damaged (truncated, a bad header, an unreadable page): no record
+    of the affected database can be trusted; `covfuzz salvage` copies what is still readable.
+    Scans that skip a damaged *record* let this one through."""
+
+
+def salvage_hint(env: str) -> str:
+    """What to do about a damaged environment `env` (a `.../corpus.lmdb` path)."""
+    campaign = os.path.dirname(env) if os.path.basename(env) == ENV_NAME else env
+    return (f"run `covfuzz salvage {one_line(campaign or '.')} -o NEW` to copy what is still "
+            "readable into a new campaign directory")
+
+
+def _damaged_file(env_dir: str, problem: str) -> DamagedStore:
+    data = os.path.join(env_dir, "data.mdb")
+    return DamagedStore(f"corpus file {one_line(data)} {problem}; {salvage_hint(env_dir)}")
+
+
+def check_data_file(env_dir: str) -> None:
+    """DamagedStore unless `env_dir/data.mdb` holds both meta pages and every page they name."""
+    data = os.path.join(env_dir, "data.mdb")
+    problem = data_file_problem(data)
+    if problem is not None:
+        time.sleep(0.05)  # a meta page being rewritten by a live writer: look once more
+        problem = data_file_problem(data)
+    if problem is not None:
+        raise _damaged_file(env_dir, problem)
+
+
+def check_pages(lmdb_env, env_dir: str) -> None:
+    """DamagedStore unless every branch and leaf page of the snapshot a read transaction of
+    `lmdb_env` sees has a sound header (`corpus.lmdb_check.tree_problem`). The transaction
+    keeps a live writer from reusing those pages during the walk."""
+    fd = open_data_file(os.path.join(env_dir, "data.mdb"))
+    try:
+        for _ in range(5):
+            with lmdb_env.begin(write=False) as txn:
+                metas = [m for m in read_metas(fd) if not isinstance(m, str)
+                         and m.txn_id == txn.id()]
+                if metas:  # else a writer committed twice since: its meta page is gone
+                    problem = tree_problem(fd, metas[0])
+                    if problem is not None:
+                        raise _damaged_file(env_dir, f"is damaged: {problem}")
+                    return
+        log.warning("corpus %s: pages not checked (a writer keeps committing)", env_dir)
+    finally:
+        os.close(fd)
 
 
 def env_path(path: str) -> str:
@@ -96,7 +154,9 @@ class LmdbEnv:
             if readonly or not create:
                 raise CorpusError(f"no corpus at {self.path}")
             os.makedirs(env_dir, exist_ok=True)
-        if not os.path.exists(os.path.join(env_dir, "data.mdb")) and (readonly or not create):
+        if os.path.lexists(os.path.join(env_dir, "data.mdb")):
+            check_data_file(env_dir)
+        elif readonly or not create:
             raise CorpusError(f"no corpus at {self.path} (no data.mdb)")
         real = os.path.realpath(env_dir)
         with _OPEN_LOCK:
@@ -109,9 +169,13 @@ class LmdbEnv:
             self._env = lmdb.open(env_dir, subdir=True, map_size=int(map_size), max_dbs=MAX_DBS,
                                   readonly=self.readonly, lock=True, sync=sync, metasync=sync,
                                   create=not self.readonly, max_readers=MAX_READERS)
+            check_pages(self._env, env_dir)
         except lmdb.Error as exc:
-            self._release()
-            raise CorpusError(f"cannot open corpus {self.path}: {exc}") from None
+            self.close()
+            raise self.damaged(exc, None) from None
+        except BaseException:
+            self.close()
+            raise
         try:
             self._env.reader_check()
         except lmdb.Error as exc:  # pragma: no cover - e.g. a lock file we cannot write
@@ -131,7 +195,7 @@ class LmdbEnv:
             except lmdb.NotFoundError:
                 return entries, None
             return entries, txn.get(key, db=handle)
-        return self.read(read)
+        return self.read(read, db)
 
     def create_dbs(self, names: Iterable[str], init: Callable[[Any, dict], None]) -> None:
         """Create the named databases and call `init(txn, handles)` in the same write
@@ -142,7 +206,7 @@ class LmdbEnv:
             handles = {name: lmdb_env.open_db(name.encode(), txn=txn, create=True)
                        for name in names}
             init(txn, handles)
-        self.write(write)
+        self.write(write, "main")
 
     def open_dbs(self, names: Iterable[str]) -> None:
         """Open handles of existing named databases (CorpusError if one is missing)."""
@@ -159,6 +223,8 @@ class LmdbEnv:
                     self._env.set_mapsize(0)
         except lmdb.NotFoundError as exc:
             raise CorpusError(f"corpus {self.path} lacks a database: {exc}") from None
+        except lmdb.Error as exc:
+            raise self.damaged(exc, "main") from None
         raise CorpusError(f"corpus {self.path}: map keeps being resized while opening")
 
     def db(self, name: str):
@@ -166,6 +232,14 @@ class LmdbEnv:
         return self._dbs[name]
 
     # ------------------------------------------------------------------ transactions
+
+    def damaged(self, exc: lmdb.Error, db: str | None) -> DamagedStore:
+        """The DamagedStore of an lmdb error met in database `db` (None: opening)."""
+        where = f"database {db!r}" if db else "the environment"
+        data = os.path.join(self.path, "data.mdb")
+        return DamagedStore(f"corpus file {one_line(data)}: LMDB error in {where} "
+                            f"({type(exc).__name__}: {one_line(exc)}); {salvage_hint(self.path)}",
+                            db=db)
 
     def check(self):
         """The lmdb environment, or CorpusError when closed or used across fork."""
@@ -175,8 +249,9 @@ class LmdbEnv:
             raise CorpusError("a CorpusStore cannot be used across fork; open it in the child")
         return self._env
 
-    def read(self, fn: Callable):
-        """`fn(txn)` in a short read transaction; adopts a map grown by another process."""
+    def read(self, fn: Callable, db: str | None = None):
+        """`fn(txn)` in a short read transaction; adopts a map grown by another process.
+        `db`: the database `fn` reads, named when LMDB fails (DamagedStore)."""
         env = self.check()
         for _ in range(8):
             try:
@@ -184,10 +259,13 @@ class LmdbEnv:
                     return fn(txn)
             except lmdb.MapResizedError:
                 env.set_mapsize(0)  # adopt the size the writer grew the map to
+            except lmdb.Error as exc:
+                raise self.damaged(exc, db) from None
         raise CorpusError(f"corpus {self.path}: map keeps being resized under this reader")
 
-    def write(self, fn: Callable):
-        """`fn(txn)` in one write transaction; a full map is doubled and `fn` run again."""
+    def write(self, fn: Callable, db: str | None = None):
+        """`fn(txn)` in one write transaction; a full map is doubled and `fn` run again.
+        `db`: the database `fn` writes, named when LMDB fails (DamagedStore)."""
         env = self.check()
         if self.readonly:
             raise CorpusError(f"corpus {self.path} is open read-only")
@@ -204,6 +282,8 @@ class LmdbEnv:
                                       f"cannot double within {self.max_map_size}") from None
                 env.set_mapsize(size * 2)
                 log.info("corpus %s: map grown to %d bytes", self.path, size * 2)
+            except lmdb.Error as exc:
+                raise self.damaged(exc, db) from None
 
     def scan(self, db: str, start: bytes = b"", chunk: int = SCAN_CHUNK,
              values: bool = True) -> Iterator[tuple[bytes, bytes | None]]:
@@ -226,7 +306,7 @@ class LmdbEnv:
                     items.append((cur.key(), cur.value() if values else None))
                     ok = cur.next()
                 return items, ok
-            items, more = self.read(read)
+            items, more = self.read(read, db)
             yield from items
             if not more or not items:
                 return
@@ -235,18 +315,22 @@ class LmdbEnv:
     def entries(self, db: str) -> int:
         """O(1): the entry count of one database."""
         handle = self._dbs[db]
-        return self.read(lambda txn: txn.stat(handle)["entries"])
+        return self.read(lambda txn: txn.stat(handle)["entries"], db)
 
     def entry_counts(self, names: Iterable[str]) -> dict[str, int]:
         """Entry counts of several databases, read in one transaction."""
         handles = {name: self._dbs[name] for name in names}
-        return self.read(lambda txn: {name: txn.stat(h)["entries"] for name, h in handles.items()})
+        return self.read(lambda txn: {name: txn.stat(h)["entries"] for name, h in handles.items()},
+                         "main")
 
     # ------------------------------------------------------------------ environment
 
     def sync(self) -> None:
         """Flush to disk (only needed when opened with sync=False)."""
-        self.check().sync(True)
+        try:
+            self.check().sync(True)
+        except lmdb.Error as exc:
+            raise self.damaged(exc, None) from None
 
     def reader_check(self) -> int:
         """Clear reader slots of dead processes; returns how many were cleared."""

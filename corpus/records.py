@@ -24,12 +24,16 @@ from typing import Any
 import numpy as np
 
 from corpus.errors import CorpusError, InvalidId
+from covfuzz import jsondata
 
 MAX_CASE_BYTES = 1 << 20  # the limit covfuzz.serialize.decode enforces
 MAX_ID_LEN = 128
 MAX_SIG_KEY = 400  # LMDB keys are at most 511 bytes
 MAX_COUNT = (1 << 64) - 1
 STATS_KEY_LEN = 12
+MAX_RECORD_BYTES = 16 << 20  # a JSON record (an example holds a case of up to 1 MiB, base64)
+MAX_TIME = 1e11  # unix seconds (the year 5138): a larger or negative timestamp is damage
+MAX_STAT = 1 << 62  # counts and sizes in a stats record
 
 # The meta fields every seed has (seed_meta fills them in); `n_features` is optional (set when
 # known); any other JSON-serializable key is kept as it is.
@@ -70,17 +74,17 @@ def corrupt(db: str, key: bytes, why: str) -> CorpusError:
     return CorpusError(f"corrupt record in database {db!r}, key {kt!r}: {why}", db=db, key=kt)
 
 
-def _reject_constant(name):
-    raise ValueError(f"invalid JSON constant {name}")
+class _BadJson(Exception):
+    """What `jsondata.loads` raises here; turned into a CorpusError naming db and key."""
 
 
 def _load_object(db: str, key: bytes, raw: bytes | None) -> dict:
     if raw is None:
         raise corrupt(db, key, "missing")
-    try:
-        obj = json.loads(bytes(raw).decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise corrupt(db, key, f"not valid JSON ({str(exc)[:80]})") from None
+    try:  # bounded: size, nesting depth (no RecursionError), UTF-8, no NaN
+        obj = jsondata.loads(bytes(raw), "value", _BadJson, max_bytes=MAX_RECORD_BYTES)
+    except _BadJson as exc:
+        raise corrupt(db, key, str(exc)[:160]) from None
     if not isinstance(obj, dict):
         raise corrupt(db, key, f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -92,6 +96,20 @@ def _is_int(v) -> bool:
 
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_time(v) -> bool:
+    """A unix timestamp in seconds, within 0..MAX_TIME."""
+    return _is_num(v) and 0 <= v <= MAX_TIME
+
+
+def _is_count(v) -> bool:
+    return _is_int(v) and 0 <= v <= MAX_STAT
+
+
+def _is_amount(v) -> bool:
+    """A non-negative finite number (seconds, rates, MiB) no larger than MAX_STAT."""
+    return _is_num(v) and 0 <= v <= MAX_STAT
 
 
 def _problem(obj: dict, checks: dict, optional: dict | None = None) -> str | None:
@@ -165,15 +183,15 @@ def _meta_problem(meta: dict) -> str | None:
     checks = {
         "parent": lambda v: v is None or isinstance(v, str),
         "mutators": lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
-        "depth": lambda v: _is_int(v) and v >= 0,
-        "nodes": lambda v: v is None or (_is_int(v) and v >= 0),
-        "exec_time": lambda v: v is None or (_is_num(v) and v >= 0),
-        "features_found": lambda v: _is_int(v) and v >= 0,
-        "times_chosen": lambda v: _is_int(v) and v >= 0,
-        "found_at": _is_num,
+        "depth": _is_count,
+        "nodes": lambda v: v is None or _is_count(v),
+        "exec_time": lambda v: v is None or _is_amount(v),
+        "features_found": _is_count,
+        "times_chosen": _is_count,
+        "found_at": _is_time,
         "outcome": lambda v: v is None or isinstance(v, str),
     }
-    optional = {"n_features": lambda v: v is None or (_is_int(v) and v >= 0)}
+    optional = {"n_features": lambda v: v is None or _is_count(v)}
     return _problem(meta, checks, optional)
 
 
@@ -274,9 +292,9 @@ def _failure_problem(rec: dict) -> str | None:
         "kind": lambda v: isinstance(v, str),
         "message": lambda v: isinstance(v, str),
         "exc_type": lambda v: v is None or isinstance(v, str),
-        "count": lambda v: _is_int(v) and v >= 1,
-        "first_seen": _is_num,
-        "last_seen": _is_num,
+        "count": lambda v: _is_count(v) and v >= 1,
+        "first_seen": _is_time,
+        "last_seen": _is_time,
         "example_ids": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "extra": lambda v: v is None or isinstance(v, dict),
     }
@@ -320,6 +338,9 @@ def decode_example(key: bytes, raw: bytes) -> dict:
     rec = _load_object("examples", key, raw)
     if not isinstance(rec.get("case"), str) or not isinstance(rec.get("result"), dict):
         raise corrupt("examples", key, "needs a base64 'case' and an object 'result'")
+    why = _problem(rec, {}, {"signature": lambda v: isinstance(v, str), "recorded_at": _is_time})
+    if why:
+        raise corrupt("examples", key, why)
     try:
         case = base64.b64decode(rec.pop("case").encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -331,21 +352,40 @@ def decode_example(key: bytes, raw: bytes) -> dict:
 # ----------------------------------------------------------------------------- stats
 
 
+# The fields of a stats record that readers use (`covfuzz plot`, merge), each optional (records
+# of older campaigns lack some) but checked when present; any other key is kept as it is.
+_STATS_FIELDS = {
+    "t": _is_time, "elapsed": _is_amount, "execs": _is_count, "corpus": _is_count,
+    "features": _is_count, "lines": _is_count, "unique_failures": _is_count,
+    "worker_restarts": _is_count, "execs_per_s": _is_amount,
+    "supervisor_rss_mb": lambda v: v is None or _is_amount(v),
+    "validity": lambda v: v is None or (_is_num(v) and 0 <= v <= 1),
+    "failures_by_kind": lambda v: isinstance(v, dict) and all(_is_count(n) for n in v.values()),
+}
+
+
 def encode_stats(t: float, record: dict) -> bytes:
     """Stored form of a stats record appended at unix time `t` (kept in it as `t`)."""
     if not isinstance(record, dict):
         raise ValueError("a stats record must be a dict")
-    return canonical_json(dict(record, t=t))
+    record = dict(record, t=t)
+    why = _problem(record, {}, _STATS_FIELDS)  # never write what decode_stats refuses
+    if why:
+        raise ValueError(f"stats record: {why}")
+    return canonical_json(record)
 
 
 def decode_stats(key: bytes, raw: bytes) -> tuple[float, dict]:
-    """(t, record) of a stats record; t is the record's own `t`, else the key's time."""
+    """(t, record) of a stats record; t is the record's own `t`, else the key's time
+    (CorpusError when the key, the JSON or a field readers use is malformed or out of range)."""
     ms, _ = stats_key_fields(key)
+    if ms / 1000.0 > MAX_TIME:
+        raise corrupt("stats", key, "key time out of range")
     rec = _load_object("stats", key, raw)
-    t = rec.get("t")
-    if not _is_num(t):
-        t = ms / 1000.0
-    return float(t), rec
+    why = _problem(rec, {}, _STATS_FIELDS)
+    if why:
+        raise corrupt("stats", key, why)
+    return float(rec.get("t", ms / 1000.0)), rec
 
 
 # ----------------------------------------------------------------------------- info
@@ -359,8 +399,14 @@ def encode_info(obj: dict) -> bytes:
 
 
 def decode_info(key: bytes, raw: bytes) -> dict:
-    """The JSON object stored under `campaign` or `created` in `info` (CorpusError otherwise)."""
-    return _load_object("info", key, raw)
+    """The JSON object stored under `campaign` or `created` in `info` (CorpusError otherwise;
+    its timestamps `created`, `created_at` must be in range when present). The campaign state
+    inside is validated by `covfuzz.campaign.state.CampaignState.from_info`."""
+    info = _load_object("info", key, raw)
+    why = _problem(info, {}, {"created": _is_time, "created_at": _is_time})
+    if why:
+        raise corrupt("info", key, why)
+    return info
 
 
 def encode_schema(version: int) -> bytes:

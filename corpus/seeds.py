@@ -13,9 +13,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from corpus.errors import CorpusError, report_corrupt
-from corpus.lmdb_env import SCAN_CHUNK, LmdbEnv
-from corpus.records import (check_case_bytes, corrupt, decode_features, decode_meta, encode_features,
-                            encode_meta, id_key, seed_meta)
+from corpus.lmdb_env import SCAN_CHUNK, DamagedStore, LmdbEnv
+from corpus.records import (MAX_SIG_KEY, check_case_bytes, corrupt, decode_features, decode_meta,
+                            encode_features, encode_meta, id_key, key_text, seed_meta)
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.features import as_features
 
@@ -30,6 +30,20 @@ class SeedRecord:
     data: bytes          # the test case's stored form (covfuzz.serialize.encode)
     meta: dict           # validated meta (see corpus.records.seed_meta)
     features: np.ndarray  # sorted unique uint64
+
+
+@dataclass(frozen=True, eq=False)
+class SeedCopy:
+    """A seed's three records exactly as stored, not decoded (None where one is missing): how
+    cmin and merge keep a seed they cannot judge (damaged or unreadable records) unchanged."""
+    key: bytes
+    data: bytes | None
+    meta: bytes | None
+    features: bytes | None
+
+    @property
+    def id(self) -> str:
+        return key_text(self.key)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +107,7 @@ class SeedStore:
                 raise ValueError(f"meta of {case_id}: {exc}") from None
             txn.put(key, value, db=self._meta)
             return meta
-        return self._env.write(write)
+        return self._env.write(write, "meta")
 
     def put_records(self, records: Iterable[SeedRecord]) -> None:
         """Write whole seed records as they are, in one transaction; hits are not touched."""
@@ -105,17 +119,17 @@ class SeedStore:
                 txn.put(key, data, db=self._tc)
                 txn.put(key, meta, db=self._meta)
                 txn.put(key, feats, db=self._feat)
-        self._env.write(write)
+        self._env.write(write, "testcases")
 
     # ------------------------------------------------------------------ reading
 
     def has(self, case_id: str) -> bool:
         key = id_key(case_id)
-        return self._env.read(lambda txn: txn.get(key, db=self._tc) is not None)
+        return self._env.read(lambda txn: txn.get(key, db=self._tc) is not None, "testcases")
 
     def case_bytes(self, case_id: str) -> bytes | None:
         key = id_key(case_id)
-        return self._env.read(lambda txn: txn.get(key, db=self._tc))
+        return self._env.read(lambda txn: txn.get(key, db=self._tc), "testcases")
 
     def case(self, case_id: str):
         """The seed decoded as a TestCase, None if absent; CorpusError if it does not decode."""
@@ -131,12 +145,12 @@ class SeedStore:
 
     def meta(self, case_id: str) -> dict | None:
         key = id_key(case_id)
-        raw = self._env.read(lambda txn: txn.get(key, db=self._meta))
+        raw = self._env.read(lambda txn: txn.get(key, db=self._meta), "meta")
         return None if raw is None else decode_meta(key, raw)
 
     def features(self, case_id: str) -> np.ndarray | None:
         key = id_key(case_id)
-        raw = self._env.read(lambda txn: txn.get(key, db=self._feat))
+        raw = self._env.read(lambda txn: txn.get(key, db=self._feat), "features")
         return None if raw is None else decode_features(raw, key)
 
     def records(self, case_ids: Iterable[str]) -> list[SeedRecord | None]:
@@ -157,7 +171,40 @@ class SeedStore:
                 out.append(SeedRecord(cid, bytes(data), decode_meta(key, meta),
                                       decode_features(feats, key)))
             return out
-        return self._env.read(read)
+        return self._env.read(read, "testcases")
+
+    def copies(self, keys: Iterable[bytes]) -> list[SeedCopy]:
+        """The stored records of seeds `keys`, undecoded, in one read transaction."""
+        keys = list(keys)
+
+        def value(txn, key, db):
+            raw = txn.get(key, db=db)
+            return None if raw is None else bytes(raw)
+
+        def read(txn):
+            return [SeedCopy(key, value(txn, key, self._tc), value(txn, key, self._meta),
+                             value(txn, key, self._feat)) for key in keys]
+        return self._env.read(read, "testcases")
+
+    def put_copies(self, copies: Iterable[SeedCopy]) -> None:
+        """Write seeds read by `copies` back exactly as they were, in one transaction (only
+        the key is checked: LMDB's limit)."""
+        copies = list(copies)
+        for c in copies:
+            if not 0 < len(c.key) <= MAX_SIG_KEY:
+                raise ValueError(f"seed key {c.id!r:.80} has a bad length")
+
+        def write(txn):
+            for c in copies:
+                for value, db in ((c.data, self._tc), (c.meta, self._meta),
+                                  (c.features, self._feat)):
+                    if value is not None:
+                        txn.put(c.key, value, db=db)
+        self._env.write(write, "testcases")
+
+    def key_sets(self) -> dict[str, set[bytes]]:
+        """The keys of each seed database ({"testcases": ..., "meta": ..., "features": ...})."""
+        return {db: {k for k, _ in self._env.scan(db, values=False)} for db in DBS}
 
     def ids(self) -> list[str]:
         """All seed ids, sorted."""
@@ -177,10 +224,12 @@ class SeedStore:
                 meta = decode_meta(key, raw)
                 sid = key.decode("ascii")
                 if with_features:
-                    fraw = self._env.read(lambda txn: txn.get(key, db=feat_db))
+                    fraw = self._env.read(lambda txn: txn.get(key, db=feat_db), "features")
                     yield sid, meta, decode_features(fraw, key)
                 else:
                     yield sid, meta
+            except DamagedStore:
+                raise  # the file, not one record: nothing more can be trusted
             except CorpusError as exc:
                 report_corrupt(errors, exc)
             except UnicodeDecodeError:

@@ -9,16 +9,16 @@ from typing import Iterable
 
 from corpus.errors import CorpusError, report_corrupt
 from corpus.lmdb_env import LmdbEnv
-from corpus.records import (STATS_KEY_LEN, decode_stats, encode_stats, stats_key, stats_key_fields,
-                            stats_ms)
+from corpus.records import (MAX_TIME, STATS_KEY_LEN, decode_stats, encode_stats, stats_key,
+                            stats_key_fields, stats_ms)
 
 DB = "stats"
 
 
 def _check_time(t: float | None) -> float:
     t = time.time() if t is None else float(t)
-    if not math.isfinite(t) or t < 0:
-        raise ValueError("t must be a finite time >= 0")
+    if not math.isfinite(t) or not 0 <= t <= MAX_TIME:
+        raise ValueError(f"t must be a unix time in [0, {MAX_TIME:g}]")
     return t
 
 
@@ -43,7 +43,7 @@ class StatsStore:
         """Append a record at unix time `t` (now); it is stored with a `t` key. Returns t."""
         t = _check_time(t)
         value = encode_stats(t, record)
-        self._env.write(lambda txn: self._append_in(txn, t, value))
+        self._env.write(lambda txn: self._append_in(txn, t, value), DB)
         return t
 
     def extend(self, series: Iterable[tuple[float, dict]]) -> int:
@@ -57,13 +57,16 @@ class StatsStore:
         def write(txn):
             for t, value in items:
                 self._append_in(txn, t, value)
-        self._env.write(write)
+        self._env.write(write, DB)
         return len(items)
 
     def series(self, since: float | None = None,
                errors: list | None = None) -> list[tuple[float, dict]]:
         """(t, record) pairs in time order, t at or after `since` (unix seconds)."""
-        start = stats_key(max(0, stats_ms(since)), 0) if since is not None else b""
+        if since is not None and not math.isfinite(since):
+            raise ValueError("since must be a finite time")
+        start = (stats_key(min(max(0, stats_ms(since)), stats_ms(MAX_TIME) + 1), 0)
+                 if since is not None else b"")
         out = []
         for key, raw in self._env.scan(DB, start=start):
             try:

@@ -5,6 +5,7 @@ environment.
 Modules
 -------
 `corpus/lmdb_env.py`  LMDB plumbing: opening the environment, transactions, map growth, scans
+`corpus/lmdb_check.py` checking `data.mdb` before LMDB touches it (meta pages, size, page headers)
 `corpus/records.py`   the typed record codecs (keys, encoders, validating decoders, `seed_meta`)
 `corpus/seeds.py`     seeds: `testcases` + `meta` + `features`
 `corpus/hits.py`      `hits`
@@ -13,6 +14,7 @@ Modules
 `corpus/info.py`      `info`
 `corpus/store.py`     `CorpusStore`: opening, the schema check, and the record stores composed
 `corpus/cmin.py`      minimization and merging, on the public API of `CorpusStore`
+`corpus/salvage.py`   copying what is still readable from a damaged store into a new one
 
 Layout
 ------
@@ -51,6 +53,11 @@ Guarantees and rules
   never use one across fork (checked), never open the same store twice in one process (checked:
   LMDB's POSIX locks would be released by the second close). A `CorpusStore` is meant for one
   thread.
+- A damaged file is refused at open, before LMDB reads a page (`DamagedStore`, one line naming
+  `data.mdb` and `covfuzz salvage`): a file shorter than its meta page names (LMDB would die of
+  SIGBUS), a bad meta page, a branch or leaf page whose header is wrong (a zeroed page: LMDB
+  would abort on an assertion). Any `lmdb.Error` met later becomes `DamagedStore` too, naming
+  the database. The check reads every page header once: about 0.5 s for a 400 MB store.
 - Decoding never executes code (JSON, raw integers, numpy.frombuffer; no pickle). Every decoder
   validates and raises `CorpusError` naming the database and key; iteration skips corrupt
   records and reports them into an `errors` list (or logs them) so the others stay readable.
@@ -69,7 +76,7 @@ from corpus.hits import HitStore
 from corpus.info import InfoStore, SCHEMA_KEY, initialise_in
 from corpus.lmdb_env import DEFAULT_MAP_SIZE, MAX_MAP_SIZE, SCAN_CHUNK, LmdbEnv
 from corpus.records import decode_schema
-from corpus.seeds import SeedRecord, SeedStore
+from corpus.seeds import SeedCopy, SeedRecord, SeedStore
 from corpus.stats import StatsStore
 from covfuzz.errors import one_line
 from covfuzz.workdir import CORPUS, corpus_path
@@ -166,10 +173,19 @@ class CorpusStore:
         torch_version."""
         return dict(self._info.created(), schema_version=STORE_SCHEMA)
 
-    def set_info(self, info: dict) -> dict:
+    def set_info(self, info: dict, remove=()) -> dict:
         """Merge `info` (JSON-serializable; e.g. settings, versions, resumable state) into the
-        campaign object in one transaction; returns the result."""
-        return self._info.merge(info)
+        campaign object, dropping the keys in `remove`, in one transaction; returns the result."""
+        return self._info.merge(info, remove)
+
+    def get_info_record(self, name: str) -> dict | None:
+        """A named info record kept apart from the campaign object (None when absent)."""
+        return self._info.record(name)
+
+    def set_info_record(self, name: str, obj: dict) -> None:
+        """Write a named info record whole (large state that changes less often than the
+        campaign object, e.g. the trait table)."""
+        self._info.put_record(name, obj)
 
     # ------------------------------------------------------------------ hits
 
@@ -219,7 +235,7 @@ class CorpusStore:
         features never seen are still registered with count 1.
         """
         seed = self._seeds.prepare(case_id, data, meta, features)
-        return self._env.write(lambda txn: self._add_seed_in(txn, seed, overwrite, count_hits))
+        return self._env.write(lambda txn: self._add_seed_in(txn, seed, overwrite, count_hits), "testcases")
 
     def add_seeds(self, seeds: Iterable[tuple], overwrite: bool = False,
                   count_hits: bool = True) -> list[list[int]]:
@@ -227,7 +243,7 @@ class CorpusStore:
         nothing); returns the new features of each."""
         prepared = [self._seeds.prepare(*s) for s in seeds]
         return self._env.write(lambda txn: [self._add_seed_in(txn, p, overwrite, count_hits)
-                                            for p in prepared])
+                                            for p in prepared], "testcases")
 
     def _add_seed_in(self, txn, seed, overwrite: bool, count_hits: bool) -> list[int]:
         if count_hits:
@@ -290,6 +306,20 @@ class CorpusStore:
         """Write seeds read by `get_seed_records` as they are (meta and features unchanged), in
         one transaction; `hits` is not touched (copy the counts with `add_hits`)."""
         self._seeds.put_records(records)
+
+    def seed_key_sets(self) -> dict[str, set[bytes]]:
+        """The keys of `testcases`, `meta` and `features` (a seed is complete when its key is
+        in all three): the seeds present, readable or not."""
+        return self._seeds.key_sets()
+
+    def get_seed_copies(self, keys: Iterable[bytes]) -> list[SeedCopy]:
+        """Seeds' records exactly as stored, not decoded (see `SeedCopy`): cmin and merge keep
+        a seed they cannot judge this way rather than drop it."""
+        return self._seeds.copies(keys)
+
+    def put_seed_copies(self, copies: Iterable[SeedCopy]) -> None:
+        """Write `get_seed_copies` results unchanged, in one transaction; `hits` untouched."""
+        self._seeds.put_copies(copies)
 
     # ------------------------------------------------------------------ failures
 
@@ -364,6 +394,8 @@ def open_campaign_store(directory: str, readonly: bool = True, create: bool = Fa
     """The store of campaign directory `directory` (`covfuzz.workdir.corpus_path`). Without
     `create`, a directory that has none raises CorpusError "DIR: not a campaign directory"."""
     path = corpus_path(directory)
+    if not create and not os.path.isdir(directory):
+        raise CorpusError(f"{one_line(directory)}: no such campaign directory")
     # `.bak` alone: an interrupted cmin swap, which opening the store recovers or reads
     if not create and not (os.path.isdir(path) or os.path.isdir(path + ".bak")):
         raise CorpusError(f"{one_line(directory)}: not a campaign directory (no {CORPUS}/)")

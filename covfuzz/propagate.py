@@ -6,11 +6,17 @@ torch's own shape/dtype/stride rules without allocating or computing: a small gr
 in about a millisecond. The result fills in every node's output spec. Graphs with data-dependent
 ops (or ops without meta kernels) are propagated on small real CPU tensors instead, built by the
 same materializer the program uses.
+
+A case from outside may name large tensors, so propagation is bounded per case: the bytes of
+real tensors it materializes (`MAX_REAL_BYTES`, counted once per storage) and its wall-clock
+time (`DEADLINE_S`, checked between nodes). Past either it raises InvalidGraph with a one-line
+message; generated cases stay far below both (tests/test_generator.py compares).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 
 import torch
@@ -22,6 +28,9 @@ from covfuzz.errors import InvalidGraph
 from covfuzz.ir import (DTYPES, MAX_NUMEL, Graph, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
 from covfuzz.materialize import make_tensor
+
+MAX_REAL_BYTES = 128 << 20  # real tensors one propagation may materialize (generated: < 1 MiB)
+DEADLINE_S = 10.0           # one propagation's wall-clock time (generated: < 1 s)
 
 _CODE_CACHE: dict[str, object] = {}
 _CODE_CACHE_LIMIT = 20000
@@ -116,9 +125,34 @@ def meta_value(spec, value=None):
     return _meta_input(spec) if isinstance(spec, TensorSpec) else value
 
 
+class _Budget:
+    """The bounds of one propagation: real-tensor bytes (each storage counted once) and time."""
+
+    def __init__(self):
+        self.deadline = time.monotonic() + DEADLINE_S
+        self.storages: set[int] = set()
+        self.bytes = 0
+
+    def add(self, value, where: str) -> None:
+        if isinstance(value, torch.Tensor) and value.device.type != "meta":
+            storage = value.untyped_storage()
+            if storage.data_ptr() not in self.storages:
+                self.storages.add(storage.data_ptr())
+                self.bytes += storage.nbytes()
+                if self.bytes > MAX_REAL_BYTES:
+                    raise InvalidGraph(f"{where}: real tensors of this case exceed "
+                                       f"{MAX_REAL_BYTES >> 20} MiB (propagation bound)")
+
+    def check_time(self, where: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise InvalidGraph(f"{where}: propagation took more than {DEADLINE_S:g} s "
+                               "(propagation bound)")
+
+
 def _propagate(case: TestCase, real: bool) -> TestCase:
     graph = case.graph
     device = case.settings.device
+    budget = _Budget()
     env: dict[str, object] = dict(helpers.NAMESPACE)
     pending_index: dict[int, TensorSpec] = {}
     for i, inp in enumerate(graph.inputs):
@@ -134,16 +168,21 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
             pending_index[i] = spec  # its bound depends on shapes computed below
         else:
             env[value_name(graph, i)] = _real_input(case, i, 1)
+            budget.add(env[value_name(graph, i)], f"input x{i}")
 
     new_nodes = list(graph.nodes)
     base = len(graph.inputs)
     for j, node in enumerate(graph.nodes):
+        where = f"node v{base + j} ({node.op})"
+        budget.check_time(where)
         for a in node.args:
             if a in pending_index:
                 partial = dataclasses.replace(graph, nodes=tuple(new_nodes))
                 env[value_name(graph, a)] = _real_input(case, a, index_bound(partial, a))
+                budget.add(env[value_name(graph, a)], f"input x{a}")
                 del pending_index[a]
         value, spec = eval_node(graph, j, env, device)
+        budget.add(value, where)
         env[value_name(graph, base + j)] = value
         new_nodes[j] = dataclasses.replace(node, out=spec)
 

@@ -5,14 +5,21 @@ Targets (`TARGETS`):
   testcase      `covfuzz.serialize.decode` on raw bytes (stored form and JSON form)
   json          `covfuzz.serialize.from_json_text` on text
   records       the typed record decoders of `corpus.records`: meta, features, failure buckets,
-                examples, stats, info and hits records (pure functions of key and value bytes)
-  known_issues  the known-issues file loader (`covfuzz.triage.known_issues`)
+                examples, stats, info and hits records (pure functions of key and value bytes);
+                what decodes must also be in range (timestamps, counts)
+  state         the campaign state record: `decode_info` then `CampaignState.from_info`
+  status        `fuzzer_stats.json`: `covfuzz.status.decode_status`, then the status line
+  reduced_meta  a reduced case's metadata file (`covfuzz.triage.failures.reduced_meta`)
+  known_issues  the known-issues file loader (`covfuzz.triage.known_issues`, JSON and TOML)
+  matcher       known-issue patterns (one a line) matched against a message: loading refuses
+                or accepts, and matching must take less than `SLOW_INPUT_S`
   selectors     user-given ids and selectors (test-case, example and signature ids, prefixes,
                 file paths) through `covfuzz.triage.resolve` and the store's public lookups, on a
                 small real campaign directory
 
 Contract of every target: an input either loads or raises the documented error type
-(`TestCaseFormatError`, `CorpusError`, `CovfuzzError`). Anything else is a finding: another
+(`TestCaseFormatError` for test cases, `CampaignDataError` for what is read from a campaign
+directory: `CorpusError`, `CampaignStateError`, status, reduced metadata, known issues). Anything else is a finding: another
 exception type, a hang (an input slower than `SLOW_INPUT_S`, or libFuzzer's -timeout), or an
 unbounded allocation (libFuzzer's -rss_limit_mb / -malloc_limit_mb).
 
@@ -42,11 +49,12 @@ import zlib
 import corpus
 from corpus import records
 from corpus.errors import CorpusError
-from covfuzz import serialize
-from covfuzz.errors import CovfuzzError, TestCaseFormatError
+from covfuzz import serialize, status
+from covfuzz.campaign.state import CampaignState, rng_state
+from covfuzz.errors import CampaignDataError, CovfuzzError, TestCaseFormatError
 from covfuzz.features import as_features
 from covfuzz.generator import GenOptions, generate
-from covfuzz.triage import known_issues, resolve
+from covfuzz.triage import failures, known_issues, resolve
 from covfuzz.triage.signature import signature_id
 
 SLOW_INPUT_S = 2.0       # one input taking longer than this is a (hang) finding
@@ -180,6 +188,12 @@ def _json_target():
     return one
 
 
+def _in_range(value, what: str) -> None:
+    """The oracle of a decoded timestamp: what a decoder lets through is a time in range."""
+    if value is not None and not 0 <= value <= records.MAX_TIME:
+        raise AssertionError(f"decoded {what} {value!r:.40} is out of range")
+
+
 def _records_target():
     def one(data: bytes) -> None:
         if not data:
@@ -187,21 +201,109 @@ def _records_target():
         kind, raw = data[0] % len(RECORD_KINDS), data[1:]
         try:
             if kind == 0:
-                records.decode_meta(_SEED_KEY, raw)
+                _in_range(records.decode_meta(_SEED_KEY, raw)["found_at"], "found_at")
             elif kind == 1:
                 records.decode_features(raw, _SEED_KEY)
             elif kind == 2:
-                records.decode_failure(_SIG_KEY, raw)
+                rec = records.decode_failure(_SIG_KEY, raw)
+                _in_range(rec["first_seen"], "first_seen")
+                _in_range(rec["last_seen"], "last_seen")
             elif kind == 3:
-                records.decode_example(_SEED_KEY, raw)
+                _in_range(records.decode_example(_SEED_KEY, raw).get("recorded_at"), "recorded_at")
             elif kind == STATS_KIND:
-                records.decode_stats(raw[:12], raw[12:])
+                t, rec = records.decode_stats(raw[:12], raw[12:])
+                _in_range(t, "t")
+                if "elapsed" in rec:  # what `covfuzz plot` computes with
+                    float(rec["elapsed"]) / 60
             elif kind == 5:
-                records.decode_info(b"campaign", raw)
+                _in_range(records.decode_info(b"campaign", raw).get("created"), "created")
             else:
                 records.decode_hit(raw[:8], raw[8:])
         except CorpusError:
             pass
+    return one
+
+
+# ----------------------------------------------------------------------------- campaign data
+
+
+def _state_seeds() -> list[bytes]:
+    """Campaign info records as the store keeps them: version 2 (with an RNG state) and 1."""
+    import random
+    state = CampaignState(rng=rng_state(random.Random(7)), times_chosen={"0123456789abcdef": 3},
+                          mutator_stats={"graph.add_node": {"wins": 1, "tries": 4}},
+                          strategies={"mutate": {"gain": 1.5, "cost": 2.0, "tries": 3}})
+    state.counters.execs, state.counters.last_new_feature = 12, 1.7e9
+    state.counters.count_mutator("graph.add_node", "valid")
+    info = {"covfuzz": "0.1", "torch": "2.13", "created": 1.7e9, "mode": "feedback"}
+    v1 = dict(info, state={"execs": 3, "elapsed": 1.5}, scheduler={"times_chosen": {}},
+              bandits={"strategies": {}})
+    return [records.encode_info(dict(info, state=state.to_record())), records.encode_info(v1),
+            records.encode_info(info)]
+
+
+def _state_target():
+    def one(data: bytes) -> None:
+        try:
+            state = CampaignState.from_info(records.decode_info(b"campaign", data))
+        except CampaignDataError:
+            return
+        records.canonical_json(state.to_record())  # what loaded can be saved again
+    return one
+
+
+def _status_seeds() -> list[bytes]:
+    row = {"gain": 1.0, "cost": 2.0, "tries": 3, "rate": 0.4}
+    full = {"dir": "/tmp/c", "pid": 4242, "mode": "feedback", "updated": 1.7e9, "elapsed": 61.5,
+            "execs": 40, "execs_per_s": 0.65, "corpus": 7, "features": 12000, "lines": 900,
+            "unique_failures": 2, "failures_by_kind": {"compile_crash": 2},
+            "last_new_feature": 1.7e9, "last_new_failure": None, "validity": 0.8,
+            "ran_eagerly": 0.9, "worker_restarts": 1, "workers": 2, "supervisor_rss_mb": 300.5,
+            "device": "cpu", "outcomes": {"pass": 30, "compile_crash": 2},
+            "mutators": {"graph.add_node": {"proposals": 5, "valid": 4, "ran": 4, "executed": 4,
+                                            "wins": 1}},
+            "running": False, "strategies": {"mutate": row}, "settings_moves": {"dynamic": row}}
+    minimal = {k: full[k] for k in ("elapsed", "execs", "execs_per_s", "corpus", "features",
+                                    "unique_failures", "worker_restarts")}
+    return [json.dumps(full).encode(), json.dumps(minimal).encode()]
+
+
+def _status_target():
+    def one(data: bytes) -> None:
+        try:
+            record = status.decode_status(data)
+        except CampaignDataError:
+            return
+        status.status_line(record)  # what decodes can be printed
+    return one
+
+
+_REDUCED_SIG = "0123456789ab"
+
+
+def _reduced_meta_seeds() -> list[bytes]:
+    meta = {"signature": "compile_crash|x", "signature_id": _REDUCED_SIG,
+            "example_id": "0123456789abcdef", "original_id": "0123456789abcdef",
+            "reduced_id": "fedcba9876543210", "nodes_before": 9, "nodes_after": 2,
+            "inputs_before": 3, "inputs_after": 1, "runs": 40, "steps": 12, "seconds": 30.5,
+            "reduced_at": 1.7e9, "stopped": "fixpoint"}
+    return [json.dumps(meta).encode(), b"{}"]
+
+
+def _reduced_meta_target():
+    """The metadata file as covfuzz reads it: DIR/reduced/<sig>.json through `reduced_meta`."""
+    directory = _temp_dir("selffuzz-reduced-")
+    _, path = failures.reduced_paths(directory, _REDUCED_SIG)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def one(data: bytes) -> None:
+        with open(path, "wb") as handle:
+            handle.write(data)
+        try:
+            meta = failures.reduced_meta(directory, _REDUCED_SIG)
+        except CampaignDataError:
+            return
+        _in_range(meta.get("reduced_at"), "reduced_at")
     return one
 
 
@@ -227,11 +329,42 @@ def _known_issues_target():
                 issues = known_issues.load(path)
             else:
                 issues = known_issues.parse(body, path)
-        except CovfuzzError:
+        except CampaignDataError:
             return
         if len(issues):  # matching must terminate quickly too (user regexes: ReDoS)
+            started = time.perf_counter()
             issues.match(_KI_SAMPLE, _KI_SAMPLE)
+            spent = time.perf_counter() - started
+            if spent > SLOW_INPUT_S:
+                raise AssertionError(f"matching took {spent:.1f}s (more than {SLOW_INPUT_S}s)")
     return one
+
+
+# The matcher: patterns (one a line) before a NUL byte, the message after it.
+_MATCH_MESSAGE = b"compile_crash|RuntimeError|" + b"a" * 40 + b"x" * 10 + b"!"
+
+
+def _matcher_target():
+    def one(data: bytes) -> None:
+        patterns, _, message = data.partition(b"\x00")
+        entries = [{"pattern": p} for p in patterns.decode("utf-8", "replace").split("\n") if p]
+        try:
+            issues = known_issues.parse(json.dumps(entries).encode(), "known_issues.json")
+        except CampaignDataError:
+            return
+        text = message.decode("utf-8", "replace")
+        started = time.perf_counter()
+        issues.match(text, text)
+        spent = time.perf_counter() - started
+        if spent > SLOW_INPUT_S:
+            raise AssertionError(f"matching took {spent:.1f}s (more than {SLOW_INPUT_S}s)")
+    return one
+
+
+def _matcher_seeds() -> list[bytes]:
+    redos = (b"(a|aa)*$", b"((a+)+)+b", b"(x+x+)+y", b"(a+)+$", b"(.*a){20}", b"(a|a?)+$",
+             b"compile_crash\\|.*Lowering", b"^(([a-z])+.)+[A-Z]([a-z])+$", b"(\\w+\\s?)+$")
+    return [p + b"\x00" + _MATCH_MESSAGE for p in redos] + [b"\n".join(redos) + b"\x00" + _MATCH_MESSAGE]
 
 
 def _known_issues_seeds() -> list[bytes]:
@@ -360,9 +493,19 @@ TARGETS = {
     "records": Target("records", _records_target, _record_seeds,
                       "corpus.records decoders (meta, features, failures, examples, stats, "
                       "info, hits)", "records"),
+    "state": Target("state", _state_target, _state_seeds,
+                    "campaign state record: corpus.records.decode_info + CampaignState.from_info",
+                    "json"),
+    "status": Target("status", _status_target, _status_seeds,
+                     "fuzzer_stats.json: covfuzz.status.decode_status + status_line", "json"),
+    "reduced_meta": Target("reduced_meta", _reduced_meta_target, _reduced_meta_seeds,
+                           "reduced/<sig>.json: covfuzz.triage.failures.reduced_meta", "json"),
     "known_issues": Target("known_issues", _known_issues_target,
                            _known_issues_seeds, "covfuzz.triage.known_issues parse/load (JSON and TOML)",
                            "records"),
+    "matcher": Target("matcher", _matcher_target, _matcher_seeds,
+                      "known-issue patterns matched against a message (RE2; slower than "
+                      f"{SLOW_INPUT_S:g}s is a finding)"),
     "selectors": Target("selectors", _selectors_target, _selector_seeds,
                         "ids, id prefixes and paths via covfuzz.triage.resolve and store lookups"),
 }

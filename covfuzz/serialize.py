@@ -20,6 +20,7 @@ import json
 import math
 import zlib
 
+from covfuzz import jsondata
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.ir import (DEVICES, DTYPES, FILLS, MAX_DIM, MAX_INPUTS, MAX_NODES, MAX_NUMEL,
                         MAX_OUTPUTS, MAX_RANK, MAX_SEED, SCALAR_KINDS, CompileSettings, Graph,
@@ -139,22 +140,18 @@ def _inflate(payload: bytes) -> bytes:
         raise TestCaseFormatError(f"test case expands beyond {MAX_DECODED_BYTES} bytes")
     if not inflater.eof:
         raise TestCaseFormatError("truncated test case: compressed stream ends early")
+    if inflater.unused_data:  # one stored case is exactly one zlib stream
+        raise TestCaseFormatError(f"corrupt test case: {len(inflater.unused_data)} bytes after "
+                                  "the compressed stream")
     return text
 
 
-def _reject_constant(name):
-    raise TestCaseFormatError(f"invalid JSON number {name}")
-
-
 def from_json_text(text: bytes | str) -> TestCase:
+    """The JSON form (UTF-8) -> validated TestCase; size and nesting depth are bounded before
+    parsing (`covfuzz.jsondata`), so deep nesting is a TestCaseFormatError, not a RecursionError."""
     if isinstance(text, str):
-        text = text.encode("utf-8", "surrogatepass")
-    if len(text) > MAX_DECODED_BYTES:
-        raise TestCaseFormatError(f"test case JSON too large ({len(text)} bytes)")
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise TestCaseFormatError(f"malformed JSON: {exc}") from None
+        text = text.encode("utf-8", "surrogatepass")  # a lone surrogate then fails as not UTF-8
+    obj = jsondata.loads(text, "test case JSON", TestCaseFormatError, max_bytes=MAX_DECODED_BYTES)
     return from_dict(obj)
 
 
@@ -258,10 +255,10 @@ def _literal(value, path):
     if isinstance(value, list):
         if len(value) > 16:
             raise TestCaseFormatError(f"{path}: list longer than 16")
-        items = tuple(_literal(v, f"{path}[{i}]") for i, v in enumerate(value))
-        if any(isinstance(v, tuple) for v in items):
-            raise TestCaseFormatError(f"{path}: nested lists are not allowed")
-        return items
+        # Checked before recursing: a dict from_dict is given directly may nest without bound.
+        if any(isinstance(v, (list, tuple, dict)) for v in value):
+            raise TestCaseFormatError(f"{path}: nested lists or objects are not allowed")
+        return tuple(_literal(v, f"{path}[{i}]") for i, v in enumerate(value))
     raise TestCaseFormatError(f"{path}: {type(value).__name__} is not a literal")
 
 
@@ -271,7 +268,7 @@ def from_dict(obj) -> TestCase:
     if r._get("format", _REQUIRED) != FORMAT:
         raise TestCaseFormatError(f"testcase.format: expected {FORMAT!r}")
     version = r._get("version", _REQUIRED)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # 1.0 == True == 1 in Python
         raise TestCaseFormatError(
             f"unsupported test-case schema version {version!r:.20} (this covfuzz reads {SCHEMA_VERSION})")
     seed = r.int("seed", 0, MAX_SEED)

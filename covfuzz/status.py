@@ -2,52 +2,213 @@
 
 Nothing here attaches to the running campaign: `fuzzer_stats.json` is rewritten atomically by the
 campaign and the LMDB store is opened read-only, so both are safe while a campaign writes.
+
+`fuzzer_stats.json` comes from a campaign directory, which may have travelled: `decode_status`
+reads it with a size bound and bounded JSON parsing (`covfuzz.jsondata`) and returns a dict with
+exactly the keys of `STATUS_FIELDS`, each of its type and range (optional keys absent from the
+file get their default; unknown keys are dropped). Anything else is a `CampaignDataError`
+naming the file and the key.
 """
 
 from __future__ import annotations
 
-import json
+import io
+import logging
+import math
 import os
 import time
 
 from corpus import open_campaign_store
-from covfuzz import workdir
-from covfuzz.errors import CovfuzzError
+from covfuzz import jsondata, workdir
+from covfuzz.errors import CampaignDataError, CovfuzzError
+from covfuzz.outfile import write_output
+
+log = logging.getLogger("covfuzz")
+
+MAX_STATUS_BYTES = 4 << 20  # a real fuzzer_stats.json is a few KiB
+MAX_TIME = 1e11             # unix seconds (the year 5138)
+MAX_COUNT = 1 << 62
+MAX_NAME = 200              # mutator, strategy, outcome and failure-kind names
+MAX_ROWS = 1000             # entries of one table (outcomes, mutators, ...)
+MAX_TEXT = 4096             # dir, mode, device, note
+MAX_PID = 1 << 22           # Linux's pid_max ceiling: 0 and negative pids name process groups
 
 
-def _pid_alive(pid) -> bool:
+class _Bad(Exception):
+    """A field of the status file that does not fit its type (the message names it)."""
+
+
+def _count(v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT:
+        raise _Bad(f"must be an int in [0, {MAX_COUNT}]")
+    return v
+
+
+def _number(lo: float, hi: float):
+    def check(v):
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or not lo <= v <= hi):
+            raise _Bad(f"must be a number in [{lo:g}, {hi:g}]")
+        return v
+    return check
+
+
+_time = _number(0, MAX_TIME)
+_amount = _number(0, MAX_COUNT)
+_fraction = _number(0, 1)
+
+
+def _text(v):
+    if not isinstance(v, str) or len(v) > MAX_TEXT:
+        raise _Bad(f"must be a string of at most {MAX_TEXT} characters")
+    return v
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        raise _Bad("must be true or false")
+    return v
+
+
+def _pid(v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_PID:
+        raise _Bad(f"must be a process id in [1, {MAX_PID}]")
+    return v
+
+
+def _or_none(check):
+    return lambda v: None if v is None else check(v)
+
+
+def _table(row_check):
+    """An object of at most MAX_ROWS entries, names of at most MAX_NAME characters."""
+    def check(v):
+        if not isinstance(v, dict) or len(v) > MAX_ROWS:
+            raise _Bad(f"must be an object of at most {MAX_ROWS} entries")
+        out = {}
+        for name, row in v.items():
+            if len(name) > MAX_NAME:
+                raise _Bad(f"has a name longer than {MAX_NAME} characters")
+            try:
+                out[name] = row_check(row)
+            except _Bad as exc:
+                raise _Bad(f"[{name!r:.40}] {exc}") from None
+        return out
+    return check
+
+
+def _row(fields: dict):
+    """An object whose listed fields (each optional, default 0) have their type."""
+    def check(v):
+        if not isinstance(v, dict):
+            raise _Bad("must be an object")
+        out = {}
+        for key, (field_check, default) in fields.items():
+            try:
+                out[key] = field_check(v[key]) if key in v else default
+            except _Bad as exc:
+                raise _Bad(f".{key} {exc}") from None
+        return out
+    return check
+
+
+_MUTATOR_ROW = _row({k: (_count, 0) for k in ("proposals", "valid", "executed", "ran", "wins")})
+_BANDIT_ROW = _row({"tries": (_count, 0), "rate": (_amount, 0.0), "gain": (_amount, 0.0),
+                    "cost": (_amount, 0.0)})
+_REQUIRED = object()
+
+# key -> (check, default); _REQUIRED keys must be present (the status line prints them).
+STATUS_FIELDS = {
+    "elapsed": (_amount, _REQUIRED), "execs": (_count, _REQUIRED),
+    "execs_per_s": (_amount, _REQUIRED), "corpus": (_count, _REQUIRED),
+    "features": (_count, _REQUIRED), "unique_failures": (_count, _REQUIRED),
+    "worker_restarts": (_count, _REQUIRED),
+    "lines": (_count, 0), "failures_by_kind": (_table(_count), {}),
+    "last_new_feature": (_or_none(_time), None), "last_new_failure": (_or_none(_time), None),
+    "validity": (_or_none(_fraction), None), "ran_eagerly": (_fraction, 0.0),
+    "running": (_bool, False), "pid": (_or_none(_pid), None), "updated": (_or_none(_time), None),
+    "dir": (_or_none(_text), None), "mode": (_or_none(_text), None),
+    "device": (_or_none(_text), None), "note": (_or_none(_text), None),
+    "workers": (_or_none(_count), None), "supervisor_rss_mb": (_or_none(_amount), None),
+    "outcomes": (_table(_count), {}), "mutators": (_table(_MUTATOR_ROW), {}),
+    "strategies": (_table(_BANDIT_ROW), {}), "settings_moves": (_table(_BANDIT_ROW), {}),
+}
+
+
+def decode_status(data: bytes, path: str = workdir.STATS) -> dict:
+    """The validated status record in `data` (the bytes of `fuzzer_stats.json`): every key of
+    `STATUS_FIELDS` with its type and range; CampaignDataError naming `path` and the key."""
+    obj = jsondata.loads(data, f"{path}: status file", CampaignDataError, max_bytes=MAX_STATUS_BYTES)
+    if not isinstance(obj, dict):
+        raise CampaignDataError(f"{path}: status file is not a JSON object")
+    status = {}
+    for key, (check, default) in STATUS_FIELDS.items():
+        if key not in obj:
+            if default is _REQUIRED:
+                raise CampaignDataError(f"{path}: status file lacks {key!r}")
+            status[key] = default.copy() if isinstance(default, dict) else default
+            continue
+        try:
+            status[key] = check(obj[key])
+        except _Bad as exc:
+            inner = str(exc)  # "[name] ..." / ".field ..." from a table row, else "must be ..."
+            sep = "" if inner.startswith(("[", ".")) else " "
+            raise CampaignDataError(f"{path}: status file: {key!r}{sep}{inner}") from None
+    return status
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists (and is ours)
         return True
-    except (OSError, ValueError, TypeError):
+    except OSError:
         return False
 
 
 def read_status(directory: str) -> dict:
+    """The validated status record of a campaign directory (see `decode_status`)."""
     path = workdir.stats_path(directory)
     if not os.path.isdir(directory):
         raise CovfuzzError(f"{directory}: no such campaign directory")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise CovfuzzError(f"{directory}: no fuzzer_stats.json yet (has a campaign run here?)")
+    if not os.path.isfile(path):
+        raise CampaignDataError(f"{path}: status file is not a regular file")
     try:
-        with open(path) as handle:
-            status = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CovfuzzError(f"{path}: unreadable status file: {exc}") from None
-    if not isinstance(status, dict):
-        raise CovfuzzError(f"{path}: status file is not a JSON object")
-    if status.get("running") and not _pid_alive(status.get("pid")):
+        with open(path, "rb") as handle:  # bounded read: a huge file costs no memory
+            data = handle.read(MAX_STATUS_BYTES + 1)
+    except OSError as exc:
+        raise CampaignDataError(f"{path}: unreadable status file: {exc.strerror or exc}") from None
+    status = decode_status(data, path)
+    if status["running"] and not _pid_alive(status["pid"]):
         status["running"] = False
         status["note"] = "the campaign process is gone (killed?): re-run covfuzz fuzz to resume"
     return status
 
 
+PLOT_FIELDS = ("elapsed", "features", "unique_failures")  # what every plotted record needs
+
+
 def stats_series(directory: str) -> list[dict]:
+    """The stats records that have what a plot needs, in time order. The store's decoder has
+    checked each field's type and range; a damaged record, or one without these fields, is
+    skipped with a warning (the plot carries on with the rest)."""
     store = open_campaign_store(directory)
     try:
-        return [record for _, record in store.stats_series()]
+        series = store.stats_series()  # damaged records are logged and skipped by the store
     finally:
         store.close()
+    out = []
+    for t, record in series:
+        missing = [k for k in PLOT_FIELDS if k not in record]
+        if missing:
+            log.warning("%s: stats record at t=%.3f lacks %s (skipped)", directory, t,
+                        ", ".join(missing))
+            continue
+        out.append(record)
+    return out
 
 
 def plot(directory: str, out: str, compare: list[str] = ()) -> str:
@@ -77,14 +238,16 @@ def plot(directory: str, out: str, compare: list[str] = ()) -> str:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    write_output(out, png.getvalue())  # never through a symlink planted at `out`
     return out
 
 
 def _mode(directory: str) -> str:
     try:
-        return read_status(directory).get("mode", "?")
+        return read_status(directory)["mode"] or "?"
     except CovfuzzError:
         return "?"
 

@@ -6,7 +6,7 @@
     DIR/campaign.log       what `run_campaign.sh` captures of the campaign's output
     DIR/inductor_cache/    TORCHINDUCTOR_CACHE_DIR of the campaign's workers
     DIR/reduced/           reduced failing cases (`<signature id>.cfz` + `.json`)
-    DIR/known_issues.json  optional, user-edited
+    DIR/known_issues.json  optional, user-edited (or known_issues.toml)
     DIR/.lock              held (flock) by the running campaign
 """
 
@@ -21,6 +21,7 @@ CAMPAIGN_LOG = "campaign.log"
 INDUCTOR_CACHE = "inductor_cache"
 REDUCED = "reduced"
 KNOWN_ISSUES = "known_issues.json"
+KNOWN_ISSUES_TOML = "known_issues.toml"
 LOCK = ".lock"
 
 
@@ -44,8 +45,9 @@ def reduced_dir(directory: str) -> str:
     return os.path.join(directory, REDUCED)
 
 
-def known_issues_path(directory: str) -> str:
-    return os.path.join(directory, KNOWN_ISSUES)
+def known_issues_paths(directory: str) -> tuple[str, str]:
+    """The known-issues file a campaign directory may hold: JSON first, else TOML."""
+    return os.path.join(directory, KNOWN_ISSUES), os.path.join(directory, KNOWN_ISSUES_TOML)
 
 
 def lock_path(directory: str) -> str:

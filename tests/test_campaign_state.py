@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from covfuzz.campaign.state import (CampaignState, CampaignStateError, Counters, restore_rng,
-                                    rng_state, save_into)
+                                    rng_state)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,10 +27,10 @@ def test_state_round_trips_with_rng_and_times_chosen():
                           mutator_stats={"splice": {"wins": 1, "tries": 2}},
                           strategies={"mutate": {"gain": 1.0, "cost": 2.0, "tries": 1}},
                           traits={"table": {}, "total_gain": 0.0, "total_seconds": 0.0, "executions": 0})
-    info = json.loads(json.dumps(save_into({"covfuzz": "x", "scheduler": {"old": 1}}, state)))
-    assert "scheduler" not in info and info["covfuzz"] == "x"
-    back = CampaignState.from_info(info)
-    assert back.to_record() == state.to_record()
+    info = json.loads(json.dumps({"covfuzz": "x", "state": state.to_record()}))
+    assert "traits" not in info["state"]  # a record of its own, saved less often
+    back = CampaignState.from_info(info, json.loads(json.dumps(state.traits)))
+    assert back.to_record() == state.to_record() and back.traits == state.traits
     again = random.Random()
     restore_rng(again, back.rng)
     assert again.random() == rng.random()
@@ -54,6 +54,8 @@ def test_version_1_state_still_loads():
     {"version": 2, "rng": [3, [1, 2], None]},
     {"version": 2, "scheduler": {"times_chosen": {"a": "x"}}},
     {"version": 9},
+    {"version": 2.0},
+    {"version": True},
     [1, 2],
 ])
 def test_malformed_state_is_one_error(record):
@@ -103,5 +105,30 @@ def test_resume_after_sigkill_has_the_same_times_chosen_and_rng(tmp_path):
         assert campaign.seeds.times_chosen() == before["times_chosen"]
         assert rng_state(campaign.rng) == before["rng"]
         assert campaign.candidates.strategies.state() == before["strategies"]
+    finally:
+        campaign.close()
+
+
+def test_saving_drops_version_1_keys_and_keeps_the_trait_table_apart(tmp_path):
+    from corpus import CorpusStore
+    from covfuzz.campaign import Campaign, CampaignOptions
+    from covfuzz.campaign.loop import TRAITS_RECORD
+    from covfuzz import workdir
+
+    directory = tmp_path / "camp"
+    v1_traits = {"table": {"op:torch.sin": [5.0, 1, 2.0]}, "total_gain": 5.0,
+                 "total_seconds": 2.0, "executions": 1}
+    with CorpusStore(workdir.corpus_path(str(directory))) as store:
+        store.set_info({"covfuzz": "0", "torch": "x", "mode": "feedback",
+                        "state": {"execs": 3, "elapsed": 1.0}, "scheduler": {"mutators": {}},
+                        "bandits": {"strategies": {}, "settings": {}}, "traits": v1_traits})
+    campaign = Campaign(str(directory), CampaignOptions(quiet=True))
+    try:
+        assert campaign.counters.execs == 3 and campaign.candidates.trait_yield.executions == 1
+        campaign.save_state()
+        info = campaign.store.get_info()
+        assert not {"scheduler", "bandits", "traits"} & set(info)
+        assert info["state"]["version"] == 2
+        assert campaign.store.get_info_record(TRAITS_RECORD)["table"] == v1_traits["table"]
     finally:
         campaign.close()

@@ -18,7 +18,8 @@ from covfuzz.errors import CovfuzzError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT_RUNS = {"testcase": 4000, "json": 4000, "records": 5000, "known_issues": 3000,
-              "selectors": 2000}
+              "selectors": 2000, "state": 3000, "status": 3000, "reduced_meta": 1000,
+              "matcher": 2000}
 
 
 @pytest.mark.parametrize("name", sorted(selffuzz.TARGETS))

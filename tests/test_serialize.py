@@ -142,7 +142,7 @@ def test_huge_sizes_are_refused_before_allocation():
     _reject(obj, "at most")
     bomb = serialize.MAGIC + bytes([1]) + zlib.compress(b" " * (64 << 20))
     _reject(bomb, "expands beyond")
-    _reject(b"{" * 100_000, "malformed JSON")
+    _reject(b"{" * 100_000, "nested more than")
 
 
 def test_random_bytes_only_raise_the_documented_error():

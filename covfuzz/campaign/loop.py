@@ -6,9 +6,9 @@
 
 Only the main thread touches the store and the components; the pool's threads only wait on
 their workers. The whole state a resume needs (`CampaignState`: counters, RNG, times chosen,
-bandits, traits) is saved in the store's info after every execution and every status tick, so a
-restart, even after SIGKILL, resumes where the last execution left it. The directory's layout is
-in `covfuzz/workdir.py`.
+bandits) is saved in the store's info after every execution, and the trait table at status
+ticks, so a restart, even after SIGKILL, resumes where the last execution left it (the trait
+table where the last tick left it). The directory's layout is in `covfuzz/workdir.py`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from covfuzz.campaign.objectives import FailureObjective, Objective
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.stages import ExecuteStage, Stage
-from covfuzz.campaign.state import CampaignState, restore_rng, rng_state, save_into
+from covfuzz.campaign.state import V1_KEYS, CampaignState, restore_rng, rng_state
 from covfuzz.features import sorted_unique
 from covfuzz.scheduler import Scheduler
 from harness.pool import LocalPool, WorkerPool, WorkerSpec
 
 FAULT_MEMORY_LIMIT_MB = 4096  # injected memory blow-ups need a limit to be caught at
+TRAITS_RECORD = "traits"  # the info record that holds the trait table
+TRAITS_SAVE_INTERVAL = 60.0  # seconds between saves of the trait table (it can be megabytes)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Campaign:
         self.store = CorpusStore(workdir.corpus_path(self.dir), **store_args)
         self.monitor = Monitor(self)
         info = self.store.get_info() or {}
-        state = CampaignState.from_info(info)
+        state = CampaignState.from_info(info, self.store.get_info_record(TRAITS_RECORD))
         self.counters = state.counters
         self.rng = random.Random(opts.rng_seed)
         if state.rng is not None:
@@ -81,6 +83,7 @@ class Campaign:
         self.candidates = CandidateMaker(opts, self.rng, self.seeds, self.counters)
         self.candidates.load(state)
         self.stop_requested = False
+        self._traits_saved = 0.0
         if not info:
             self.counters.next_gen_seed = opts.rng_seed * 1_000_000
             self.store.set_info({"covfuzz": __version__, "torch": torch.__version__,
@@ -107,8 +110,13 @@ class Campaign:
         self.candidates.save(state)
         return state
 
-    def save_state(self) -> None:
-        self.store.set_info(save_into(self.store.get_info() or {}, self.state()))
+    def save_state(self, with_traits: bool = True) -> None:
+        """The state record; and the trait table when `with_traits` (a status tick, the end)."""
+        state = self.state()
+        self.store.set_info({"state": state.to_record()}, remove=V1_KEYS)
+        if with_traits:
+            self.store.set_info_record(TRAITS_RECORD, state.traits)
+            self._traits_saved = time.time()
 
     # ----------------------------------------------------------------------------- one execution
     def handle(self, ex: Execution) -> None:
@@ -136,7 +144,7 @@ class Campaign:
             for name in ex.credited_names():
                 self.counters.count_mutator(name, "wins")
         self.monitor.executed(ex)
-        self.save_state()
+        self.save_state(with_traits=False)
         for stage in self.stages:
             stage.process(ex, self)
 
@@ -152,10 +160,12 @@ class Campaign:
                 c.count_mutator(name, "ran")
 
     def tick(self, running: bool = True) -> dict:
-        """A status tick: hits flushed to the store, status reported, state saved."""
+        """A status tick: hits flushed to the store, status reported, state saved (the trait
+        table at most every TRAITS_SAVE_INTERVAL seconds while running, and at the end)."""
         self.seeds.flush_hits()
         status = self.monitor.report(running)
-        self.save_state()
+        self.save_state(with_traits=not running
+                        or time.time() - self._traits_saved >= TRAITS_SAVE_INTERVAL)
         return status
 
     # ----------------------------------------------------------------------------- loop

@@ -1,8 +1,10 @@
 """The campaign's state: everything a resume needs besides the corpus, as one typed, versioned
-record that round-trips through the store's info (`info["state"]`).
+record that round-trips through the store's info (`info["state"]`), plus the trait table.
 
 Version 2 holds the counters, the campaign RNG's state, the scheduler's per-seed times chosen
-and mutator statistics, the strategy and settings bandits and the trait table. Version 1
+and mutator statistics and the strategy and settings bandits; it is small, and saved after
+every execution. The trait table (up to 200k rows) is a record of its own (`traits`), saved at
+status ticks: re-encoding it after every execution would cost up to seconds. Version 1
 (campaigns made before it) kept the counters in `info["state"]` and the rest beside it, and no
 RNG state or times chosen: it still loads, and a resume of one re-seeds the RNG from the options.
 The record is read back from disk, so it is validated like any other input: a malformed record
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from covfuzz.errors import CampaignDataError
 
 STATE_VERSION = 2
+V1_KEYS = ("scheduler", "bandits", "traits")  # version 1's keys beside `state` in the info
 MUTATOR_COUNTERS = ("proposals", "valid", "ran", "executed", "wins")
 _INT_COUNTERS = ("execs", "next_gen_seed", "restarts", "restarts_before", "proposals", "valid", "ran")
 _TIME_COUNTERS = ("last_new_feature", "last_new_failure")
@@ -130,17 +133,18 @@ class CampaignState:
     mutator_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> wins, tries
     strategies: dict = field(default_factory=dict)  # RateBandit tables
     settings_moves: dict = field(default_factory=dict)
-    traits: dict | None = None  # TraitYield.state()
+    traits: dict | None = None  # TraitYield.state(), stored apart (see the module docstring)
 
     def to_record(self) -> dict:
+        """The version-2 record (without the trait table)."""
         return {"version": STATE_VERSION, "counters": self.counters.to_dict(), "rng": self.rng,
                 "scheduler": {"times_chosen": self.times_chosen, "mutators": self.mutator_stats},
-                "bandits": {"strategies": self.strategies, "settings": self.settings_moves},
-                "traits": self.traits}
+                "bandits": {"strategies": self.strategies, "settings": self.settings_moves}}
 
     @classmethod
-    def from_info(cls, info: dict) -> "CampaignState":
-        """The state kept in a store's campaign info (either version); empty when there is none."""
+    def from_info(cls, info: dict, traits: dict | None = None) -> "CampaignState":
+        """The state kept in a store's campaign info (either version) with the trait table
+        record `traits` (version 2); empty when there is none."""
         record = info.get("state")
         if record is None:
             return cls()
@@ -148,12 +152,11 @@ class CampaignState:
         if "version" not in record:  # version 1: counters here, the rest beside them
             return cls._from_parts(record, None, info.get("scheduler", {}), info.get("bandits", {}),
                                    info.get("traits"))
-        if record["version"] != STATE_VERSION:
+        if type(record["version"]) is not int or record["version"] != STATE_VERSION:
             raise CampaignStateError(f"campaign state: version {record['version']!r:.20} is not "
                                      f"{STATE_VERSION} (made by a newer covfuzz?)")
         return cls._from_parts(record.get("counters", {}), record.get("rng"),
-                               record.get("scheduler", {}), record.get("bandits", {}),
-                               record.get("traits"))
+                               record.get("scheduler", {}), record.get("bandits", {}), traits)
 
     @classmethod
     def _from_parts(cls, counters, rng, scheduler, bandits, traits) -> "CampaignState":
@@ -169,10 +172,3 @@ class CampaignState:
                    strategies=_table(bandits.get("strategies", {}), "strategies"),
                    settings_moves=_table(bandits.get("settings", {}), "settings"),
                    traits=traits)
-
-
-def save_into(info: dict, state: CampaignState) -> dict:
-    """`info` with the state record in place (and version 1's separate keys gone)."""
-    out = {k: v for k, v in info.items() if k not in ("scheduler", "bandits", "traits")}
-    out["state"] = state.to_record()
-    return out

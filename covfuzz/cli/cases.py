@@ -15,6 +15,7 @@ from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate, parse_dtypes, parse_supported_ops
 from covfuzz.ir import TensorSpec
 from covfuzz.propagate import propagate
+from covfuzz.text import printable
 from covfuzz.triage.resolve import load_case
 
 
@@ -112,7 +113,7 @@ def cmd_show(args) -> int:
           f"fullgraph={s.fullgraph} device={s.device} backward={s.backward} "
           f"mark_dynamic={list(s.mark_dynamic)}")
     if s.inductor_config or s.dynamo_config:
-        print(f"config: inductor={s.inductor_config} dynamo={s.dynamo_config}")
+        print(printable(f"config: inductor={s.inductor_config} dynamo={s.dynamo_config}"))
     print("values:")
     for i, inp in enumerate(g.inputs):
         detail = f"fill={inp.fill}" if isinstance(inp.spec, TensorSpec) else f"value={inp.value!r}"
@@ -123,14 +124,14 @@ def cmd_show(args) -> int:
     for j, node in enumerate(g.nodes):
         spec = node.out.short() if node.out is not None else "(invalid)"
         args_text = ", ".join(codegen.value_name(g, a) for a in node.args)
-        print(f"  v{base + j:<3} {node.op}({args_text}) {node.attrs or ''} -> {spec}")
+        print(printable(f"  v{base + j:<3} {node.op}({args_text}) {node.attrs or ''} -> {spec}"))
     if not args.no_code:
         print("\ncode:")
         if any(n.out is None for n in g.nodes):
             try:
                 propagate(case)
             except CovfuzzError as exc:
-                print(f"  (graph is invalid: {exc})")
+                print(f"  (graph is invalid: {printable(exc)})")
                 return 1
         sys.stdout.write(codegen.program(case))
     return 0

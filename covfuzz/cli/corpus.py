@@ -4,6 +4,7 @@
   covfuzz merge A B -o C
   covfuzz export DIR -o FOLDER [--json]
   covfuzz import DIR FILE... [--run] [--timeout S]
+  covfuzz salvage DIR -o NEW
 
 Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError
 (`covfuzz.cli.main` prints it as one line and exits 2).
@@ -11,20 +12,26 @@ Every func takes the parsed args and returns an exit code; bad input raises Covf
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import sys
 import time
 
 import corpus
+from corpus import open_campaign_store
 from covfuzz import lock, serialize, workdir
 from covfuzz.cli.commands import summary
+from corpus.salvage import salvage
 from covfuzz.errors import CovfuzzError
+from covfuzz.text import printable
 from covfuzz.triage import failures as F
-from covfuzz.triage.resolve import read_case_file
+from covfuzz.triage.resolve import CASE_ID, read_case_file
 from harness.pool import WorkerHandle, WorkerSpec, start_worker
 
 LOCK_HOLDER = "covfuzz campaign or cmin"  # what a second writer is told holds the directory
+MAX_PLAIN_FILE = 16 << 20  # a reduced case or known-issues file copied by cmin -o / salvage
 
 
 def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
@@ -34,19 +41,37 @@ def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
 # ----------------------------------------------------------------------------- cmin / merge
 
 
+def _rerun_order(store) -> list[str]:
+    """Every seed id to re-measure: the ones cmin cannot judge first (featureless, then those
+    with a damaged record), then the rest."""
+    p = corpus.plan(store, errors=[])
+    first = [k.decode("ascii", "replace") for k in p.featureless + p.damaged]
+    seen = set(first)
+    return first + [sid for sid in store.seed_ids() if sid not in seen]
+
+
 def _rerun_features(directory: str, timeout: float) -> int:
     n = 0
     with corpus.open_campaign_store(directory, readonly=False, create=False) as store, \
             _worker(timeout, coverage=True) as worker:
-        for sid in store.seed_ids():
-            data = store.get_case_bytes(sid)
-            meta = store.get_meta(sid) or {}
+        for sid in _rerun_order(store):
+            try:
+                data = store.get_case_bytes(sid)
+            except corpus.InvalidId:
+                _warn(f"skipped seed {sid!r}: not a valid id")
+                continue
             if data is None:
                 continue
             try:
+                meta = store.get_meta(sid) or {}
+            except corpus.DamagedStore:
+                raise
+            except corpus.CorpusError:
+                meta = {"meta_rebuilt_at": time.time()}  # damaged: measured afresh
+            try:
                 case = serialize.decode(data)
             except CovfuzzError as exc:
-                print(f"skipped seed {sid}: {exc}", file=sys.stderr)
+                _warn(f"skipped seed {sid}: {exc}")
                 continue
             result = worker.run(case, timeout=timeout, coverage=True)
             meta.update(exec_time=result.timings.get("total", 0.0), outcome=result.outcome,
@@ -57,8 +82,13 @@ def _rerun_features(directory: str, timeout: float) -> int:
 
 
 def _report_line(rep: dict) -> str:
-    return (f"seeds {rep['seeds_before']} -> {rep['seeds_after']}, "
+    line = (f"seeds {rep['seeds_before']} -> {rep['seeds_after']}, "
             f"features {rep['features_before']} -> {rep['features_after']}")
+    unjudged = rep.get("featureless", 0) + rep.get("damaged", 0)
+    if unjudged:
+        line += (f"; kept {unjudged} seeds it could not judge: {rep['featureless']} without "
+                 f"features, {rep['damaged']} with damaged records; `--rerun` measures them")
+    return line
 
 
 def cmd_cmin(args) -> int:
@@ -71,12 +101,13 @@ def cmd_cmin(args) -> int:
         if args.out:
             _check_no_corpus(args.out)
             os.makedirs(args.out, exist_ok=True)
-            with corpus.open_campaign_store(args.dir, readonly=True, create=False) as src:
-                ids = corpus.minimize(src)
-                rep = corpus.write_minimized(src, ids, workdir.corpus_path(args.out))
-            red = workdir.reduced_dir(args.dir)
-            if os.path.isdir(red) and not os.path.exists(workdir.reduced_dir(args.out)):
-                shutil.copytree(red, workdir.reduced_dir(args.out))
+            try:
+                with corpus.open_campaign_store(args.dir, readonly=True, create=False) as src:
+                    rep = corpus.minimize_into(src, workdir.corpus_path(args.out))
+            except BaseException:
+                shutil.rmtree(workdir.corpus_path(args.out), ignore_errors=True)
+                raise
+            _copy_reduced(args.dir, args.out)
             print(f"cmin {args.dir} -> {args.out}: {_report_line(rep)}")
         else:
             rep = corpus.minimize_in_place(args.dir)
@@ -111,28 +142,66 @@ def cmd_merge(args) -> int:
 # ----------------------------------------------------------------------------- export / import
 
 
+def _open_out_dir(out: str) -> int:
+    """A directory fd of OUT (created if missing); CovfuzzError when OUT is a symlink or not a
+    directory. Every file is then written relative to this fd, so a symlink swapped in for OUT
+    later cannot redirect the writes."""
+    os.makedirs(out, exist_ok=True)
+    try:
+        return os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise CovfuzzError(f"{out}: is a symbolic link or not a directory; covfuzz writes "
+                               "only into a real directory") from None
+        raise
+
+
+def _write_in(dir_fd: int, name: str, payload: bytes) -> None:
+    """Write `name` inside the directory `dir_fd`: into a new temporary file (O_EXCL,
+    O_NOFOLLOW), then renamed over `name`, so a symlink planted at `name` is replaced, never
+    followed."""
+    tmp = f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                 dir_fd=dir_fd)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.close(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
 def cmd_export(args) -> int:
-    os.makedirs(args.out, exist_ok=True)
     n = bad = 0
-    with F.open_store(args.dir) as store:
-        for sid in store.seed_ids():
-            data = store.get_case_bytes(sid)
-            if data is None:
-                continue
-            if args.json:
-                try:
-                    text = serialize.to_json(serialize.decode(data)).encode()
-                except CovfuzzError as exc:
-                    print(f"skipped seed {sid}: {exc}", file=sys.stderr)
+    with open_campaign_store(args.dir) as store:
+        dir_fd = _open_out_dir(args.out)
+        try:
+            for sid in store.seed_ids():
+                if not CASE_ID.fullmatch(sid):  # ids become file names: only real ids do
+                    _warn(f"skipped seed {sid!r}: not a test-case id (16 hex digits)")
                     bad += 1
                     continue
-                path, payload = os.path.join(args.out, f"{sid}.json"), text
-            else:
-                path, payload = os.path.join(args.out, f"{sid}.cfz"), data
-            with open(path, "wb") as handle:
-                handle.write(payload)
-            n += 1
-    print(f"exported {n} seeds to {args.out}" + (f" ({bad} unreadable)" if bad else ""))
+                data = store.get_case_bytes(sid)
+                if data is None:
+                    continue
+                try:
+                    case = serialize.decode(data)
+                except CovfuzzError as exc:
+                    _warn(f"skipped seed {sid}: {exc}")
+                    bad += 1
+                    continue
+                if args.json:
+                    _write_in(dir_fd, f"{sid}.json", serialize.to_json(case).encode())
+                else:
+                    _write_in(dir_fd, f"{sid}.cfz", bytes(data))
+                n += 1
+        finally:
+            os.close(dir_fd)
+    print(f"exported {n} seeds to {printable(args.out)}" + (f" ({bad} skipped)" if bad else ""))
     return 0
 
 
@@ -154,8 +223,10 @@ def cmd_import(args) -> int:
                         features = result.features
                         measured = dict(exec_time=result.timings.get("total", 0.0),
                                         outcome=result.outcome, n_features=len(features))
-                    meta = corpus.seed_meta(mutators=["import"], nodes=len(case.graph.nodes),
-                                            imported_from=os.path.basename(path)[:200], **measured)
+                    # Fields of corpus.seed_meta; the store builds the meta with it and fills
+                    # in features_found (the features no other seed had).
+                    meta = dict(mutators=["import"], nodes=len(case.graph.nodes),
+                                imported_from=os.path.basename(path)[:200], **measured)
                     if store.has_seed(cid):
                         print(f"{path}: already in the corpus as {cid}")
                         continue
@@ -168,6 +239,102 @@ def cmd_import(args) -> int:
     finally:
         held.close()
     print(f"imported {added} of {len(cases)} test cases into {args.dir}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- salvage
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {printable(text)}", file=sys.stderr)
+
+
+def _copy_plain_file(src: str, dst: str) -> bool:
+    """Copy the regular file `src` to the new file `dst`; never follows a symlink at either,
+    never blocks on a FIFO. False (and a warning) when `src` is not a small regular file."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        _warn(f"{src}: not copied ({why})")
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_PLAIN_FILE:
+            _warn(f"{src}: not copied (not a regular file of at most {MAX_PLAIN_FILE} bytes)")
+            return False
+        data = os.pread(fd, MAX_PLAIN_FILE + 1, 0)
+    finally:
+        os.close(fd)
+    out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view):]
+    finally:
+        os.close(out)
+    return True
+
+
+def _copy_reduced(src_dir: str, out_dir: str) -> int:
+    """Copy DIR/reduced/<signature id>.cfz|.json into OUT/reduced/ (other names are skipped
+    with a warning: they are not covfuzz's); returns how many were copied."""
+    red = workdir.reduced_dir(src_dir)
+    try:
+        if not stat.S_ISDIR(os.lstat(red).st_mode):
+            _warn(f"{red}: not copied (not a directory)")
+            return 0
+    except FileNotFoundError:
+        return 0
+    os.makedirs(workdir.reduced_dir(out_dir), exist_ok=True)
+    n = 0
+    for name in sorted(os.listdir(red)):
+        stem, ext = os.path.splitext(name)
+        if ext not in (".cfz", ".json") or not F.SIGNATURE_ID.fullmatch(stem):
+            _warn(f"{os.path.join(red, name)}: not copied (not a reduced case's file name)")
+            continue
+        dst = os.path.join(workdir.reduced_dir(out_dir), name)
+        if not os.path.lexists(dst):
+            n += _copy_plain_file(os.path.join(red, name), dst)
+    return n
+
+
+def _print_salvage(args, rep) -> None:
+    c = rep.copied
+    print(f"salvaged {printable(args.dir)} -> {printable(args.out)}: {c.get('testcases', 0)} "
+          f"seeds, {c.get('failures', 0)} failure buckets ({c.get('examples', 0)} examples), "
+          f"{c.get('hits', 0)} hit counts, {c.get('stats', 0)} stats records")
+    for note in rep.notes:
+        print(f"note: {printable(note)}")
+    if not rep.lost:
+        print("every record was read")
+    for db, loss in sorted(rep.lost.items()):
+        keys = ", ".join(printable(k) for k in loss.keys)
+        count = "every record (the database is unreadable)" if loss.whole else \
+            f"{loss.count} record(s)"
+        print(f"could not read from {db!r}: {count}"
+              + (f", first keys: {keys}" if keys else " on damaged pages" * (not loss.whole)))
+
+
+def cmd_salvage(args) -> int:
+    if not workdir.is_campaign_dir(args.dir) and not os.path.isdir(
+            workdir.corpus_path(args.dir) + ".bak"):
+        raise CovfuzzError(f"{args.dir}: not a campaign directory (no {workdir.CORPUS}/)")
+    _check_no_corpus(args.out)
+    os.makedirs(args.out, exist_ok=True)
+    held = lock.acquire(args.out, holder=LOCK_HOLDER)
+    try:
+        rep = salvage(args.dir, workdir.corpus_path(args.out))
+        _print_salvage(args, rep)
+        n = _copy_reduced(args.dir, args.out)
+        for known, copy in zip(workdir.known_issues_paths(args.dir),
+                               workdir.known_issues_paths(args.out)):
+            if os.path.lexists(known) and not os.path.lexists(copy):
+                n += _copy_plain_file(known, copy)
+        if n:
+            print(f"copied {n} file(s): reduced cases and known issues")
+    finally:
+        held.close()
     return 0
 
 
@@ -200,3 +367,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--run", action="store_true", help="measure their features (else empty)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("salvage", help=summary("salvage"))
+    p.add_argument("dir", metavar="DIR", help="the damaged campaign directory (only read)")
+    p.add_argument("-o", "--out", required=True, metavar="NEW", help="a new campaign directory")
+    p.set_defaults(func=cmd_salvage)

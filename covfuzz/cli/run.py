@@ -19,6 +19,7 @@ from covfuzz.features import is_line
 from covfuzz.outcomes import is_failure
 from covfuzz.propagate import propagate
 from covfuzz.serialize import encode
+from covfuzz.text import printable
 from covfuzz.triage.resolve import load_case
 from harness.pool import WorkerSpec, start_worker
 from harness.result import RunResult
@@ -50,17 +51,17 @@ def _human(name: str, r: RunResult) -> str:
     t = r.timings
     split = ", ".join(f"{label} {t.get(key, 0.0):.3f}s" for key, label in TIME_LABELS)
     n_arcs = int((~is_line(r.features)).sum())
-    lines = [f"{name}: {r.outcome}" + (f" ({r.case_id})" if r.case_id else ""),
+    lines = [printable(f"{name}: {r.outcome}" + (f" ({r.case_id})" if r.case_id else "")),
              f"  time {t.get('total', 0.0):.3f}s: {split}",
              f"  coverage: {n_arcs} arc features, {r.n_lines} lines"]
     note = r.details.get("note")
     if note:
-        lines.append(f"  note: {note}")
+        lines.append(f"  note: {printable(note)}")
     if r.message and r.outcome != "pass":
-        lines.extend("  | " + line for line in r.message.splitlines()[:15])
+        lines.extend("  | " + printable(line) for line in r.message.splitlines()[:15])
     if r.frames:
         lines.append("  frames (innermost last):")
-        lines.extend(f"    {f}" for f in r.frames)
+        lines.extend(f"    {printable(f)}" for f in r.frames)
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@
 Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError
 (`covfuzz.cli.main` prints it as one line and exits 2). Ids are resolved by
 `covfuzz.triage.resolve`; reduced examples live in DIR/reduced/ (see covfuzz/triage/failures.py).
+Everything read from a campaign (kinds, signatures, messages, ids, labels) is printed through
+`printable`, and output files are written by `covfuzz.outfile` (never through a symlink).
 """
 
 from __future__ import annotations
@@ -18,25 +20,35 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from covfuzz import serialize
+from corpus import open_campaign_store
 from covfuzz.cli.commands import summary
-from covfuzz.errors import CovfuzzError
+from covfuzz.errors import CovfuzzError, one_line
 from covfuzz.outcomes import is_failure
+from covfuzz.outfile import check_output, write_output
+from covfuzz.text import printable
 from covfuzz.triage import failures as F
-from covfuzz.triage import known_issues, repro
-from covfuzz.triage.reduce import reduce_case
-from covfuzz.triage.resolve import bucket_case, campaign_case, file_case, find_bucket, load_case
+from covfuzz.triage import known_issues
 from covfuzz.triage.signature import signature_id, signature_of
-from harness.pool import WorkerHandle, WorkerSpec, start_worker
+
+# What loads a test case imports torch and the op catalog (seconds): imported inside the
+# commands that need it, so that `crashes` and every refusal of bad arguments answer at once.
+if TYPE_CHECKING:
+    from harness.pool import WorkerHandle
+
 
 def _when(ts) -> str:
     if not ts:
         return "-"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError, TypeError):  # a damaged timestamp (1e20, -1e20)
+        return "?"
 
 
 def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
+    from harness.pool import WorkerSpec, start_worker
     return start_worker(WorkerSpec.for_triage(timeout=timeout, coverage=coverage))
 
 
@@ -45,7 +57,7 @@ def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
 
 def cmd_crashes(args) -> int:
     known = known_issues.load(args.known_issues, args.dir)
-    with F.open_store(args.dir) as store:
+    with open_campaign_store(args.dir) as store:
         rows = F.sort_rows(F.buckets(store, args.dir, known), args.sort)
     by_kind: dict[str, int] = {}
     for r in rows:
@@ -58,17 +70,20 @@ def cmd_crashes(args) -> int:
         json.dump(summary, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
         return 0
-    kinds = ", ".join(f"{k}={v}" for k, v in sorted(by_kind.items())) or "none"
-    print(f"{args.dir}: {summary['raw_failures']} failures in {len(rows)} buckets ({kinds}); "
-          f"{summary['known']} known, {summary['new']} new")
+    kinds = ", ".join(f"{printable(k)}={v}" for k, v in sorted(by_kind.items(), key=str)) or "none"
+    print(f"{printable(args.dir)}: {summary['raw_failures']} failures in {len(rows)} buckets "
+          f"({kinds}); {summary['known']} known, {summary['new']} new")
     for r in rows:
         mark = "known" if r["known"] else "NEW  "
-        red = f"reduced {r['original_nodes'] or '?'}->{r['reduced_nodes']} nodes" if r["reduced"] else "not reduced"
-        print(f"{mark} {r['kind']:<14} {r['signature_id']}  x{r['count']:<5} first {_when(r['first_seen'])}"
-              f"  last {_when(r['last_seen'])}  example {r['example_id']}  {red}")
-        print(f"      {r['signature'][:200]}")
+        red = (f"reduced {r['original_nodes'] or '?'}->{r['reduced_nodes']} nodes" if r["reduced"]
+               else "not reduced")
+        print(f"{mark} {printable(str(r['kind'])[:40]):<14} {r['signature_id']}  x{r['count']:<5} "
+              f"first {_when(r['first_seen'])}  last {_when(r['last_seen'])}  "
+              f"example {printable(str(r['example_id'])[:40])}  {red}")
+        print(f"      {printable(r['signature'][:200])}")
         if r["known"]:
-            print(f"      known issue: {r['known'].get('link') or ''} {r['known'].get('note') or ''}".rstrip())
+            note = f"{r['known'].get('link') or ''} {r['known'].get('note') or ''}"
+            print(f"      known issue: {printable(note[:300])}".rstrip())
     return 0
 
 
@@ -94,9 +109,10 @@ def _replay_one(worker: WorkerHandle, target, timeout) -> dict:
 
 
 def cmd_replay(args) -> int:
+    from covfuzz.triage.resolve import bucket_case, campaign_case, file_case
     targets = []
     if os.path.isdir(args.target):
-        with F.open_store(args.target) as store:
+        with open_campaign_store(args.target) as store:
             if args.ids:
                 targets = [campaign_case(store, i, args.target, args.reduced) for i in args.ids]
             else:
@@ -107,7 +123,7 @@ def cmd_replay(args) -> int:
             raise CovfuzzError(f"{args.target} is a test-case file: ids need a campaign directory")
         targets = [file_case(args.target)]
     if not targets:
-        print(f"{args.target}: no failures to replay")
+        print(f"{printable(args.target)}: no failures to replay")
         return 0
     rows = []
     with _worker(args.timeout) as worker:
@@ -118,15 +134,16 @@ def cmd_replay(args) -> int:
                 continue
             v = row["verdict"]
             if v == "changed":
-                detail = f"{row['old_signature_id']} {row['old_signature'][:100]} -> {row['signature_id']} {row['signature'][:100]}"
+                detail = (f"{row['old_signature_id']} {row['old_signature'][:100]} -> "
+                          f"{row['signature_id']} {row['signature'][:100]}")
             elif v in ("reproduces", "fails"):
                 detail = f"{row['signature_id']} {row['signature'][:150]}"
             elif v == "fixed":
                 detail = f"was {row['old_signature_id']} {row['old_signature'][:120]}"
             else:
                 detail = f"outcome {row['outcome']}"
-            print(f"{t.label}: {v.upper() if v in ('reproduces', 'fails', 'changed') else v}  {detail}",
-                  flush=True)
+            verdict = v.upper() if v in ("reproduces", "fails", "changed") else v
+            print(printable(f"{t.label}: {verdict}  {detail}"), flush=True)
     still = sum(1 for r in rows if r["verdict"] in ("reproduces", "changed", "fails"))
     if args.json:
         json.dump({"replayed": rows, "still_failing": still}, sys.stdout, indent=1)
@@ -142,35 +159,42 @@ def cmd_replay(args) -> int:
 
 
 def cmd_repro(args) -> int:
+    for out in (args.out, args.report):
+        if out:
+            check_output(out)  # before loading torch and the case: refuse a link at once
+    from covfuzz.triage import repro
+    from covfuzz.triage.resolve import load_case
     target = load_case(args.id, args.dir, prefer_reduced=not args.original)
     if any(n.out is None for n in target.case.graph.nodes):
         raise CovfuzzError(f"{args.id}: the test case is invalid on this torch (propagation fails)")
     failure = dict(target.failure)
     script = repro.repro_script(target.case, failure or None)
-    with open(args.out, "w") as handle:
-        handle.write(script)
-    print(f"wrote {args.out} (python {args.out})")
+    write_output(args.out, script)
+    print(printable(f"wrote {args.out} (python {args.out})"))
     if args.report:
         if not failure:
             failure = {"kind": "failure", "message": "(not recorded: run the reproducer)",
                        "signature": "?"}
-        with open(args.report, "w") as handle:
-            handle.write(repro.markdown_report(target.case, failure, script))
-        print(f"wrote {args.report}")
+        write_output(args.report, repro.markdown_report(target.case, failure, script))
+        print(printable(f"wrote {args.report}"))
     return 0
 
 
 def cmd_export_tests(args) -> int:
+    check_output(args.out)
+    from covfuzz.triage import repro
+    from covfuzz.triage.resolve import bucket_case, find_bucket
     entries = []
     skipped = 0
-    with F.open_store(args.dir) as store:
-        rows = F.sort_rows(F.buckets(store, args.dir), "count")
+    with open_campaign_store(args.dir) as store:
+        # no `directory`: a bad reduced case raises in bucket_case below, skipping its bucket only
+        rows = F.sort_rows(F.buckets(store), "count")
         for row in rows:
             try:
                 rec = store.get_failure(row["signature_id"]) or find_bucket(store, row["signature_id"])
                 target = bucket_case(store, rec, args.dir, prefer_reduced=True)
             except CovfuzzError as exc:
-                print(f"skipped {row['signature_id']}: {exc}", file=sys.stderr)
+                print(f"skipped {row['signature_id']}: {one_line(exc)}", file=sys.stderr)
                 skipped += 1
                 continue
             if any(n.out is None for n in target.case.graph.nodes):
@@ -180,39 +204,50 @@ def cmd_export_tests(args) -> int:
             entries.append({"sig_id": row["signature_id"], "kind": row["kind"],
                             "signature": row["signature"],
                             "script": repro.repro_script(target.case, target.failure)})
-    with open(args.out, "w") as handle:
-        handle.write(repro.pytest_file(entries))
-    print(f"wrote {args.out}: {len(entries)} tests" + (f" ({skipped} buckets skipped)" if skipped else ""))
+    write_output(args.out, repro.pytest_file(entries))
+    print(printable(f"wrote {args.out}: {len(entries)} tests")
+          + (f" ({skipped} buckets skipped)" if skipped else ""))
     return 0
 
 
 # ----------------------------------------------------------------------------- reduce
 
 
+def _reduce_output(args) -> str | None:
+    """Where `reduce` writes a file the user named or derived from one (None: into DIR/reduced/)."""
+    if args.out:
+        return args.out
+    if args.dir and not os.path.isfile(args.id):
+        return None
+    return f"{os.path.splitext(args.id)[0]}.reduced.cfz"
+
+
 def cmd_reduce(args) -> int:
-    target = load_case(args.id, args.dir, prefer_reduced=False)
     if args.max_steps < 1 or args.budget <= 0 or args.timeout <= 0:
         raise CovfuzzError("--max-steps, --budget and --timeout must be positive")
-    log = (lambda text: print(text, file=sys.stderr, flush=True)) if not args.quiet else None
+    out = _reduce_output(args)
+    if out is not None:
+        check_output(out)  # before minutes of reduction, not after
+    from covfuzz import serialize
+    from covfuzz.triage.reduce import reduce_case
+    from covfuzz.triage.resolve import load_case
+    target = load_case(args.id, args.dir, prefer_reduced=False)
+    log = ((lambda text: print(printable(text), file=sys.stderr, flush=True))
+           if not args.quiet else None)
     res = reduce_case(target.case, target.signature, timeout=args.timeout,
                       max_steps=args.max_steps, budget=args.budget, log=log)
-    sig_id = target.sig_id or signature_id(res.signature)
-    meta = dict(res.to_dict(), signature_id=sig_id, example_id=target.example_id)
-    if args.out:
-        out = args.out
-        with open(out, "wb") as handle:
-            handle.write(serialize.to_json(res.case).encode() if out.endswith(".json")
-                         else serialize.encode(res.case))
-    elif args.dir and not os.path.isfile(args.id):
+    sig_id = target.sig_id if F.is_signature_id(target.sig_id) else signature_id(res.signature)
+    example_id = target.example_id if F.is_case_id(target.example_id) else None
+    meta = dict(res.to_dict(), signature_id=sig_id, example_id=example_id)
+    if out is None:
         out = F.write_reduced(args.dir, sig_id, res.case, meta)
     else:
-        out = f"{os.path.splitext(args.id)[0]}.reduced.cfz"
-        with open(out, "wb") as handle:
-            handle.write(serialize.encode(res.case))
-    print(f"reduced {target.label}: {res.nodes_before} -> {res.nodes_after} nodes, "
-          f"{len(res.original.graph.inputs)} -> {len(res.case.graph.inputs)} inputs in "
-          f"{res.seconds:.1f}s ({res.runs} runs, {res.steps} steps, stopped: {res.stopped}); "
-          f"signature {sig_id} kept -> {out}")
+        write_output(out, serialize.to_json(res.case).encode() if out.endswith(".json")
+                     else serialize.encode(res.case))
+    print(printable(f"reduced {target.label}: {res.nodes_before} -> {res.nodes_after} nodes, "
+                    f"{len(res.original.graph.inputs)} -> {len(res.case.graph.inputs)} inputs in "
+                    f"{res.seconds:.1f}s ({res.runs} runs, {res.steps} steps, stopped: "
+                    f"{res.stopped}); signature {sig_id} kept -> {out}"))
     return 0
 
 

@@ -8,8 +8,10 @@ id into a case is `covfuzz.triage.resolve`.
 Reduced examples (written by `covfuzz reduce`) are plain files beside the store:
   DIR/reduced/<sig_id>.cfz    the reduced test case (stored form; `covfuzz show` reads it)
   DIR/reduced/<sig_id>.json   {signature, signature_id, example_id, reduced_id, nodes_before,
-                               nodes_after, steps, runs, seconds, reduced_at}
-They are inspectable, survive `cmin`/`merge` untouched and never change the store.
+                               nodes_after, steps, runs, seconds, reduced_at, ...}
+They are inspectable, survive `cmin`/`merge` untouched and never change the store. Which file
+is loaded depends only on the validated signature id, never on the metadata; the metadata is
+read through `reduced_meta`, the validated boundary (`CampaignDataError` when it is malformed).
 """
 
 from __future__ import annotations
@@ -17,21 +19,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 
-import corpus
-from covfuzz import serialize, workdir
-from covfuzz.errors import CovfuzzError
+from covfuzz import jsondata, workdir
+from covfuzz.errors import CampaignDataError
+from covfuzz.outfile import write_output
 from covfuzz.triage.signature import signature_id
 
-SIGNATURE_ID = re.compile(r"^[0-9a-f]{12}$")  # a bucket key: `signature_id(signature)`
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+SIGNATURE_ID = re.compile(r"^[0-9a-f]{12}\Z")  # a bucket key: `signature_id(signature)`
+CASE_ID = re.compile(r"^[0-9a-f]{16}\Z")  # a test-case / example id: `serialize.case_id(case)`
+MAX_REDUCED_META = 1 << 20  # bytes of a reduced case's .json (covfuzz writes a few hundred)
+MAX_COUNT = 10 ** 9  # node counts
 
 
-def open_store(directory: str, readonly: bool = True):
-    """The corpus store of an existing campaign directory (CovfuzzError naming what is wrong)."""
-    if not os.path.isdir(directory):
-        raise CovfuzzError(f"{directory}: no such campaign directory")
-    return corpus.open_campaign_store(directory, readonly=readonly, create=False)
+def is_signature_id(value) -> bool:
+    return isinstance(value, str) and SIGNATURE_ID.match(value) is not None
+
+
+def is_case_id(value) -> bool:
+    return isinstance(value, str) and CASE_ID.match(value) is not None
 
 
 # ----------------------------------------------------------------------------- buckets
@@ -49,35 +57,108 @@ def bucket_id(rec: dict) -> str:
 
 
 def reduced_paths(directory: str, sig_id: str) -> tuple[str, str]:
+    """DIR/reduced/<sig_id>.cfz and .json (ValueError unless `sig_id` is a signature id)."""
+    if not is_signature_id(sig_id):
+        raise ValueError(f"not a signature id: {sig_id!r:.40}")
     base = os.path.join(workdir.reduced_dir(directory), sig_id)
     return base + ".cfz", base + ".json"
 
 
-def reduced_info(directory: str, sig_id: str) -> dict | None:
-    case_path, meta_path = reduced_paths(directory, sig_id)
-    if not os.path.isfile(case_path):
-        return None
-    info = {"path": case_path}
+def _count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT)
+
+
+# The fields of a reduced case's metadata that covfuzz reads, with their checks; other keys are
+# ignored (never copied into what `reduced_meta` returns).
+_META_FIELDS = {
+    "signature_id": lambda v: v is None or is_signature_id(v),
+    "reduced_id": lambda v: v is None or is_case_id(v),
+    "nodes_before": _count,
+    "nodes_after": _count,
+}
+
+
+_FIX = " (remove it, or re-run covfuzz reduce)"
+
+
+def _read_regular(path: str, max_bytes: int) -> bytes | None:
+    """The bytes of regular file `path` (None when absent); a symlink, FIFO or device, or a
+    file over `max_bytes`, is refused (CampaignDataError) without blocking or reading it."""
     try:
-        with open(meta_path) as handle:
-            meta = json.load(handle)
-        if isinstance(meta, dict):
-            info.update(meta)
-    except (OSError, ValueError):
-        pass
-    return info
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symlink
+        raise CampaignDataError(f"{path}: not a regular file ({exc.strerror}){_FIX}") from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CampaignDataError(f"{path}: not a regular file{_FIX}")
+        if st.st_size > max_bytes:
+            raise CampaignDataError(f"{path}: {st.st_size} bytes, more than the {max_bytes} "
+                                    f"allowed{_FIX}")
+        return handle.read(max_bytes + 1)
+
+
+def reduced_meta(directory: str, sig_id: str) -> dict:
+    """The validated metadata of bucket `sig_id`'s reduced case: the fields of `_META_FIELDS`
+    that are present ({} when there is no .json); CampaignDataError naming the file when it is
+    not a JSON object of those types (too large, too deeply nested, wrong types, out of range)."""
+    _, path = reduced_paths(directory, sig_id)
+    data = _read_regular(path, MAX_REDUCED_META)
+    if data is None:
+        return {}
+    try:
+        meta = jsondata.loads(data, path, CampaignDataError, max_bytes=MAX_REDUCED_META,
+                              max_depth=4)
+    except CampaignDataError as exc:
+        raise CampaignDataError(f"{exc}{_FIX}") from None
+    if not isinstance(meta, dict):
+        raise CampaignDataError(f"{path}: not a JSON object{_FIX}")
+    out = {}
+    for name, ok in _META_FIELDS.items():
+        if name in meta:
+            if not ok(meta[name]):
+                raise CampaignDataError(f"{path}: field {name!r} has a bad value "
+                                        f"{meta[name]!r:.60}{_FIX}")
+            out[name] = meta[name]
+    if out.get("signature_id", sig_id) != sig_id:
+        raise CampaignDataError(f"{path}: names signature id {out['signature_id']}, not "
+                                f"{sig_id}{_FIX}")
+    return out
+
+
+def reduced_info(directory: str, sig_id: str) -> dict | None:
+    """{path, and the validated metadata} of bucket `sig_id`'s reduced case, or None when
+    there is none. `path` is always DIR/reduced/<sig_id>.cfz (a regular file, not a link)."""
+    case_path, _ = reduced_paths(directory, sig_id)
+    try:
+        st = os.lstat(case_path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise CampaignDataError(f"{case_path}: not a regular file{_FIX}")
+    return dict(reduced_meta(directory, sig_id), path=case_path)
 
 
 def write_reduced(directory: str, sig_id: str, case, meta: dict) -> str:
+    """Write bucket `sig_id`'s reduced case and its metadata into DIR/reduced/, each through a
+    fresh temporary file renamed into place (never through a symlink, never outside the folder)."""
+    from covfuzz import serialize  # imports torch: not needed to list buckets (`covfuzz crashes`)
     case_path, meta_path = reduced_paths(directory, sig_id)
-    os.makedirs(os.path.dirname(case_path), exist_ok=True)
+    folder = os.path.dirname(case_path)
+    if os.path.islink(folder):
+        raise CampaignDataError(f"{folder}: is a symbolic link: covfuzz never writes through one "
+                                "(remove it)")
+    os.makedirs(folder, exist_ok=True)
     for path, data in ((case_path, serialize.encode(case)),
                        (meta_path, (json.dumps(dict(meta, reduced_at=time.time()), indent=1,
                                                sort_keys=True) + "\n").encode())):
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)  # a leftover of a killed run (or a planted link: unlink never follows)
+        write_output(tmp, data, exclusive=True)
+        os.replace(tmp, path)  # replaces a link at `path` itself, never its target
     return case_path
 
 

@@ -19,18 +19,19 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from corpus import CorpusError, open_campaign_store
 from covfuzz import serialize
 from covfuzz.errors import CovfuzzError, TestCaseFormatError
 from covfuzz.ir import TestCase
 from covfuzz.propagate import propagate
-from covfuzz.triage.failures import (SIGNATURE_ID, bucket_id, bucket_signature, open_store,
+from covfuzz.triage.failures import (SIGNATURE_ID, bucket_id, bucket_signature,
                                      reduced_info)
 from covfuzz.triage.signature import signature_id
 
 MIN_PREFIX = 4        # shortest id prefix looked up (git's minimum abbreviation)
 SHOWN_CANDIDATES = 5  # candidates an ambiguous-prefix error lists
-CASE_ID = re.compile(r"^[0-9a-f]{16}$")  # seed and example ids (`serialize.case_id`)
-_ID_PREFIX = re.compile(r"^[0-9a-f]{%d,16}$" % MIN_PREFIX)
+CASE_ID = re.compile(r"^[0-9a-f]{16}\Z")  # seed and example ids (`serialize.case_id`)
+_ID_PREFIX = re.compile(r"^[0-9a-f]{%d,16}\Z" % MIN_PREFIX)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def load_case(ident: str, directory: str | None = None, prefer_reduced: bool = F
         raise TestCaseFormatError(f"{ident}: not a regular file")
     if directory is None:
         raise TestCaseFormatError(f"{ident}: no such file (for an id, name its campaign with --dir DIR)")
-    with open_store(directory) as store:
+    with open_campaign_store(directory) as store:
         return campaign_case(store, ident, directory, prefer_reduced)
 
 
@@ -134,7 +135,7 @@ def _exact_case(store, ident: str, directory: str | None, prefer_reduced: bool) 
             return found
         data = store.get_case_bytes(ident)
         if data is not None:
-            return Resolved(ident, decode_case(data, f"seed {ident}"))
+            return Resolved(ident, decode_case(data, "testcases", ident))
     rec = find_bucket(store, ident)
     if rec is not None:
         return bucket_case(store, rec, directory, prefer_reduced)
@@ -172,7 +173,7 @@ def bucket_case(store, rec: dict, directory: str | None = None,
         message = (ex.get("result") or {}).get("message")
         if message:
             failure["message"] = message
-        return Resolved(eid, decode_case(ex["case_bytes"], f"example {eid}"), sig, sid, failure, eid)
+        return Resolved(eid, decode_case(ex["case_bytes"], "examples", eid), sig, sid, failure, eid)
     raise CovfuzzError(f"bucket {sid} has no stored example")
 
 
@@ -195,18 +196,18 @@ def example_case(store, eid: str) -> Resolved | None:
         sid = sid if SIGNATURE_ID.match(sid) else signature_id(sig)
     if result.get("message"):
         failure["message"] = result["message"]
-    return Resolved(eid, decode_case(ex["case_bytes"], f"example {eid}"), sig, sid, failure, eid)
+    return Resolved(eid, decode_case(ex["case_bytes"], "examples", eid), sig, sid, failure, eid)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def decode_case(data: bytes, where: str) -> TestCase:
-    """Stored bytes -> case (propagated when valid); `where` names the record in errors."""
+def decode_case(data: bytes, db: str, key: str) -> TestCase:
+    """Stored bytes -> case (propagated when valid); errors name the store's database and key."""
     try:
         case = serialize.decode(data)
     except TestCaseFormatError as exc:
-        raise CovfuzzError(f"{where}: {exc}") from None
+        raise CorpusError(f"{db} record {key}: {exc}", db=db, key=key) from None
     return _propagated(case)
 
 
