@@ -19,7 +19,9 @@ from corpus.lmdb_env import env_path
 from corpus.salvage import salvage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ANSWER_SECONDS = 10
+# A hang guard, not a speed target: the 10 s answer time is measured on an idle
+# machine (see the closing note); under a loaded CI, importing torch alone can take 5-9 s.
+ANSWER_SECONDS = 30
 PAGE = 4096
 
 

@@ -31,7 +31,9 @@ from covfuzz.triage import failures, known_issues
 from covfuzz.triage.signature import signature_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ANSWER_S = 10.0
+# A hang guard, not a speed target: the issue's 10 s answer time is measured on an idle
+# machine (see the closing note); under a loaded CI, importing torch alone can take 5-9 s.
+ANSWER_S = 30
 DEEP = 400  # nesting levels: a few hundred bytes, far past Python's json/tomllib recursion
 
 
