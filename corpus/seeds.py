@@ -245,22 +245,21 @@ class SeedStore:
             except UnicodeDecodeError:
                 report_corrupt(errors, corrupt("features", key, "key is not ASCII"))
 
+    def _decode_all(self, db: str, decode, errors: list) -> set:
+        """Decode every record of `db` (errors into `errors`); returns the keys seen."""
+        keys = set()
+        for key, raw in self._env.scan(db):
+            keys.add(key)
+            try:
+                decode(key, raw)
+            except CorpusError as exc:
+                errors.append(exc)
+        return keys
+
     def verify(self, errors: list) -> None:
         """Decode every meta and features record and check that each seed has all three."""
         ids_tc = {k for k, _ in self._env.scan("testcases", values=False)}
-        ids_meta = set()
-        for key, raw in self._env.scan("meta"):
-            ids_meta.add(key)
-            try:
-                decode_meta(key, raw)
-            except CorpusError as exc:
-                errors.append(exc)
-        ids_feat = set()
-        for key, raw in self._env.scan("features"):
-            ids_feat.add(key)
-            try:
-                decode_features(raw, key)
-            except CorpusError as exc:
-                errors.append(exc)
+        ids_meta = self._decode_all("meta", decode_meta, errors)
+        ids_feat = self._decode_all("features", lambda key, raw: decode_features(raw, key), errors)
         for key in sorted(ids_tc ^ ids_meta | ids_tc ^ ids_feat):
             errors.append(corrupt("testcases", key, "seed lacks its testcase, meta or features"))
