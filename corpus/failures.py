@@ -110,6 +110,21 @@ class FailureStore:
             return not stored
         return self._env.write(write, "failures")
 
+    def update_extra(self, signature: str, changes: dict) -> bool:
+        """Set keys of bucket `signature`'s `extra` (what triage learned about it); one
+        transaction. False when there is no such bucket (or it is damaged)."""
+        skey = signature_key(signature)
+        canonical_json(changes)  # validate before the transaction
+
+        def write(txn):
+            _, rec = self._current(txn, skey)
+            if rec is None:
+                return False
+            rec["extra"] = {**(rec.get("extra") or {}), **changes}
+            txn.put(skey, encode_failure(rec), db=self._fdb)
+            return True
+        return self._env.write(write, "failures")
+
     def all(self, errors: list | None = None) -> list[dict]:
         """Every bucket (damaged ones reported into `errors`)."""
         out = []

@@ -339,6 +339,9 @@ class CorpusStore:
         `max_examples`); one transaction. Returns True when the bucket is new here."""
         return self._failures.merge_bucket(bucket, examples)
 
+    def update_failure_extra(self, signature: str, changes: dict) -> bool:
+        return self._failures.update_extra(signature, changes)
+
     def failures(self, errors: list | None = None) -> list[dict]:
         """Every failure bucket (corrupt ones reported into `errors`)."""
         return self._failures.all(errors)

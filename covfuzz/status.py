@@ -115,6 +115,9 @@ def _row(fields: dict):
 _MUTATOR_ROW = _row({k: (_count, 0) for k in ("proposals", "valid", "executed", "ran", "wins")})
 _BANDIT_ROW = _row({"tries": (_count, 0), "rate": (_amount, 0.0), "gain": (_amount, 0.0),
                     "cost": (_amount, 0.0)})
+_TRIAGE_ROW = _row({"untriaged": (_count, 0), "states": (_table(_count), {}),
+                    "root_causes": (_count, 0), "labels": (_table(_count), {}),
+                    "recorded_seconds": (_amount, 0.0), "worker_share": (_amount, 0.0)})
 _REQUIRED = object()
 
 # key -> (check, default); _REQUIRED keys must be present (the status line prints them).
@@ -132,6 +135,9 @@ STATUS_FIELDS = {
     "workers": (_or_none(_count), None), "supervisor_rss_mb": (_or_none(_amount), None),
     "outcomes": (_table(_count), {}), "mutators": (_table(_MUTATOR_ROW), {}),
     "strategies": (_table(_BANDIT_ROW), {}), "settings_moves": (_table(_BANDIT_ROW), {}),
+    "triage": (_or_none(_TRIAGE_ROW), None), "triage_queue": (_or_none(_count), None),
+    "triage_current": (_or_none(_text), None),
+    "triage_worker_seconds": (_or_none(_amount), None),
 }
 
 
@@ -261,6 +267,23 @@ def _ago(ts) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f}m ago"
     return f"{seconds / 3600:.1f}h ago"
+
+
+def triage_line(s: dict) -> str | None:
+    """What background triage has done (None for a campaign without it)."""
+    t = s.get("triage")
+    if not t:
+        return None
+    states = t.get("states") or {}
+    labels = ", ".join(f"{k} {v}" for k, v in sorted((t.get("labels") or {}).items()))
+    queue = s.get("triage_queue")
+    share = t.get("worker_share")
+    return (f"triage: {states.get('confirmed', 0)} confirmed bucket(s) in {t.get('root_causes', 0)} "
+            f"root cause(s), {states.get('flaky', 0)} flaky, {states.get('not_a_bug', 0)} not a bug"
+            + (f" ({labels})" if labels else "")
+            + f", {t.get('untriaged', 0)} not triaged yet"
+            + (f" ({queue} queued)" if queue is not None else "")
+            + (f"; {100 * share:.1f}% of worker time this run" if share else ""))
 
 
 def status_line(s: dict) -> str:

@@ -13,6 +13,8 @@ Protocol (multiprocessing Connection, bytes only, no pickle):
   followed by one message with the encoded test case (covfuzz.serialize.encode bytes);
   worker -> handle: JSON result (RunResult fields without features, plus "rss": the worker's
   RSS after the case) followed by one message with the features as uint64 array bytes.
+- {"cmd": "localize", "kind": .., "output": .., "device": .., "budget": ..} followed by the
+  encoded test case: worker -> handle JSON, the culprit of the mismatch (harness.localize).
 - {"cmd": "ping"}: worker -> handle JSON {"pid": .., "rss": ..}.
 - {"cmd": "exit"}: the worker leaves its loop.
 
@@ -92,6 +94,21 @@ def _redirect_output(target: str | None) -> None:
     os.close(fd)
 
 
+def _localize(header: dict, case_bytes: bytes) -> dict:
+    """The culprit of a mismatch; never raises (a localization that fails says why)."""
+    from harness.localize import localize  # imports torch: only after the environment is set
+    from covfuzz.propagate import propagate
+    from covfuzz.serialize import decode
+    try:
+        case = propagate(decode(case_bytes))
+        output = header.get("output")
+        return localize(case, str(header.get("kind")),
+                        output if isinstance(output, int) else None, header.get("device"),
+                        float(header.get("budget") or 180.0))
+    except Exception as exc:  # noqa: BLE001 - reported, the worker carries on
+        return {"found": False, "why": f"localization failed: {type(exc).__name__}: {exc}"[:500]}
+
+
 def worker_main(conn, options: dict) -> None:
     """Entry point of the spawned worker process (`options` is a dict of plain data)."""
     die_with_parent()
@@ -124,6 +141,9 @@ def worker_main(conn, options: dict) -> None:
             return
         if cmd == "ping":
             conn.send_bytes(json.dumps({"pid": os.getpid(), "rss": rss_bytes()}).encode())
+            continue
+        if cmd == "localize":
+            conn.send_bytes(json.dumps(_localize(header, conn.recv_bytes())).encode())
             continue
         if cmd != "run":
             conn.send_bytes(json.dumps({"error": f"unknown command {cmd!r}"}).encode())

@@ -367,6 +367,32 @@ class WorkerHandle:
             self.recycle()
         return result
 
+    def localize(self, case, kind: str, output: int | None, budget: float = 180.0,
+                 device: str | None = None) -> dict:
+        """The culprit of a mismatch (harness.localize.localize, run in the worker); on a
+        worker crash or timeout {"found": False, "why": ...} (the worker is restarted)."""
+        if not isinstance(case, (bytes, bytearray)):
+            case = serialize.encode(case)
+        self.start()
+        header = {"cmd": "localize", "kind": kind, "output": output, "budget": budget,
+                  "device": device or self.device}
+        try:
+            self._conn.send_bytes(json.dumps(header).encode())
+            self._conn.send_bytes(bytes(case))
+        except (OSError, BrokenPipeError):
+            self._kill()
+            return {"found": False, "why": "worker died"}
+        # The worker stops itself at `budget`; one more compile may be running then.
+        if not self._conn.poll(budget + self.timeout):
+            self._kill()
+            return {"found": False, "why": f"localization timed out after {budget:g} s"}
+        try:
+            answer = json.loads(self._conn.recv_bytes())
+        except (EOFError, OSError, ValueError):
+            self._kill()
+            return {"found": False, "why": "worker died during localization"}
+        return answer if isinstance(answer, dict) else {"found": False, "why": "bad answer"}
+
     def _synthetic(self, outcome: str, t0: float, message: str, details: dict) -> RunResult:
         timings = empty_timings()
         timings["total"] = timings["overhead"] = time.perf_counter() - t0

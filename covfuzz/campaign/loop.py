@@ -185,6 +185,8 @@ class Campaign:
         started, base_elapsed = time.time(), self.counters.elapsed
         budget = Budget(started + opts.hours * 3600 if opts.hours else None, opts.execs)
         executor = ExecuteStage(pool or self._pool())
+        for stage in self.stages:
+            stage.resume(self)
         self.counters.restarts_before = self.counters.restarts
         queue = deque(self.candidates.initial() if not len(self.seeds) else [])
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -199,6 +201,9 @@ class Campaign:
                 executor.close()
             except KeyboardInterrupt:
                 pass
+            for stage in self.stages:
+                stage.poll(self)  # record what finished meanwhile
+                stage.close()
             for s, handler in old_handlers.items():
                 signal.signal(s, handler)
             self.counters.restarts_before = self.counters.restarts
@@ -215,13 +220,37 @@ class Campaign:
         again after a resume."""
         in_flight: dict[cf.Future, Candidate] = {}
         last_report = time.time()
+        drain_until = None
         while True:
+            for stage in self.stages:
+                stage.poll(self)
+            # Stages working in the background (triage) hold some of the worker slots.
+            free = self.opts.workers - sum(stage.slots() for stage in self.stages)
             while not self.stop_requested and budget.allows(len(in_flight)) \
-                    and len(in_flight) < self.opts.workers:
+                    and len(in_flight) < free:
                 candidate = queue.popleft() if queue else self.candidates.next()
                 in_flight[executor.submit(candidate)] = candidate
             if not in_flight:
-                return
+                pending = sum(stage.pending() for stage in self.stages)
+                if self.stop_requested or not pending:
+                    if self.stop_requested or not budget.allows(0):
+                        return
+                if not budget.allows(0):
+                    if drain_until is None:
+                        drain_until = time.time() + self.opts.drain_limit
+                        self.log(f"budget spent: finishing the background work left "
+                                 f"({pending} bucket(s) to triage, at most "
+                                 f"{self.opts.drain_limit:.0f} s)")
+                    elif time.time() > drain_until:
+                        self.log("drain limit reached: the rest is triaged when the campaign "
+                                 "resumes")
+                        return
+                time.sleep(0.5)  # a stage holds every slot, or the budget is spent: wait
+                self.counters.elapsed = base_elapsed + time.time() - started
+                if time.time() - last_report >= self.opts.status_interval:
+                    self.tick()
+                    last_report = time.time()
+                continue
             if not queue and not self.stop_requested and budget.allows(len(in_flight)):
                 queue.append(self.candidates.next())
             done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)

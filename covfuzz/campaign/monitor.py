@@ -15,7 +15,8 @@ import time
 
 from covfuzz import workdir
 from covfuzz.campaign.execution import Execution
-from covfuzz.status import status_line
+from covfuzz.status import status_line, triage_line
+from covfuzz.triage.failures import triage_summary
 from harness.worker import rss_bytes
 
 STATS_KEYS = ("elapsed", "execs", "corpus", "features", "lines", "unique_failures",
@@ -59,7 +60,7 @@ class Monitor:
         for row in failures:
             by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
         proposals = max(counters.proposals, 1)
-        return {
+        status = {
             "dir": c.dir, "pid": os.getpid(), "mode": c.opts.mode, "updated": time.time(),
             "elapsed": round(elapsed, 1), "execs": counters.execs,
             "execs_per_s": round(counters.execs / elapsed, 3) if elapsed > 0 else 0.0,
@@ -77,7 +78,14 @@ class Monitor:
             "strategies": c.candidates.strategies.table(),
             "settings_moves": dict(sorted(c.candidates.setting_moves.table().items(),
                                           key=lambda kv: -kv[1]["rate"])[:10]),
+            "triage": triage_summary(failures),
         }
+        for stage in c.stages:
+            status.update(stage.status())
+        if "triage_worker_seconds" in status and elapsed > 0:
+            status["triage"]["worker_share"] = round(
+                status["triage_worker_seconds"] / (elapsed * max(c.opts.workers, 1)), 4)
+        return status
 
     def report(self, running: bool = True) -> dict:
         """A status tick: the stats record, fuzzer_stats.json and the status line."""
@@ -85,4 +93,6 @@ class Monitor:
         self.campaign.store.append_stats({k: status[k] for k in STATS_KEYS})
         write_json_atomic(workdir.stats_path(self.campaign.dir), status)
         self.log(status_line(status))
+        if status.get("triage_queue"):
+            self.log(triage_line(status))
         return status

@@ -28,6 +28,9 @@ class CampaignOptions:
     # Testing only: this share of candidates carries a fault seed (segfault, abort, hang, memory
     # blow-up, raise in compile/eager) that workers started with COVFUZZ_FAULT_INJECTION=1 obey.
     inject_faults: float = 0.0
+    # Background triage (covfuzz/campaign/triage_stage.py): at the end of the budget the run
+    # waits up to this many seconds for the buckets still queued.
+    drain_limit: float = 1800.0
     map_size: int | None = None  # initial LMDB map size (tests start tiny to force growth)
 
     @property

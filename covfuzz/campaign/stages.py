@@ -10,15 +10,41 @@ localizing a mismatch and reducing a new bucket are stages; each plugs in by bei
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Protocol
-
 from covfuzz import serialize
 from covfuzz.campaign.execution import Candidate, Execution
 from harness.pool import WorkerPool
 
 
-class Stage(Protocol):
-    def process(self, ex: Execution, campaign) -> None: ...
+class Stage:
+    """Work done on executions after they are recorded. Every hook is optional:
+    - `process(ex, campaign)`: see one execution (main thread);
+    - `poll(campaign)`: called on every turn of the loop (main thread): record background work;
+    - `slots()`: worker slots the stage holds now (the loop runs that many fewer cases);
+    - `pending()`: work left (the loop lets it finish at the end of the budget);
+    - `resume(campaign)`: when a run starts, pick up what an earlier run left;
+    - `status()`: keys added to the campaign's status;
+    - `close()`: the run ends."""
+
+    def process(self, ex: Execution, campaign) -> None:
+        pass
+
+    def poll(self, campaign) -> None:
+        pass
+
+    def slots(self) -> int:
+        return 0
+
+    def pending(self) -> int:
+        return 0
+
+    def resume(self, campaign) -> None:
+        pass
+
+    def status(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
 class ExecuteStage:

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from covfuzz.campaign import Campaign, CampaignOptions
+from covfuzz.campaign.triage_stage import TriageStage
 from covfuzz.cli.cases import add_gen_arguments, gen_options
 from covfuzz.cli.commands import summary
 from covfuzz.errors import CovfuzzError
@@ -28,7 +29,8 @@ def cmd_fuzz(args) -> int:
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
               file=sys.stderr)
-    status = Campaign(args.dir, opts).run()
+    stages = [] if args.no_triage else [TriageStage(args.dir)]
+    status = Campaign(args.dir, opts, stages=stages).run()
     print(f"summary: {status_line(status)}")
     print(f"results: {args.dir} (covfuzz status {args.dir}; covfuzz plot {args.dir})")
     return 0
@@ -57,6 +59,10 @@ def add_parsers(sub) -> None:
                       help="feedback mode: graphs drawn per generation; the one whose ops, op pairs, "
                            "dtypes and settings have paid most in new coverage runs (default %(default)s)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
+    fuzz.add_argument("--no-triage", action="store_true",
+                      help="do not confirm, localize and reduce new buckets in the background "
+                           "(by default each new bucket is re-run in a fresh process, localized "
+                           "to its culprit node and reduced while the campaign runs)")
     fuzz.add_argument("--timeout", type=float, default=120.0, help="per-case timeout in seconds (default 120)")
     fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")
     fuzz.add_argument("--seed", type=int, default=0, help="campaign RNG seed (default 0)")

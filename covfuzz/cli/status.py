@@ -14,7 +14,7 @@ import sys
 from covfuzz import workdir
 from covfuzz.cli.commands import summary
 from covfuzz.outfile import check_output
-from covfuzz.status import plot, read_status, status_line
+from covfuzz.status import plot, read_status, status_line, triage_line
 from covfuzz.text import printable
 
 PLOT_FILE = "progress.png"  # `covfuzz plot`'s default output, inside the campaign directory
@@ -30,6 +30,9 @@ def cmd_status(args) -> int:
     print(printable(f"{args.dir}: {state} ({status.get('mode')}, {status.get('workers')} workers, "
                     f"{status.get('device')})"))
     print(printable(status_line(status)))
+    triage = triage_line(status)
+    if triage:
+        print(printable(triage))
     outcomes = status.get("outcomes") or {}
     if outcomes:
         print(printable("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))))

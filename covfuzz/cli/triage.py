@@ -59,31 +59,56 @@ def cmd_crashes(args) -> int:
     known = known_issues.load(args.known_issues, args.dir)
     with open_campaign_store(args.dir) as store:
         rows = F.sort_rows(F.buckets(store, args.dir, known), args.sort)
+    causes = F.sort_rows(F.root_causes(rows), args.sort)
+    hidden = F.hidden_rows(rows)
     by_kind: dict[str, int] = {}
-    for r in rows:
-        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + 1
+    for c in causes:
+        by_kind[c["kind"]] = by_kind.get(c["kind"], 0) + 1
+    hidden_by: dict[str, int] = {}
+    for r in hidden:
+        t = r["triage"]
+        name = t.get("label") if t["state"] == "not_a_bug" and t.get("label") else t["state"]
+        hidden_by[name] = hidden_by.get(name, 0) + 1
     summary = {"dir": args.dir, "raw_failures": sum(r["count"] or 0 for r in rows),
-               "buckets": len(rows), "known": sum(1 for r in rows if r["known"]),
-               "new": sum(1 for r in rows if not r["known"]), "by_kind": by_kind,
-               "failures": rows}
+               "buckets": len(rows), "root_causes": len(causes),
+               "untriaged": sum(1 for c in causes if c["state"] == "untriaged"),
+               "known": sum(1 for c in causes if c["known"]),
+               "new": sum(1 for c in causes if not c["known"]), "by_kind": by_kind,
+               "hidden": hidden_by, "causes": causes, "failures": rows}
     if args.json:
         json.dump(summary, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
         return 0
     kinds = ", ".join(f"{printable(k)}={v}" for k, v in sorted(by_kind.items(), key=str)) or "none"
-    print(f"{printable(args.dir)}: {summary['raw_failures']} failures in {len(rows)} buckets "
-          f"({kinds}); {summary['known']} known, {summary['new']} new")
-    for r in rows:
-        mark = "known" if r["known"] else "NEW  "
-        red = (f"reduced {r['original_nodes'] or '?'}->{r['reduced_nodes']} nodes" if r["reduced"]
-               else "not reduced")
-        print(f"{mark} {printable(str(r['kind'])[:40]):<14} {r['signature_id']}  x{r['count']:<5} "
-              f"first {_when(r['first_seen'])}  last {_when(r['last_seen'])}  "
-              f"example {printable(str(r['example_id'])[:40])}  {red}")
-        print(f"      {printable(r['signature'][:200])}")
-        if r["known"]:
-            note = f"{r['known'].get('link') or ''} {r['known'].get('note') or ''}"
+    print(f"{printable(args.dir)}: {summary['raw_failures']} failures in {len(rows)} buckets, "
+          f"{len(causes)} root causes ({kinds}); {summary['known']} known, {summary['new']} new, "
+          f"{summary['untriaged']} not triaged yet")
+    if hidden_by:
+        print("not reported: " + ", ".join(f"{printable(k)} {v}" for k, v in sorted(hidden_by.items()))
+              + ("" if args.all else " (--all lists them)"))
+    for c in causes:
+        mark = "known" if c["known"] else "NEW  "
+        red = (f"reduced to {c['reduced_nodes']} nodes" if c["reduced_nodes"] is not None
+               else ("not reduced" if c["state"] == "confirmed" else "not triaged yet"))
+        culprit = f"  culprit {printable(c['culprit_op'])}" if c["culprit_op"] else ""
+        print(f"{mark} {printable(str(c['kind'])[:40]):<14} {c['root_id']}  x{c['count']:<5} "
+              f"first {_when(c['first_seen'])}  last {_when(c['last_seen'])}  {red}{culprit}")
+        print(f"      {printable(c['root'][:200])}")
+        print(f"      buckets {', '.join(c['buckets'][:8])}"
+              + (f" (+{len(c['buckets']) - 8})" if len(c["buckets"]) > 8 else "")
+              + f"  example {printable(str(c['example_id'])[:40])}")
+        if c["known"]:
+            note = f"{c['known'].get('link') or ''} {c['known'].get('note') or ''}"
             print(f"      known issue: {printable(note[:300])}".rstrip())
+    if args.all:
+        for r in hidden:
+            t = r["triage"]
+            why = (f"not a bug: {t.get('label')} ({t.get('label_reason') or ''})"
+                   if t["state"] == "not_a_bug" else
+                   f"{t['state']}: fresh process gave {t.get('fresh_outcome') or '?'}")
+            print(f"hidden {printable(str(r['kind'])[:40]):<14} {r['signature_id']}  x{r['count']:<5} "
+                  f"{printable(why[:200])}")
+            print(f"      {printable(r['signature'][:200])}")
     return 0
 
 
@@ -256,14 +281,19 @@ def cmd_reduce(args) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("crashes", help=summary("crashes"),
-                       description="Distinct failures of DIR, newest (or most frequent) first, with "
-                                   "kind, signature, count, first/last seen, example id, and whether a "
-                                   "reduced example exists. Failures matching the known-issues file "
-                                   "(DIR/known_issues.json or --known-issues) are marked known.")
+                       description="Root causes of DIR's failures, newest (or most frequent) first: "
+                                   "buckets that triage found to share a root cause are listed "
+                                   "together (counts summed), with kind, root signature, count, "
+                                   "first/last seen, buckets, example id and reduced size. Buckets "
+                                   "triaged as flaky or not a bug are counted, not listed (--all). "
+                                   "Failures matching the known-issues file (DIR/known_issues.json "
+                                   "or --known-issues) are marked known.")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--known-issues", metavar="FILE", help="JSON or TOML known-issues file")
     p.add_argument("--sort", choices=("recent", "count"), default="recent")
+    p.add_argument("--all", action="store_true",
+                   help="also list buckets triage found flaky or not a bug")
     p.set_defaults(func=cmd_crashes)
 
     p = sub.add_parser("replay", help=summary("replay"),

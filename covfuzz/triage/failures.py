@@ -42,6 +42,80 @@ def is_case_id(value) -> bool:
     return isinstance(value, str) and CASE_ID.match(value) is not None
 
 
+def _count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT)
+
+
+# ----------------------------------------------------------------------------- triage records
+
+TRIAGE_STATES = ("confirmed", "flaky", "not_a_bug", "gone", "error")
+MAX_TRIAGE_TEXT = 1000
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_TRIAGE_TEXT
+
+
+def _opt_text(v) -> bool:
+    return v is None or _text(v)
+
+
+# The fields of a bucket's triage record (extra["triage"], written by the campaign's triage
+# stage) that covfuzz reads, with their checks: a stored record is untrusted input.
+_TRIAGE_FIELDS = {
+    "state": lambda v: v in TRIAGE_STATES,
+    "root": _text,
+    "root_id": lambda v: v is None or is_signature_id(v),
+    "label": _opt_text,
+    "label_reason": _opt_text,
+    "culprit_op": _opt_text,
+    "fresh_outcome": _opt_text,
+    "fresh_message": _opt_text,
+    "error": _opt_text,
+    "reduced_nodes": _count,
+}
+
+
+def triage_record(rec: dict) -> dict | None:
+    """The validated triage record of bucket `rec` (the fields that pass their checks), or None
+    when the bucket has not been triaged (or its record is not an object with a valid state)."""
+    extra = rec.get("extra") or {}
+    raw = extra.get("triage") if isinstance(extra, dict) else None
+    if not isinstance(raw, dict) or raw.get("state") not in TRIAGE_STATES:
+        return None
+    out = {k: raw[k] for k, ok in _TRIAGE_FIELDS.items() if k in raw and ok(raw[k])}
+    seconds = raw.get("seconds")
+    if isinstance(seconds, dict):
+        out["seconds"] = {k: float(v) for k, v in list(seconds.items())[:8]
+                          if k in ("confirm", "localize", "reduce")
+                          and isinstance(v, (int, float)) and not isinstance(v, bool)
+                          and 0 <= v < 1e7}
+    return out
+
+
+def triage_summary(rows: list[dict]) -> dict:
+    """Counts for the status: buckets per triage state, root causes among confirmed buckets,
+    labels of non-bugs, and worker seconds spent triaging (recorded)."""
+    states: dict[str, int] = {}
+    labels: dict[str, int] = {}
+    roots: set[str] = set()
+    seconds = 0.0
+    pending = 0
+    for rec in rows:
+        t = triage_record(rec)
+        if t is None:
+            pending += 1
+            continue
+        states[t["state"]] = states.get(t["state"], 0) + 1
+        if t["state"] == "confirmed":
+            roots.add(t.get("root_id") or bucket_id(rec))
+        if t["state"] == "not_a_bug" and t.get("label"):
+            labels[t["label"]] = labels.get(t["label"], 0) + 1
+        seconds += sum((t.get("seconds") or {}).values())
+    return {"untriaged": pending, "states": states, "root_causes": len(roots),
+            "labels": labels, "recorded_seconds": round(seconds, 1)}
+
+
 # ----------------------------------------------------------------------------- buckets
 
 
@@ -64,14 +138,12 @@ def reduced_paths(directory: str, sig_id: str) -> tuple[str, str]:
     return base + ".cfz", base + ".json"
 
 
-def _count(v) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT)
-
 
 # The fields of a reduced case's metadata that covfuzz reads, with their checks; other keys are
 # ignored (never copied into what `reduced_meta` returns).
 _META_FIELDS = {
     "signature_id": lambda v: v is None or is_signature_id(v),
+    "root_id": lambda v: v is None or is_signature_id(v),
     "reduced_id": lambda v: v is None or is_case_id(v),
     "nodes_before": _count,
     "nodes_after": _count,
@@ -173,7 +245,7 @@ def buckets(store, directory: str | None = None, known=None) -> list[dict]:
                "count": rec.get("count", 0), "first_seen": rec.get("first_seen"),
                "last_seen": rec.get("last_seen"), "example_ids": list(rec.get("example_ids") or []),
                "example_id": (rec.get("example_ids") or [None])[0], "reduced": False,
-               "reduced_nodes": None, "known": None}
+               "reduced_nodes": None, "known": None, "triage": triage_record(rec)}
         if directory is not None:
             info = reduced_info(directory, sid)
             if info is not None:
@@ -189,7 +261,50 @@ def buckets(store, directory: str | None = None, known=None) -> list[dict]:
     return rows
 
 
+HIDDEN_STATES = ("flaky", "not_a_bug", "gone")  # triaged and found not to be a bug here
+
+
+def root_causes(rows: list[dict]) -> list[dict]:
+    """Bucket rows (`buckets`) grouped by root cause: confirmed buckets with the same root id
+    are one cause (counts summed, every bucket listed); an untriaged bucket is a cause of its
+    own until triage names its root. Buckets triaged as flaky, not a bug or gone are left out
+    (`hidden_rows`)."""
+    groups: dict[str, dict] = {}
+    for r in rows:
+        t = r.get("triage") or {}
+        state = t.get("state", "untriaged")
+        if state in HIDDEN_STATES:
+            continue
+        key = t.get("root_id") if state == "confirmed" and t.get("root_id") else r["signature_id"]
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"root_id": key, "root": t.get("root") or r["signature"],
+                               "state": state, "kind": r["kind"], "count": 0, "buckets": [],
+                               "first_seen": r["first_seen"], "last_seen": r["last_seen"],
+                               "culprit_op": t.get("culprit_op"), "reduced_nodes": None,
+                               "reduced_bucket": None, "example_id": r["example_id"],
+                               "known": r["known"], "message": r["message"]}
+        g["count"] += r["count"] or 0
+        g["buckets"].append(r["signature_id"])
+        g["first_seen"] = min(x for x in (g["first_seen"], r["first_seen"]) if x is not None) \
+            if r["first_seen"] is not None else g["first_seen"]
+        g["last_seen"] = max(g["last_seen"] or 0, r["last_seen"] or 0)
+        g["known"] = g["known"] or r["known"]
+        if r["reduced"] and (g["reduced_nodes"] is None
+                             or (r["reduced_nodes"] or 0) < g["reduced_nodes"]):
+            g["reduced_nodes"], g["reduced_bucket"] = r["reduced_nodes"], r["signature_id"]
+    return list(groups.values())
+
+
+def hidden_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if (r.get("triage") or {}).get("state") in HIDDEN_STATES]
+
+
 def sort_rows(rows: list[dict], key: str = "recent") -> list[dict]:
     if key == "count":
-        return sorted(rows, key=lambda r: (-(r["count"] or 0), -(r["last_seen"] or 0), r["signature_id"]))
-    return sorted(rows, key=lambda r: (-(r["last_seen"] or 0), -(r["count"] or 0), r["signature_id"]))
+        return sorted(rows, key=lambda r: (-(r["count"] or 0), -(r["last_seen"] or 0), _row_id(r)))
+    return sorted(rows, key=lambda r: (-(r["last_seen"] or 0), -(r["count"] or 0), _row_id(r)))
+
+
+def _row_id(row: dict) -> str:
+    return row.get("signature_id") or row.get("root_id") or ""

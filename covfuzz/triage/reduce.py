@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from covfuzz import ops, serialize
+from covfuzz import ops, serialize, subgraph
 from covfuzz.errors import CovfuzzError
 from covfuzz.ir import FLOAT_DTYPES, Graph, Input, ScalarSpec, TensorSpec, TestCase, contiguous_stride
 from covfuzz.outcomes import FAILURE_KINDS
@@ -64,31 +64,8 @@ class ReduceResult:
 
 
 def _graph_case(case: TestCase, inputs, nodes, outputs, settings=None) -> TestCase:
-    """Rebuild from (inputs, nodes, outputs) with positional ids; removes dead nodes and unused
-    inputs, renumbers, remaps mark_dynamic."""
-    inputs, nodes, outputs = list(inputs), list(nodes), list(dict.fromkeys(outputs))
-    base = len(inputs)
-    live = set(outputs)
-    for j in range(len(nodes) - 1, -1, -1):
-        if base + j in live:
-            live.update(nodes[j].args)
-    keep_in = [i for i in range(base) if i in live]
-    keep_nodes = [j for j in range(len(nodes)) if base + j in live]
-    ids = {old: new for new, old in enumerate(keep_in)}
-    for new, j in enumerate(keep_nodes):
-        ids[base + j] = len(keep_in) + new
-    new_nodes = tuple(dataclasses.replace(nodes[j], args=tuple(ids[a] for a in nodes[j].args), out=None)
-                      for j in keep_nodes)
-    settings = settings or case.settings
-    marks = []
-    for i, d in settings.mark_dynamic:
-        if i in ids:
-            spec = inputs[i].spec
-            if isinstance(spec, TensorSpec) and d < spec.rank:
-                marks.append((ids[i], d))
-    settings = dataclasses.replace(settings, mark_dynamic=tuple(dict.fromkeys(marks)))
-    graph = Graph(tuple(inputs[i] for i in keep_in), new_nodes, tuple(ids[o] for o in outputs))
-    return TestCase(graph, settings, case.seed)
+    """Rebuild from (inputs, nodes, outputs): dead nodes and unused inputs removed."""
+    return subgraph.rebuild(case, inputs, nodes, outputs, settings)
 
 
 def _same_spec(a, b) -> bool:
@@ -309,6 +286,7 @@ class Reducer:
         self.runs = 0
         self._deadline = 0.0
         self.strict = True
+        self.accept = None
 
     def run_case(self, case: TestCase):
         result = self.worker.run(case, timeout=self.timeout, coverage=False)
@@ -337,13 +315,19 @@ class Reducer:
             raise _OutOfBudget("time budget")
         self.runs += 1
         result, sig = self.run_case(checked)
-        ok = result.outcome in FAILURE_KINDS and sig == target
+        ok = result.outcome in FAILURE_KINDS and (
+            self.accept(checked, result) if self.accept is not None else sig == target)
         self.cache[cid] = ok
         return checked if ok else None
 
-    def reduce(self, case: TestCase, target: str | None = None) -> ReduceResult:
+    def reduce(self, case: TestCase, target: str | None = None,
+               accept: Callable[[TestCase, object], bool] | None = None) -> ReduceResult:
         """Reduce `case`. `target`: the signature to keep (default: the one the case shows now).
-        Raises CovfuzzError when the case does not fail (with `target`)."""
+        `accept(case, result)`: instead of a signature, what a failing candidate must show to
+        be kept (triage keeps a mismatch's culprit this way: the raw signature names the graph
+        output, which reduction is meant to change).
+        Raises CovfuzzError when the case does not fail (with `target`, or as `accept` asks)."""
+        self.accept = accept
         started = time.monotonic()
         self._deadline = started + self.budget
         self.strict = validate(case) is not None
@@ -357,6 +341,9 @@ class Reducer:
         if result.outcome not in FAILURE_KINDS:
             raise CovfuzzError(f"the case does not fail any more (outcome {result.outcome}); "
                                "nothing to reduce")
+        if accept is not None and not accept(case, result):
+            raise CovfuzzError(f"the case does not fail as asked (outcome {result.outcome}: "
+                               f"{sig[:120]}); nothing to reduce")
         if target is not None and sig != target:
             self.log(f"note: signature changed since it was recorded: {target} -> {sig}; "
                      "reducing the current one")

@@ -1,0 +1,175 @@
+"""Triage of one failure bucket: confirm, localize, label, reduce, name the root cause.
+
+1. Confirm in a fresh process: the example runs in a worker that has run nothing before (warm
+   processes carry state from earlier cases, which can make a failure appear or vanish). What
+   does not fail the same way there is `flaky`: recorded with both results, not reported.
+2. Localize a mismatch (harness/localize.py): the culprit node, and whether the divergence there
+   is a documented non-bug class (harness/labels.py): `not_a_bug` with its label, not reported.
+3. Reduce (covfuzz/triage/reduce.py): a mismatch from the prefix that ends at its culprit,
+   keeping a failure of the same kind whose diverging output is the culprit's op; a crash keeping
+   its signature (which names the failing check). Bounded in time.
+4. The root signature (covfuzz/triage/root.py) from the culprit (localized again on the reduced
+   case, whose inputs may now be literal values) and the settings the reduced case still needs.
+
+`triage_failure` does all of it on worker processes it starts and closes itself; the campaign's
+triage stage calls it in the background, `covfuzz triage` and the tests call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from covfuzz import serialize
+from covfuzz.errors import CovfuzzError
+from covfuzz.ir import ScalarSpec, TensorSpec, TestCase
+from covfuzz.outcomes import FAILURE_KINDS
+from covfuzz.propagate import propagate
+from covfuzz.subgraph import sub_case
+from covfuzz.triage import root as roots
+from covfuzz.triage.reduce import Reducer, ReduceResult
+from covfuzz.triage.signature import output_index, signature_of
+from harness.pool import WorkerSpec, start_worker
+
+MISMATCH_KINDS = ("mismatch", "grad_mismatch")
+LOCALIZE_BUDGET = 150.0  # seconds for one localization
+REDUCE_BUDGET = 240.0  # seconds of reduction per bucket
+
+
+@dataclass
+class Budgets:
+    localize: float = LOCALIZE_BUDGET
+    reduce: float = REDUCE_BUDGET
+    timeout: float = 60.0  # per run
+
+
+@dataclass
+class TriageOutcome:
+    """What triage learned about one bucket (the campaign stores `record()` in its extra)."""
+
+    state: str  # "confirmed" | "flaky" | "not_a_bug" | "gone" (no longer fails at all)
+    kind: str
+    fresh: dict = field(default_factory=dict)  # {outcome, message, signature} in the fresh process
+    culprit: dict | None = None  # harness.localize result
+    label: list | None = None  # [name, reason] of a non-bug class
+    root: str = ""
+    root_id: str = ""
+    reduced: TestCase | None = None
+    reduction: dict | None = None  # ReduceResult.to_dict()
+    seconds: dict = field(default_factory=dict)  # confirm / localize / reduce
+
+    def record(self) -> dict:
+        culprit = self.culprit or {}
+        return {"state": self.state, "fresh_outcome": self.fresh.get("outcome", ""),
+                "fresh_message": (self.fresh.get("message") or "")[:300],
+                "culprit_op": culprit.get("op") if culprit.get("found") else None,
+                "label": self.label[0] if self.label else None,
+                "label_reason": (self.label[1] or "")[:300] if self.label else None,
+                "root": self.root[:400], "root_id": self.root_id,
+                "reduced_nodes": (self.reduction or {}).get("nodes_after"),
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "triaged_at": time.time()}
+
+
+def _spec_name(spec) -> str:
+    """As harness/localize.py names a value's type: its dtype, or `py<kind>` for a scalar."""
+    if isinstance(spec, TensorSpec):
+        return spec.dtype
+    if isinstance(spec, ScalarSpec):
+        return f"py{spec.kind}"
+    return "?"
+
+
+def _accept_culprit(kind: str, culprit: dict) -> Callable[[TestCase, object], bool]:
+    """A reduction candidate keeps a mismatch when it fails with the same kind and, for an output
+    mismatch, the diverging output is made by the culprit's op with the culprit's output dtype."""
+    op, dtype_out = culprit.get("op"), culprit.get("dtype_out")
+
+    def accept(case: TestCase, result) -> bool:
+        if result.outcome != kind:
+            return False
+        if kind == "grad_mismatch":
+            return any(n.op == op for n in case.graph.nodes)
+        index = output_index(result)
+        if index is None or index >= len(case.graph.outputs):
+            return False
+        node = case.graph.node_of(case.graph.outputs[index])
+        return node is not None and node.op == op and _spec_name(node.out) == dtype_out
+    return accept
+
+
+def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None,
+                   budgets: Budgets | None = None, reduce: bool = True,
+                   log: Callable[[str], None] | None = None) -> TriageOutcome:
+    """Triage one failing example (`result`: its RunResult as a dict)."""
+    budgets = budgets or Budgets()
+    log = log or (lambda text: None)
+    kind = result.get("outcome", "")
+    raw_sig, _ = signature_of(case, result)
+    spec = WorkerSpec.for_reducer(timeout=budgets.timeout, cache_dir=cache_dir)
+    seconds: dict = {}
+    worker = start_worker(spec)  # fresh: it has run no case yet
+    try:
+        t = time.monotonic()
+        fresh = worker.run(case, timeout=budgets.timeout, coverage=False)
+        fresh_sig, _ = signature_of(case, fresh)
+        seconds["confirm"] = time.monotonic() - t
+        facts = {"outcome": fresh.outcome, "message": fresh.message, "signature": fresh_sig}
+        if fresh.outcome not in FAILURE_KINDS:
+            return TriageOutcome("flaky" if fresh.outcome == "pass" else "gone", kind, facts,
+                                 root=raw_sig, root_id=roots.root_id(raw_sig), seconds=seconds)
+        if fresh.outcome != kind:
+            return TriageOutcome("flaky", kind, facts, root=raw_sig,
+                                 root_id=roots.root_id(raw_sig), seconds=seconds)
+        out = TriageOutcome("confirmed", kind, facts, seconds=seconds)
+        start = case
+        accept = None
+        if kind in MISMATCH_KINDS:
+            t = time.monotonic()
+            culprit = worker.localize(case, kind, output_index(fresh.to_dict()), budgets.localize)
+            seconds["localize"] = time.monotonic() - t
+            out.culprit = culprit
+            if culprit.get("found") and culprit.get("label"):
+                out.state, out.label = "not_a_bug", list(culprit["label"])
+                out.root = roots.root_signature(kind, raw_sig, culprit, None)
+                out.root_id = roots.root_id(out.root)
+                return out
+            if culprit.get("found"):
+                accept = _accept_culprit(kind, culprit)
+                if kind == "mismatch":
+                    base = len(case.graph.inputs)
+                    start = propagate(sub_case(case, [base + culprit["node"]]))
+        if reduce:
+            t = time.monotonic()
+            reduced = _reduce(worker, start, case, raw_sig if accept is None else None, accept,
+                              budgets, log)
+            seconds["reduce"] = time.monotonic() - t
+            if reduced is not None:
+                out.reduced, out.reduction = reduced.case, reduced.to_dict()
+                if out.culprit and out.culprit.get("found"):
+                    last = worker.run(reduced.case, timeout=budgets.timeout, coverage=False)
+                    again = worker.localize(reduced.case, kind, output_index(last.to_dict()),
+                                            budgets.localize)
+                    if again.get("found"):
+                        out.culprit = again
+                        if again.get("label"):  # values made visible can show a non-bug class
+                            out.state, out.label = "not_a_bug", list(again["label"])
+        out.root = roots.root_signature(kind, raw_sig, out.culprit, out.reduced)
+        out.root_id = roots.root_id(out.root)
+        return out
+    finally:
+        worker.close()
+
+
+def _reduce(worker, start: TestCase, original: TestCase, target: str | None, accept,
+            budgets: Budgets, log) -> ReduceResult | None:
+    reducer = Reducer(worker, budgets.timeout, budget=budgets.reduce, log=log)
+    for case in (start, original) if start is not original else (original,):
+        try:
+            res = reducer.reduce(case, target, accept)
+            res.original = original
+            return res
+        except CovfuzzError as exc:  # the prefix did not fail as asked: reduce the whole case
+            log(f"  reduction from {serialize.case_id(case)}: {exc}")
+    return None

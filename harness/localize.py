@@ -1,0 +1,248 @@
+"""Localization: the node where a mismatch is born (runs inside a worker: imports torch).
+
+A mismatch is seen at a graph output, but it is born at one node: the *culprit*, the first node
+whose compiled value diverges from eager although its own inputs agree. Naming a bucket after the
+culprit (not after the output) keeps one root cause in one bucket whatever runs upstream and
+downstream of it, and lets the reducer cut everything else.
+
+How (forward mismatches):
+1. One probe of the case with every ancestor of the diverging output returned as an extra
+   output; the first diverging node whose arguments do not diverge is the candidate.
+2. Extra outputs change fusion, so the candidate is confirmed by compiling the *prefix* that
+   ends at it (the case cut down to that node, which becomes the only output). When the prefix
+   does not reproduce, the ancestors are tried in graph order, each as its own prefix; the first
+   that diverges is the culprit (every node before it, its arguments included, did not).
+Gradient mismatches: the nodes are tried in graph order, each as a prefix with backward on; the
+first whose gradients diverge is the culprit.
+
+At the culprit the result records what a root-cause signature needs (op, the attributes that
+matter, dtypes in and out, the special value classes in its inputs, whether its element count
+runs a vectorized body, a scalar tail or both) and asks `harness.labels` whether the divergence
+is a documented non-bug class. Probes are bounded in number and in time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from covfuzz import codegen
+from covfuzz.ir import Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
+from covfuzz.propagate import propagate
+from covfuzz.subgraph import ancestors, sub_case
+from harness import labels, oracle
+from harness.execute import probe_case
+
+MAX_PROBES = 12  # prefixes compiled per localization (each costs one compile, ~1.5 s on CPU)
+DEFAULT_BUDGET = 180.0  # seconds
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+def attr_class(value) -> object:
+    """An attribute as a signature keeps it: categorical values as they are; numbers only as
+    0 / 1 / -1 / other (alpha=1 and alpha=2 differ, alpha=2 and alpha=3 are the same bug);
+    tuples by length (reduction dims)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return value if value in (0, 1, -1) else "n"
+    if isinstance(value, tuple):
+        return f"len{len(value)}"
+    return type(value).__name__
+
+
+def vector_lanes(dtype: torch.dtype) -> int:
+    """Elements per vector in Inductor's CPU kernels for `dtype` (its own choice of ISA)."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+        isa = pick_vec_isa()
+        if isa:
+            return int(isa.nelements(dtype))
+    except Exception:  # noqa: BLE001 - an older torch, or no vector ISA: scalar code only
+        pass
+    return 1
+
+
+def regime(values: list, device: str) -> str:
+    """Which loop of a CPU kernel the largest tensor runs: `tail` (fewer elements than a
+    vector), `vec` (whole vectors only) or `vec+tail`; `gpu` on a GPU."""
+    if device != "cpu":
+        return "gpu"
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return "scalar"
+    big = max(tensors, key=lambda t: t.numel())
+    lanes = vector_lanes(big.dtype)
+    n = big.numel()
+    if lanes <= 1 or n < lanes:
+        return "tail"
+    return "vec" if n % lanes == 0 else "vec+tail"
+
+
+def _spec_name(spec) -> str:
+    if isinstance(spec, TensorSpec):
+        return spec.dtype
+    if isinstance(spec, ScalarSpec):
+        return f"py{spec.kind}"
+    return "?"
+
+
+def _one_node_fn(graph: Graph, node: Node):
+    """A callable running `node` alone on given argument values (uncompiled)."""
+    distinct = list(dict.fromkeys(node.args))
+    inputs = tuple(Input(graph.spec_of(a)) if isinstance(graph.spec_of(a), TensorSpec)
+                   else Input(graph.spec_of(a), value=1) for a in distinct)
+    one = Graph(inputs, (Node(node.op, tuple(distinct.index(a) for a in node.args), node.attrs),),
+                (len(inputs),))
+    case = propagate(TestCase(one))
+    ns: dict = {"__name__": "covfuzz_one_node"}
+    exec(compile(codegen.program(case), "<covfuzz-one-node>", "exec"), ns)  # noqa: S102
+    fn = ns["fn"]
+
+    def evaluate(args: list):
+        by_value = dict(zip(node.args, args))
+        with torch.no_grad():
+            out = fn(*[by_value[a] for a in distinct])
+        return out[0] if isinstance(out, (tuple, list)) else out
+    return evaluate
+
+
+class Localizer:
+    def __init__(self, case: TestCase, device: str | None = None,
+                 budget: float = DEFAULT_BUDGET, max_probes: int = MAX_PROBES):
+        self.case = case
+        self.device = device or case.settings.device
+        self.deadline = time.monotonic() + budget
+        self.max_probes = max_probes
+        self.probes = 0
+
+    def probe(self, outputs: list[int], config: dict | None = None):
+        if self.probes >= self.max_probes:
+            raise _OutOfBudget("max probes")
+        if time.monotonic() > self.deadline:
+            raise _OutOfBudget("time budget")
+        self.probes += 1
+        return probe_case(propagate(sub_case(self.case, outputs)), self.device, config)
+
+    # ------------------------------------------------------------------ search
+    def forward_culprit(self, output: int | None):
+        """(culprit value id, its prefix probe, (ancestor ids, their probe)); None for what
+        was not found."""
+        g = self.case.graph
+        base = len(g.inputs)
+        if output is None or not 0 <= output < len(g.outputs) or g.outputs[output] < base:
+            return None, None, None
+        chain = ancestors(g, g.outputs[output])
+        everything = self.probe(chain)
+        candidate = None
+        if everything.compiled is not None and everything.verdicts:
+            diverging = {v for v, verdict in zip(chain, everything.verdicts) if verdict is not None}
+            for v in chain:
+                if v in diverging and not any(a in diverging for a in g.node_of(v).args):
+                    candidate = v
+                    break
+        order = ([candidate] if candidate is not None else []) + [v for v in chain if v != candidate]
+        for v in order:
+            p = self.probe([v])
+            if p.verdicts and p.verdicts[0] is not None:
+                return v, p, (chain, everything)
+        return None, None, (chain, everything)
+
+    def grad_culprit(self):
+        g = self.case.graph
+        base = len(g.inputs)
+        live = sorted({v for o in g.outputs if o >= base for v in ancestors(g, o)})
+        for v in live:
+            p = self.probe([v])
+            if p.grad_verdicts and any(d is not None for d in p.grad_verdicts):
+                return v, p
+        return None, None
+
+    # ------------------------------------------------------------------ describing the culprit
+    def arg_values(self, v: int, prefix, everything) -> list:
+        """The culprit's arguments as eager computed them."""
+        g = self.case.graph
+        base = len(g.inputs)
+        chain, probe = everything if everything is not None else ([], None)
+        values = []
+        for a in g.node_of(v).args:
+            if a < base:
+                values.append(prefix.inputs[a] if prefix.inputs and a < len(prefix.inputs) else None)
+            elif probe is not None and probe.eager is not None and a in chain:
+                values.append(probe.eager[chain.index(a)])
+            else:
+                values.append(None)
+        if any(x is None for x in values):  # one more probe: the arguments as outputs
+            args = [a for a in g.node_of(v).args if a >= base]
+            p = self.probe(list(dict.fromkeys(args)))
+            got = dict(zip(dict.fromkeys(args), p.eager or []))
+            values = [prefix.inputs[a] if a < base else got.get(a) for a in g.node_of(v).args]
+        return values
+
+    def describe(self, v: int, prefix, args: list, grad: bool) -> dict:
+        g = self.case.graph
+        node = g.node_of(v)
+        classes: set[str] = set()
+        for x in args:
+            if x is not None:
+                classes.update(oracle.value_classes(x))
+        eager = prefix.eager[0] if prefix.eager else None
+        return {"found": True, "node": v - len(g.inputs), "op": node.op,
+                "attrs": {k: attr_class(val) for k, val in sorted(node.attrs.items())},
+                "dtypes_in": [_spec_name(g.spec_of(a)) for a in node.args],
+                "dtype_out": _spec_name(node.out), "classes": sorted(classes),
+                "regime": regime([*args, eager], self.device), "grad": grad}
+
+    def label(self, v: int, prefix, args: list, grad: bool):
+        g = self.case.graph
+        node = g.node_of(v)
+        if grad:
+            index = next(i for i, d in enumerate(prefix.grad_verdicts) if d is not None)
+            eager, compiled = prefix.eager_grads[index], prefix.compiled_grads[index]
+            reference = prefix.reference_grads[index] if prefix.reference_grads else None
+        else:
+            eager, compiled = prefix.eager[0], prefix.compiled[0]
+            reference = prefix.reference[0] if prefix.reference else None
+
+        def rerun(config: dict):
+            return self.probe([v], config).compiled[0]
+
+        ctx = labels.CulpritContext(op=node.op, attrs=dict(node.attrs), args=args, eager=eager,
+                                    compiled=compiled, reference=reference,
+                                    evaluate=_one_node_fn(g, node), rerun=rerun, grad=grad)
+        return labels.label(ctx)
+
+
+def localize(case: TestCase, kind: str, output: int | None, device: str | None = None,
+             budget: float = DEFAULT_BUDGET) -> dict:
+    """Where mismatch `kind` ("mismatch" / "grad_mismatch", seen at graph output `output`) is
+    born: {"found": True, "node", "op", "attrs", "dtypes_in", "dtype_out", "classes", "regime",
+    "grad", "label": [name, reason] or None, "probes", "seconds"}, or {"found": False, "why",
+    "probes", "seconds"}."""
+    t0 = time.monotonic()
+    loc = Localizer(case, device, budget)
+    try:
+        if kind == "grad_mismatch":
+            v, prefix = loc.grad_culprit()
+            everything = None
+        else:
+            v, prefix, everything = loc.forward_culprit(output)
+        if v is None:
+            out = {"found": False, "why": "no prefix of the graph reproduces the divergence"}
+        else:
+            grad = kind == "grad_mismatch"
+            args = loc.arg_values(v, prefix, everything)
+            out = loc.describe(v, prefix, args, grad)
+            try:
+                found = loc.label(v, prefix, args, grad)
+            except _OutOfBudget:
+                found = None
+            out["label"] = list(found) if found else None
+    except _OutOfBudget as exc:
+        out = {"found": False, "why": f"stopped: {exc}"}
+    out.update(probes=loc.probes, seconds=round(time.monotonic() - t0, 3))
+    return out
