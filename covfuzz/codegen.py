@@ -4,7 +4,9 @@ The program defines
 - `make_tensor(...)`: the materializer (covfuzz/materialize.py, copied verbatim);
 - the Python helpers the case's ops call (covfuzz/ops/helpers.py, copied verbatim), if any;
 - `fn(x0, x1, ...)`: one line per node, the output spec as a comment; Dynamo traces this;
-- `make_inputs(device)`: the inputs, drawn from the case's seed;
+- `make_inputs(device)`: the inputs, drawn from the case's seed, or for inputs with literal
+  `values`, `torch.tensor([...], dtype=...)` viewed with the spec's strides (so a reader sees the
+  NaN that matters);
 - `bind(inputs)`: what is called with which arguments: `fn` itself, or, when some inputs are
   parameters (`PARAMS`), a `Model` holding those as nn.Parameters whose forward calls `fn`;
 - `COMPILE_KWARGS`, `INDUCTOR_CONFIG`, `DYNAMO_CONFIG`, `MARK_DYNAMIC`, `BACKWARD`, `NO_GRAD`:
@@ -13,17 +15,22 @@ The program defines
 - a `__main__` block that runs eager and compiled and prints the largest difference.
 The harness executes exactly this text, so what is fuzzed is what a bug report shows.
 
-Only catalog templates, value names generated here, and attribute literals that passed the
-catalog's domain checks reach the program text: nothing from the test case is pasted as code.
+Only catalog templates, value names generated here, attribute literals that passed the
+catalog's domain checks, and input values re-checked here (`literal_values_problem`) and spelled
+by `literal` reach the program text: nothing from the test case is pasted as code.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+
+import torch
 
 from covfuzz import __version__, config_space, materialize, ops
+from covfuzz.errors import TestCaseFormatError
 from covfuzz.ops import helpers
-from covfuzz.ir import Graph, Node, TensorSpec, TestCase
+from covfuzz.ir import Graph, Node, TensorSpec, TestCase, literal_values_problem
 from covfuzz.serialize import SCHEMA_VERSION, case_id
 
 SEED_STRIDE = 1_000_003  # input i of a case with seed s draws from seed s * SEED_STRIDE + i
@@ -66,12 +73,73 @@ def index_bound(graph: Graph, input_index: int) -> int:
     return min(bounds) if bounds else 1
 
 
+def literal(value) -> str:
+    """Python source for one validated input value: exact types only, floats by their exact
+    shortest repr, non-finite ones spelled `float('nan')` / `float('inf')` / `float('-inf')`."""
+    if type(value) is bool or type(value) is int:
+        return repr(value)
+    if type(value) is float:
+        if math.isnan(value):
+            return "float('nan')"
+        if math.isinf(value):
+            return "float('inf')" if value > 0 else "float('-inf')"
+        return repr(value)  # shortest round-tripping form; -0.0 keeps its sign
+    raise TestCaseFormatError(f"not an input value literal: {type(value).__name__}")
+
+
+VALUES_PER_LINE = 8
+
+
+def literal_tensor_expr(spec: TensorSpec, values: tuple, device_expr: str = "device",
+                        indent: str = "        ") -> str:
+    """`torch.tensor([...], dtype=...)` on the CPU, moved to the device and viewed strided, as
+    make_tensor builds a seeded input (so both paths give the same layout and leaf-ness)."""
+    problem = literal_values_problem(spec, values)
+    if problem:  # a case built in-process never went through the decoder: check here too
+        raise TestCaseFormatError(f"input values: {problem}")
+    items = [literal(v) for v in values]
+    if len(items) <= VALUES_PER_LINE:
+        body = ", ".join(items)
+    else:
+        rows = [", ".join(items[i:i + VALUES_PER_LINE]) for i in range(0, len(items), VALUES_PER_LINE)]
+        body = "\n" + ",\n".join(indent + "    " + row for row in rows) + ",\n" + indent
+    expr = (f"torch.tensor([{body}], dtype=torch.{spec.dtype}).to({device_expr})"
+            f".as_strided({spec.shape!r}, {spec.stride!r}, {spec.offset})")
+    if spec.requires_grad:
+        expr += ".detach().requires_grad_(True)"
+    return expr
+
+
+def build_input(case: TestCase, index: int, device: str = "cpu", high: int | None = None):
+    """Input `index` as the program's `make_inputs(device)` builds it (same values, bit for bit:
+    tests compare the two): a scalar, a literal tensor, or a tensor drawn from the seed
+    (`high`: the index bound, default `index_bound` of the whole graph)."""
+    inp = case.graph.inputs[index]
+    spec = inp.spec
+    if not isinstance(spec, TensorSpec):
+        return inp.value
+    dtype = getattr(torch, spec.dtype)
+    if inp.values is not None:
+        problem = literal_values_problem(spec, inp.values)
+        if problem:
+            raise TestCaseFormatError(f"input values: {problem}")
+        tensor = torch.tensor(list(inp.values), dtype=dtype).to(device).as_strided(
+            spec.shape, spec.stride, spec.offset)
+        return tensor.detach().requires_grad_(True) if spec.requires_grad else tensor
+    if high is None:
+        high = index_bound(case.graph, index) if inp.fill == "index" else 1
+    return materialize.make_tensor(spec.shape, spec.stride, spec.offset, dtype, inp.fill,
+                                   input_seed(case, index), device, spec.requires_grad, high)
+
+
 def input_call(case: TestCase, index: int, device_expr: str = "device") -> str:
     """The Python expression that builds input `index` (a tensor or a scalar literal)."""
     inp = case.graph.inputs[index]
     spec = inp.spec
     if not isinstance(spec, TensorSpec):
         return repr(inp.value)
+    if inp.values is not None:
+        return literal_tensor_expr(spec, inp.values, device_expr)
     extra = ""
     if spec.requires_grad:
         extra += ", requires_grad=True"
@@ -225,12 +293,15 @@ def divergences(eager, compiled, reference):
 
 
 def grads(outputs, leaves):
+    """The gradient of the summed float outputs for every leaf that requires grad. A leaf the
+    loss does not reach has no gradient in autograd (None) but may get zeros from compiled
+    code: None counts as all zeros, so the two are judged alike, as covfuzz's harness does."""
+    leaves = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
     terms = [o.double().sum() for o in outputs
              if isinstance(o, torch.Tensor) and o.requires_grad and o.is_floating_point()]
-    if not terms:
-        return None
-    leaves = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
-    return list(torch.autograd.grad(sum(terms), leaves, allow_unused=True))
+    found = torch.autograd.grad(sum(terms), leaves, allow_unused=True) if terms and leaves else []
+    found = list(found) + [None] * (len(leaves) - len(found))
+    return [g if g is not None else torch.zeros_like(a) for g, a in zip(found, leaves)]
 
 
 def eager(args):
@@ -253,24 +324,18 @@ if __name__ == "__main__":
         reference = None
     problems = divergences(eager_out, compiled_out, reference)
     if BACKWARD:
-        eager_grads = grads(eager_out, eager_leaves)
+        eager_grads = grads(eager_out, eager_leaves)  # None gradients come back as zeros
         compiled_grads = grads(compiled_out, compiled_leaves)
-        if eager_grads is not None:
-            ref_args = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
-                        for a in float64_inputs(eager_args)]
-            for a, orig in zip(ref_args, eager_args):
-                if isinstance(a, torch.Tensor) and isinstance(orig, torch.Tensor):
-                    a.requires_grad_(orig.requires_grad)
-            try:
-                ref_out, ref_leaves = eager(ref_args)
-                ref_grads = grads(ref_out, ref_leaves)
-            except Exception:
-                ref_grads = None
-            fill = lambda gs, leaves: [g if g is not None else torch.zeros_like(a) for g, a in
-                                       zip(gs, [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad])]
-            problems += ["grad " + p for p in divergences(
-                fill(eager_grads, eager_leaves), fill(compiled_grads, compiled_leaves),
-                fill(ref_grads, ref_leaves) if ref_grads is not None else None)]
+        ref_args = [a.detach() if isinstance(a, torch.Tensor) else a for a in float64_inputs(eager_args)]
+        for a, orig in zip(ref_args, eager_args):
+            if isinstance(a, torch.Tensor) and isinstance(orig, torch.Tensor):
+                a.requires_grad_(orig.requires_grad)
+        try:
+            ref_out, ref_leaves = eager(ref_args)
+            ref_grads = grads(ref_out, ref_leaves)
+        except Exception:
+            ref_grads = None
+        problems += ["grad " + p for p in divergences(eager_grads, compiled_grads, ref_grads)]
     for i, (e, c) in enumerate(zip(eager_out, compiled_out)):
         if isinstance(e, torch.Tensor) and e.shape == c.shape and e.numel():
             diff = (e.detach().cpu().double() - c.detach().cpu().double()).abs().nan_to_num().max().item()

@@ -24,7 +24,7 @@ from covfuzz.ir import (DTYPES, FLOAT_DTYPES, CompileSettings, Graph, Input, Nod
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
 from covfuzz.codegen import value_name
 from covfuzz.ops.helpers import NAMESPACE
-from covfuzz.propagate import eval_node, meta_value, needs_real_tensors, propagate
+from covfuzz.propagate import WriteRules, eval_node, meta_value, needs_real_tensors, propagate
 
 SIZES = (1, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33)
 MAX_FRESH_NUMEL = 4096
@@ -96,6 +96,9 @@ class GraphBuilder:
         self.meta_inputs: list = []
         self.meta_nodes: list = []
         self.real = False
+        # Which in-place writes the graph so far allows (see propagate.WriteRules); updated as
+        # nodes are accepted on the meta path, as whole-graph propagation does.
+        self.writes = WriteRules()
 
     # ------------------------------------------------------------------ values
     def spec(self, vid: int):
@@ -283,7 +286,8 @@ class GraphBuilder:
                 env[value_name(graph, a)] = (self.meta_inputs[a] if a < base
                                              else self.meta_nodes[a - base])
             try:
-                value, spec = eval_node(graph, len(graph.nodes) - 1, env, self.opts.device)
+                value, spec = eval_node(graph, len(graph.nodes) - 1, env, self.opts.device,
+                                        self.writes)
             except InvalidGraph as exc:
                 if not getattr(exc, "no_meta", False):
                     return None

@@ -11,6 +11,8 @@ tuples, dicts of those). Mutators build new cases with `dataclasses.replace`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import struct
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -31,6 +33,13 @@ MAX_RANK = 8
 MAX_DIM = 1 << 16
 MAX_NUMEL = 1 << 22  # elements of one tensor (its storage included)
 MAX_SEED = (1 << 63) - 1
+# Inputs with at most this many storage elements may carry explicit literal `values` (a repro
+# then shows the NaN that matters); larger ones stay drawn from the seed.
+MAX_LITERAL_VALUES = 256
+
+INT_RANGES = {"int8": (-128, 127), "int16": (-(1 << 15), (1 << 15) - 1),
+              "int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1),
+              "uint8": (0, 255)}
 
 
 def dtype_class(dtype: str) -> str:
@@ -65,6 +74,67 @@ def storage_numel(shape: tuple[int, ...], stride: tuple[int, ...], offset: int) 
     if any(s == 0 for s in shape):
         return offset
     return offset + 1 + sum((s - 1) * st for s, st in zip(shape, stride))
+
+
+def float_in_dtype(value: float, dtype: str) -> float | None:
+    """`value` rounded to `dtype` (a FLOAT_DTYPES name) and back, or None when it overflows.
+
+    Pure Python (struct), so the foundation layer needs no torch: float32 and float16 through
+    IEEE pack formats, bfloat16 as the float32 bits with the low 16 bits rounded to nearest even.
+    """
+    if dtype == "float64" or not math.isfinite(value):
+        return value
+    try:
+        if dtype == "float16":
+            return struct.unpack("<e", struct.pack("<e", value))[0]
+        as32 = struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        return None
+    if dtype == "float32":
+        return as32
+    bits = struct.unpack("<I", struct.pack("<f", as32))[0]
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16  # bfloat16: round to nearest even
+    result = struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+    return result if math.isfinite(result) else None
+
+
+def literal_values_problem(spec, values) -> str | None:
+    """Why `values` cannot be the literal storage of a tensor input with `spec`, or None.
+
+    Literal values are the flat storage elements (strides and offset view them), as exact
+    Python literals: `float` for floating dtypes (nan, +-inf and -0.0 included; every value
+    exactly representable in the dtype, so what a reader sees is what the tensor holds),
+    `int` within the dtype's range for integer dtypes, `bool` for bool. Exact types only: a
+    float subclass (numpy.float64) would not render as a plain literal.
+    """
+    if not isinstance(spec, TensorSpec):
+        return "only tensor inputs take literal values"
+    if not isinstance(values, tuple):
+        return f"expected a tuple of values, got {type(values).__name__}"
+    need = storage_numel(spec.shape, spec.stride, spec.offset)
+    if need > MAX_LITERAL_VALUES:
+        return f"storage of {need} elements: literal values are allowed up to {MAX_LITERAL_VALUES}"
+    if len(values) != need:
+        return f"{len(values)} values, but the storage of this spec holds {need}"
+    kind = dtype_class(spec.dtype)
+    for i, v in enumerate(values):
+        if kind == "bool":
+            if type(v) is not bool:
+                return f"value [{i}] {v!r:.40}: expected a bool for {spec.dtype}"
+        elif kind == "int":
+            lo, hi = INT_RANGES[spec.dtype]
+            if type(v) is not int or not lo <= v <= hi:
+                return f"value [{i}] {v!r:.40}: expected an int in [{lo}, {hi}] for {spec.dtype}"
+        else:
+            if type(v) is not float:
+                return f"value [{i}] {v!r:.40}: expected a float for {spec.dtype}"
+            rounded = float_in_dtype(v, spec.dtype)
+            if rounded is None:
+                return f"value [{i}] {v!r}: out of the range of {spec.dtype}"
+            if not math.isnan(v) and rounded != v:
+                return (f"value [{i}] {v!r} is not exactly representable in {spec.dtype} "
+                        f"(nearest: {rounded!r})")
+    return None
 
 
 def numel(shape: tuple[int, ...]) -> int:
@@ -126,6 +196,10 @@ ValueSpec = Union[TensorSpec, ScalarSpec]
 class Input:
     """A graph input: a tensor drawn from the seed with `fill`, or a Python scalar `value`.
 
+    A tensor input may instead carry explicit `values`: its flat storage elements as Python
+    literals (see `literal_values_problem`), at most MAX_LITERAL_VALUES; they override the fill
+    (which stays recorded: mutators and index bounds still read it). None: drawn from the seed.
+
     A `param` tensor is not passed to the function: it is held as a parameter of an nn.Module
     that calls it (covfuzz/codegen.py), as model weights are; Inductor treats such tensors as
     static, and with `freezing` (in inference) folds them as constants.
@@ -135,6 +209,17 @@ class Input:
     fill: str = "normal"
     value: int | float | bool | None = None
     param: bool = False
+    values: tuple | None = None
+
+
+def with_spec(inp: Input, spec: ValueSpec) -> Input:
+    """`inp` with a new spec. Its literal values are kept while they still fit the new spec
+    (same storage size, dtype class and range); otherwise the input goes back to being drawn
+    from the seed, so a mutated or reduced case never holds values that do not fit."""
+    values = inp.values
+    if values is not None and literal_values_problem(spec, values) is not None:
+        values = None
+    return dataclasses.replace(inp, spec=spec, values=values)
 
 
 @dataclass(frozen=True)

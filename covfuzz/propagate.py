@@ -23,7 +23,7 @@ import torch
 
 from covfuzz import ops
 from covfuzz.ops import helpers
-from covfuzz.codegen import index_bound, input_seed, node_expr, value_name
+from covfuzz.codegen import index_bound, input_seed, no_grad, node_expr, value_name
 from covfuzz.errors import InvalidGraph
 from covfuzz.ir import (DTYPES, MAX_NUMEL, Graph, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
@@ -96,11 +96,17 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
         raise
 
 
-def eval_node(graph: Graph, j: int, env: dict, device: str):
+def eval_node(graph: Graph, j: int, env: dict, device: str, writes: "WriteRules | None" = None):
     """Node j of `graph` evaluated on the values in `env` (named as codegen names them): its
-    value and output spec. InvalidGraph, with `no_meta` set when a meta kernel is missing."""
+    value and output spec. InvalidGraph, with `no_meta` set when a meta kernel is missing.
+    `writes`: the in-place write rules of this graph so far (checked, then updated)."""
     node = graph.nodes[j]
     where = f"node v{len(graph.inputs) + j} ({node.op})"
+    args = [env.get(value_name(graph, a)) for a in node.args]
+    if writes is not None:
+        problem = writes.check(node, args)
+        if problem:
+            raise InvalidGraph(f"{where}: {problem}", j)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -116,7 +122,69 @@ def eval_node(graph: Graph, j: int, env: dict, device: str):
     if op.out_kind in ("int", "float", "bool") and (
             not isinstance(spec, ScalarSpec) or spec.kind != op.out_kind):
         raise InvalidGraph(f"{where}: expected a Python {op.out_kind}", j)
+    if writes is not None:
+        writes.record(node, args, value)
     return value, spec
+
+
+def may_overlap(shape, stride) -> bool:
+    """Whether two indices of a tensor of this geometry may address the same element (an
+    expanded, stride-0 dim; any layout we cannot prove free of overlap)."""
+    if any(s == 0 for s in shape):
+        return False
+    extent = 0  # the largest offset the dims taken so far reach
+    for st, size in sorted((abs(st), size) for size, st in zip(shape, stride) if size > 1):
+        if st <= extent:
+            return True
+        extent += (size - 1) * st
+    return False
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage()._cdata
+    except Exception:  # noqa: BLE001 - a tensor without a plain storage: itself
+        return id(t)
+
+
+class WriteRules:
+    """Which in-place writes a test case may make: only into tensors that own their elements.
+
+    - not into a tensor whose elements overlap (an expanded, stride-0 input or view): PyTorch
+      documents in-place writes there as unsupported (`fill_`, `zero_`, `masked_fill_` do not
+      even refuse them in eager);
+    - not into a storage that an op aliased although its schema promises a new tensor: eager
+      `dropout` in eval (or p=0), `contiguous()` of a contiguous tensor, `.to()` of the same
+      dtype return their input itself, so a write through either name shows in the other in
+      eager but not in compiled code, which follows the schema. Found by evaluation (the op
+      returned one of its arguments), not by a list of ops.
+    Autograd's own rules (no in-place write on a leaf that requires grad, nor on a value saved
+    for backward) are torch's: eager raises on them, on meta tensors too, and propagation runs
+    the backward whenever the harness's eager run would have grad enabled.
+    """
+
+    def __init__(self):
+        self.unpromised: set[int] = set()  # storages aliased without the schema saying so
+
+    def check(self, node, args: list) -> str | None:
+        if ops.get_op(node.op).category != "inplace" or not args:
+            return None
+        target = args[0]
+        if not isinstance(target, torch.Tensor):
+            return None
+        if may_overlap(tuple(target.shape), tuple(target.stride())):
+            return ("writes in place into a tensor whose elements overlap (expanded, stride 0): "
+                    "unsupported in PyTorch")
+        if _storage_key(target) in self.unpromised:
+            return ("writes in place into a tensor that an op aliased although its schema "
+                    "promises a new tensor (eager returned its input itself)")
+        return None
+
+    def record(self, node, args: list, value) -> None:
+        if ops.get_op(node.op).category == "inplace" or not isinstance(value, torch.Tensor):
+            return  # an in-place op returns its target by contract
+        if any(value is a for a in args):
+            self.unpromised.add(_storage_key(value))
 
 
 def meta_value(spec, value=None):
@@ -172,6 +240,7 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
 
     new_nodes = list(graph.nodes)
     base = len(graph.inputs)
+    writes = WriteRules()
     for j, node in enumerate(graph.nodes):
         where = f"node v{base + j} ({node.op})"
         budget.check_time(where)
@@ -181,7 +250,7 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
                 env[value_name(graph, a)] = _real_input(case, a, index_bound(partial, a))
                 budget.add(env[value_name(graph, a)], f"input x{a}")
                 del pending_index[a]
-        value, spec = eval_node(graph, j, env, device)
+        value, spec = eval_node(graph, j, env, device, writes)
         budget.add(value, where)
         env[value_name(graph, base + j)] = value
         new_nodes[j] = dataclasses.replace(node, out=spec)
@@ -189,7 +258,10 @@ def _propagate(case: TestCase, real: bool) -> TestCase:
     for v in graph.outputs:
         if v >= graph.num_values:
             raise InvalidGraph(f"output {v} names no value")
-    if case.settings.backward:
+    if case.settings.backward or (not no_grad(case) and any(
+            isinstance(i.spec, TensorSpec) and i.spec.requires_grad for i in graph.inputs)):
+        # Also without backward when an input requires grad: the harness runs with grad
+        # enabled, and AOTAutograd traces the backward when it compiles.
         _check_backward([env[value_name(graph, v)] for v in graph.outputs])
     return dataclasses.replace(case, graph=dataclasses.replace(graph, nodes=tuple(new_nodes)))
 

@@ -8,6 +8,10 @@ Formats (schema version `SCHEMA_VERSION`):
 - Id: the first 16 hex digits of sha256 over the canonical JSON *without* node output specs
   (they are derived by propagation, so an id does not change when torch infers a new stride).
 
+A tensor input may carry literal `values` (its flat storage elements): written only when present,
+so cases drawn from the seed encode and hash as before; non-finite floats are the strings "nan",
+"inf", "-inf" (JSON has neither), every other float its shortest exact repr (-0.0 included).
+
 Nothing here uses pickle or eval. Every decoder checks types, ranges, op names (against the
 catalog of the installed torch) and attribute domains, and raises `TestCaseFormatError` with a
 message naming the offending field for anything else.
@@ -22,9 +26,10 @@ import zlib
 
 from covfuzz import jsondata
 from covfuzz.errors import TestCaseFormatError
-from covfuzz.ir import (DEVICES, DTYPES, FILLS, MAX_DIM, MAX_INPUTS, MAX_NODES, MAX_NUMEL,
-                        MAX_OUTPUTS, MAX_RANK, MAX_SEED, SCALAR_KINDS, CompileSettings, Graph,
-                        Input, Node, ScalarSpec, TensorSpec, TestCase, numel, storage_numel)
+from covfuzz.ir import (DEVICES, DTYPES, FILLS, MAX_DIM, MAX_INPUTS, MAX_LITERAL_VALUES, MAX_NODES,
+                        MAX_NUMEL, MAX_OUTPUTS, MAX_RANK, MAX_SEED, SCALAR_KINDS, CompileSettings,
+                        Graph, Input, Node, ScalarSpec, TensorSpec, TestCase, dtype_class,
+                        literal_values_problem, numel, storage_numel)
 from covfuzz.config_space import check_config_override
 from covfuzz import ops
 
@@ -54,6 +59,44 @@ def _plain(value):
     return value
 
 
+# Literal input values in JSON, which has no NaN or Infinity: those three floats are written as
+# these strings (the only strings a value list may hold); every other float is written by
+# Python's shortest round-tripping repr (-0.0 included), so decoding gives the same bits back.
+_SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _value_to_json(v):
+    if type(v) is float and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def values_to_json(values: tuple) -> list:
+    return [_value_to_json(v) for v in values]
+
+
+def values_from_json(raw, spec: TensorSpec, path: str) -> tuple:
+    """A JSON value list -> validated literal values for `spec` (TestCaseFormatError if not)."""
+    if not isinstance(raw, list):
+        raise TestCaseFormatError(f"{path}: expected a list, got {type(raw).__name__}")
+    if len(raw) > MAX_LITERAL_VALUES:
+        raise TestCaseFormatError(f"{path}: {len(raw)} values, at most {MAX_LITERAL_VALUES}")
+    values = []
+    floating = dtype_class(spec.dtype) == "float"
+    for i, v in enumerate(raw):
+        if isinstance(v, str):
+            if not floating or v not in _SPECIAL_FLOATS:
+                raise TestCaseFormatError(f"{path}[{i}]: {v!r:.40} is not a value of {spec.dtype} "
+                                          f"(strings allowed: {sorted(_SPECIAL_FLOATS)} for floats)")
+            v = _SPECIAL_FLOATS[v]
+        values.append(v)
+    values = tuple(values)
+    problem = literal_values_problem(spec, values)
+    if problem:
+        raise TestCaseFormatError(f"{path}: {problem}")
+    return values
+
+
 def to_dict(case: TestCase, with_specs: bool = True) -> dict:
     g, s = case.graph, case.settings
     inputs = []
@@ -63,6 +106,11 @@ def to_dict(case: TestCase, with_specs: bool = True) -> dict:
             item["fill"] = inp.fill
             if inp.param:  # written only when set: cases without parameters encode as before
                 item["param"] = True
+            if inp.values is not None:  # likewise: seeded inputs encode (and hash) as before
+                problem = literal_values_problem(inp.spec, inp.values)
+                if problem:
+                    raise TestCaseFormatError(f"cannot encode input values: {problem}")
+                item["values"] = values_to_json(inp.values)
         else:
             item["value"] = inp.value
         inputs.append(item)
@@ -281,9 +329,12 @@ def from_dict(obj) -> TestCase:
         spec = _spec_from_dict(item, path)
         if isinstance(spec, TensorSpec):
             ir.only("kind", "shape", "stride", "offset", "dtype", "device", "requires_grad", "fill",
-                    "param")
+                    "param", "values")
+            values = None
+            if "values" in item:  # absent (never null) for inputs drawn from the seed
+                values = values_from_json(item["values"], spec, f"{path}.values")
             inputs.append(Input(spec, ir.choice("fill", FILLS),
-                                param=ir.bool("param", default=False)))
+                                param=ir.bool("param", default=False), values=values))
         else:
             ir.only("kind", "value")
             value = ir._get("value", _REQUIRED)

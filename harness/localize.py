@@ -23,18 +23,20 @@ is a documented non-bug class. Probes are bounded in number and in time.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 
 from covfuzz import codegen
-from covfuzz.ir import Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
+from covfuzz.ir import MAX_LITERAL_VALUES, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
 from covfuzz.propagate import propagate
 from covfuzz.subgraph import ancestors, sub_case
 from harness import labels, oracle
 from harness.execute import probe_case
 
 MAX_PROBES = 12  # prefixes compiled per localization (each costs one compile, ~1.5 s on CPU)
+MAX_CLASS_PROBES = 8  # more, to tell which value classes the culprit needs
 DEFAULT_BUDGET = 180.0  # seconds
 
 
@@ -89,6 +91,30 @@ def _spec_name(spec) -> str:
     if isinstance(spec, ScalarSpec):
         return f"py{spec.kind}"
     return "?"
+
+
+_ORDINARY_FLOAT = 0.5  # what a special float value is replaced by when testing if it matters
+_ORDINARY_INT = 3
+
+
+def _without_class(x, cls: str):
+    """`x` with the elements of value class `cls` (oracle.value_classes) made ordinary."""
+    if not isinstance(x, torch.Tensor) or cls not in oracle.value_classes(x):
+        return x
+    y = x.detach().clone()
+    if y.is_floating_point():
+        info = torch.finfo(y.dtype)
+        mask = {"nan": y.isnan(), "+inf": y == float("inf"), "-inf": y == float("-inf"),
+                "huge": y.isfinite() & (y.abs() >= info.max / 4),
+                "denormal": (y != 0) & (y.abs() < info.tiny),
+                "-0.0": (y == 0) & torch.signbit(y)}[cls]
+        y[mask] = _ORDINARY_FLOAT
+    elif y.dtype != torch.bool:
+        info = torch.iinfo(y.dtype)
+        mask = {"int_min": y == info.min, "int_max": y == info.max, "zero": y == 0,
+                "negative": y < 0}[cls]
+        y[mask] = _ORDINARY_INT
+    return y.requires_grad_(x.requires_grad) if x.requires_grad and y.is_floating_point() else y
 
 
 def _one_node_fn(graph: Graph, node: Node):
@@ -197,7 +223,92 @@ class Localizer:
                 "dtype_out": _spec_name(node.out), "classes": sorted(classes),
                 "regime": regime([*args, eager], self.device), "grad": grad}
 
-    def label(self, v: int, prefix, args: list, grad: bool):
+    def compiled_args(self, v: int, prefix, everything) -> list | None:
+        """The culprit's arguments as the compiled program computed them (graph inputs as
+        given), from the all-ancestors probe; None when that probe has no compiled values."""
+        g = self.case.graph
+        base = len(g.inputs)
+        chain, probe = everything if everything is not None else ([], None)
+        if probe is None or probe.compiled is None:
+            return None
+        out = []
+        for a in g.node_of(v).args:
+            if a < base:
+                out.append(prefix.inputs[a] if prefix.inputs and a < len(prefix.inputs) else None)
+            elif a in chain:
+                out.append(probe.compiled[chain.index(a)])
+            else:
+                return None
+        return out
+
+    def culprit_case(self, v: int, values: list) -> TestCase | None:
+        """The culprit alone, on literal inputs holding `values` (its arguments), with the
+        case's settings and parameters (a frozen parameter stays one); None when an argument is
+        too large to hold as literal values."""
+        g = self.case.graph
+        node = g.node_of(v)
+        distinct = list(dict.fromkeys(node.args))
+        inputs = []
+        for a in distinct:
+            x = values[node.args.index(a)]
+            param = a < len(g.inputs) and g.inputs[a].param
+            if isinstance(x, torch.Tensor):
+                if x.numel() > MAX_LITERAL_VALUES:
+                    return None
+                flat = tuple(x.detach().contiguous().reshape(-1).tolist())
+                spec = TensorSpec.contiguous(tuple(x.shape), str(x.dtype).removeprefix("torch."),
+                                             self.case.settings.device)
+                inputs.append(Input(spec, "normal", values=flat, param=param))
+            else:
+                spec = g.spec_of(a)
+                if not isinstance(spec, ScalarSpec):
+                    return None
+                inputs.append(Input(spec, value=x))
+        one = Graph(tuple(inputs), (Node(node.op, tuple(distinct.index(a) for a in node.args),
+                                         node.attrs),), (len(inputs),))
+        settings = dataclasses.replace(self.case.settings, backward=False, mark_dynamic=())
+        return TestCase(one, settings, self.case.seed)
+
+    def needed_classes(self, v: int, args: list) -> list[str] | None:
+        """The special value classes of the culprit's inputs that the divergence needs: each
+        class present is made ordinary in turn (kept so when the culprit alone, on literal
+        inputs with the case's settings, still diverges without it). None when that cannot be
+        told (the culprit alone does not diverge: fusion with its neighbours matters; or its
+        inputs are too large): then every class present counts."""
+        def diverges(values: list) -> bool | None:
+            case = self.culprit_case(v, values)
+            if case is None:
+                return None
+            if self.probes >= self.max_probes + MAX_CLASS_PROBES:
+                raise _OutOfBudget("max probes")
+            self._check_time()
+            self.probes += 1
+            try:
+                p = probe_case(propagate(case), self.device)
+            except Exception:  # noqa: BLE001 - e.g. a value the op refuses: cannot tell
+                return None
+            if p.compiled is None or not p.verdicts:
+                return None
+            return p.verdicts[0] is not None
+
+        values = [x.detach() if isinstance(x, torch.Tensor) else x for x in args]
+        if diverges(values) is not True:
+            return None
+        present = sorted({c for x in values for c in oracle.value_classes(x)})
+        needed = []
+        for cls in present:
+            trial = [_without_class(x, cls) for x in values]
+            if diverges(trial) is True:
+                values = trial  # not needed: keep it ordinary for the next trials
+            else:
+                needed.append(cls)  # the culprit agrees without it (or cannot tell): needed
+        return needed
+
+    def _check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _OutOfBudget("time budget")
+
+    def label(self, v: int, prefix, args: list, grad: bool, compiled_args: list | None = None):
         g = self.case.graph
         node = g.node_of(v)
         if grad:
@@ -213,7 +324,8 @@ class Localizer:
 
         ctx = labels.CulpritContext(op=node.op, attrs=dict(node.attrs), args=args, eager=eager,
                                     compiled=compiled, reference=reference,
-                                    evaluate=_one_node_fn(g, node), rerun=rerun, grad=grad)
+                                    evaluate=_one_node_fn(g, node), rerun=rerun, grad=grad,
+                                    compiled_args=compiled_args)
         return labels.label(ctx)
 
 
@@ -238,10 +350,17 @@ def localize(case: TestCase, kind: str, output: int | None, device: str | None =
             args = loc.arg_values(v, prefix, everything)
             out = loc.describe(v, prefix, args, grad)
             try:
-                found = loc.label(v, prefix, args, grad)
+                found = loc.label(v, prefix, args, grad,
+                                  None if grad else loc.compiled_args(v, prefix, everything))
             except _OutOfBudget:
                 found = None
             out["label"] = list(found) if found else None
+            if not grad and not found:
+                try:
+                    needed = loc.needed_classes(v, args)
+                except _OutOfBudget:
+                    needed = None
+                out["needed_classes"] = out["classes"] if needed is None else needed
     except _OutOfBudget as exc:
         out = {"found": False, "why": f"stopped: {exc}"}
     out.update(probes=loc.probes, seconds=round(time.monotonic() - t0, 3))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import traceback
 
 import torch
@@ -96,6 +97,42 @@ def _ref_tensor(ref, i, e: torch.Tensor):
     if not (r.is_floating_point() or not e.is_floating_point()):
         return None
     return r.detach().to("cpu", torch.float64)
+
+
+def value_classes(x) -> list[str]:
+    """The special value classes present in a tensor or Python scalar, sorted. Floats: "nan",
+    "+inf", "-inf", "huge" (finite, |x| >= finfo.max / 4), "denormal" (nonzero, |x| <
+    finfo.tiny), "-0.0"; integers: "int_min" (signed dtypes), "int_max" (Python ints: of
+    int64), "zero", "negative"; bools: none. [] = ordinary values only."""
+    if isinstance(x, bool):
+        return []
+    if isinstance(x, int):
+        x = torch.tensor([max(min(x, 2 ** 63 - 1), -2 ** 63)], dtype=torch.int64)
+    elif isinstance(x, float):
+        x = torch.tensor([x], dtype=torch.float64)
+    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
+        return []
+    x = x.detach()
+    found = []
+    if x.is_floating_point():
+        info = torch.finfo(x.dtype)
+        v = x.to("cpu", torch.float64)
+        a = v.abs()
+        finite = v.isfinite()
+        checks = {"nan": v.isnan(), "+inf": v == math.inf, "-inf": v == -math.inf,
+                  "huge": finite & (a >= info.max / 4),
+                  "denormal": (v != 0) & (a < info.tiny),
+                  "-0.0": (v == 0) & v.signbit()}
+    else:
+        info = torch.iinfo(x.dtype)
+        v = x.to("cpu", torch.int64)
+        checks = {"zero": v == 0, "negative": v < 0, "int_max": v == info.max}
+        if info.min < 0:  # an unsigned minimum is 0: "zero" says it
+            checks["int_min"] = v == info.min
+    for name, mask in checks.items():
+        if bool(mask.any()):
+            found.append(name)
+    return sorted(found)
 
 
 def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | None:
@@ -310,6 +347,103 @@ def describe(exc: BaseException) -> tuple[str, str, list[str]]:
         lines.append(f"caused by {qualname(root)}: {str(root).strip()}")
     text = "\n".join("\n".join(part.splitlines()[:12]) for part in lines)
     return qualname(exc), text[:MAX_MESSAGE], torch_frames(exc)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else ""
+
+
+# Exceptions that only wrap another one and carry its type and message as their own text,
+# "<Type>: <message>" (Dynamo drops the chain, `raise Wrapper(e).with_traceback(e.__traceback__)
+# from None`, so the root cause survives as text and as the traceback's innermost frames).
+_WRAPPERS = ("BackendCompilerFailed", "InductorError", "LoweringException",
+             "InternalTorchDynamoError")
+_WRAPPER_HEAD = re.compile(r"^backend=.{0,200}? raised:\s*$")
+_TYPE_PREFIX = re.compile(r"^([A-Za-z_][\w.]{0,200}): ?(.*)$", re.S)
+_TAILS = ("\n\nSet TORCHDYNAMO_VERBOSE=1", "\nSet TORCHDYNAMO_VERBOSE=1", "\n  target: ",
+          "\nFound from", "\n\nfrom user code:", "\n\nWhile executing")
+MAX_CHECK_TEXT = 500
+
+
+def _is_wrapper(exc: BaseException) -> bool:
+    return any(t.__name__ in _WRAPPERS for t in type(exc).__mro__)
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost exception: the end of the cause/context chain, followed through the
+    `inner_exception` that Dynamo's and Inductor's wrappers keep."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "inner_exception", None)
+        nxt = inner if isinstance(inner, BaseException) else (
+            exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__))
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def _unwrap_text(type_name: str, text: str, wrapped: bool) -> tuple[str, str]:
+    """(type, message) beneath wrapper messages: "backend='x' raised:\nT: msg\n\nSet ..."."""
+    for _ in range(4):  # wrappers nest (LoweringException inside InductorError ...)
+        lines = text.strip().splitlines()
+        if lines and _WRAPPER_HEAD.match(lines[0]):
+            text = "\n".join(lines[1:])
+            wrapped = True
+        m = _TYPE_PREFIX.match(text.strip())
+        if not (wrapped and m and re.search(r"(Error|Exception|Failed|Failure|Interrupt)$",
+                                            m.group(1))):
+            break
+        type_name, text, wrapped = m.group(1), m.group(2), m.group(1) in _WRAPPERS
+    for tail in _TAILS:
+        text = text.split(tail, 1)[0]
+    return type_name, text.strip()
+
+
+def _generated(path: str) -> bool:
+    """Files whose names change from run to run: Inductor's generated code, covfuzz's
+    programs, `<string>` sources."""
+    base = os.path.basename(path)
+    return (path.startswith("<") or base.startswith("covfuzz_case_") or "torchinductor" in path
+            or "inductor_cache" in path)
+
+
+def _frame_name(path: str) -> str:
+    rel = torch_rel(path)
+    if rel is not None:
+        return rel
+    norm = path.replace(os.sep, "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in norm:
+            return norm.split(marker, 1)[1]
+    return os.path.basename(norm)
+
+
+def failing_check(exc: BaseException) -> dict:
+    """The check that failed, beneath the wrappers: {"where": "torch/rel/path.py:line:function"
+    of the frame that raised (the innermost frame of the root exception's traceback, or the
+    innermost torch frame when that one is generated code), "source": its source line (the
+    `assert` or `raise`), "root_type", "root_message"}. Strings bounded; '' when unknown."""
+    root = _root(exc)
+    root_type, root_message = _unwrap_text(type(root).__name__, str(root), _is_wrapper(root))
+    where = source = ""
+    stack = traceback.extract_tb(root.__traceback__)
+    pick = None
+    for fs in reversed(stack):
+        if not _generated(fs.filename):
+            pick = fs
+            break
+    if pick is not None and torch_rel(pick.filename) is None and not os.path.exists(pick.filename):
+        pick = None
+    if pick is None:  # generated code raised: name the innermost torch frame that called it
+        pick = next((fs for fs in reversed(stack) if torch_rel(fs.filename)), None)
+    if pick is not None:
+        where = f"{_frame_name(pick.filename)}:{pick.lineno}:{pick.name}"
+        source = (pick.line or "").strip()
+    return {"where": where[:MAX_CHECK_TEXT], "source": source[:MAX_CHECK_TEXT],
+            "root_type": root_type[:200], "root_message": root_message[:MAX_CHECK_TEXT]}
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -18,7 +18,7 @@ from covfuzz.codegen import index_bound
 from covfuzz.config_space import check_config_override
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.generator import GenOptions, GraphBuilder
-from covfuzz.ir import (DTYPES, FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_NUMEL, MAX_OUTPUTS,
+from covfuzz.ir import (DTYPES, literal_values_problem, FLOAT_DTYPES, MAX_INPUTS, MAX_NODES, MAX_NUMEL, MAX_OUTPUTS,
                         CompileSettings, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
@@ -389,6 +389,9 @@ def validate(case: TestCase | None, real_check: bool | None = None) -> TestCase 
     """The (meta-)propagated `case` when it is a valid test case, else None."""
     if case is None or structural_problem(case) is not None:
         return None
+    if any(inp.values is not None and literal_values_problem(inp.spec, inp.values)
+           for inp in case.graph.inputs):
+        return None  # a mutated spec that its literal values no longer fit
     try:
         checked = propagate(case)
     except (InvalidGraph, CovfuzzError):

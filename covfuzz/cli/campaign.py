@@ -25,6 +25,7 @@ def cmd_fuzz(args) -> int:
                            timeout=args.timeout, memory_limit_mb=args.memory_limit_mb,
                            rng_seed=args.seed, status_interval=args.status_interval,
                            inject_faults=args.inject_faults, gen_candidates=args.gen_candidates,
+                           drain_limit=args.drain_limit,
                            gen=gen_options(args))
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
@@ -63,6 +64,9 @@ def add_parsers(sub) -> None:
                       help="do not confirm, localize and reduce new buckets in the background "
                            "(by default each new bucket is re-run in a fresh process, localized "
                            "to its culprit node and reduced while the campaign runs)")
+    fuzz.add_argument("--drain-limit", type=float, default=1800.0, metavar="SECONDS",
+                      help="when the budget is spent, wait up to this long for the buckets still "
+                           "queued for triage (default 1800; the rest are triaged on resume)")
     fuzz.add_argument("--timeout", type=float, default=120.0, help="per-case timeout in seconds (default 120)")
     fuzz.add_argument("--memory-limit-mb", type=int, default=None, help="per-worker RSS limit")
     fuzz.add_argument("--seed", type=int, default=0, help="campaign RNG seed (default 0)")

@@ -91,9 +91,10 @@ def cmd_crashes(args) -> int:
         red = (f"reduced to {c['reduced_nodes']} nodes" if c["reduced_nodes"] is not None
                else ("not reduced" if c["state"] == "confirmed" else "not triaged yet"))
         culprit = f"  culprit {printable(c['culprit_op'])}" if c["culprit_op"] else ""
+        detail = f"\n      culprit: {printable(c['culprit'])}" if c.get("culprit") else ""
         print(f"{mark} {printable(str(c['kind'])[:40]):<14} {c['root_id']}  x{c['count']:<5} "
               f"first {_when(c['first_seen'])}  last {_when(c['last_seen'])}  {red}{culprit}")
-        print(f"      {printable(c['root'][:200])}")
+        print(f"      {printable(c['root'][:200])}{detail}")
         print(f"      buckets {', '.join(c['buckets'][:8])}"
               + (f" (+{len(c['buckets']) - 8})" if len(c["buckets"]) > 8 else "")
               + f"  example {printable(str(c['example_id'])[:40])}")

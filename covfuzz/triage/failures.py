@@ -69,6 +69,7 @@ _TRIAGE_FIELDS = {
     "label": _opt_text,
     "label_reason": _opt_text,
     "culprit_op": _opt_text,
+    "culprit": _opt_text,
     "fresh_outcome": _opt_text,
     "fresh_message": _opt_text,
     "error": _opt_text,
@@ -281,7 +282,8 @@ def root_causes(rows: list[dict]) -> list[dict]:
             g = groups[key] = {"root_id": key, "root": t.get("root") or r["signature"],
                                "state": state, "kind": r["kind"], "count": 0, "buckets": [],
                                "first_seen": r["first_seen"], "last_seen": r["last_seen"],
-                               "culprit_op": t.get("culprit_op"), "reduced_nodes": None,
+                               "culprit_op": t.get("culprit_op"), "culprit": t.get("culprit"),
+                               "reduced_nodes": None,
                                "reduced_bucket": None, "example_id": r["example_id"],
                                "known": r["known"], "message": r["message"]}
         g["count"] += r["count"] or 0

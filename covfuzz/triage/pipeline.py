@@ -64,12 +64,24 @@ class TriageOutcome:
         return {"state": self.state, "fresh_outcome": self.fresh.get("outcome", ""),
                 "fresh_message": (self.fresh.get("message") or "")[:300],
                 "culprit_op": culprit.get("op") if culprit.get("found") else None,
+                "culprit": culprit_text(culprit) if culprit.get("found") else None,
                 "label": self.label[0] if self.label else None,
                 "label_reason": (self.label[1] or "")[:300] if self.label else None,
                 "root": self.root[:400], "root_id": self.root_id,
                 "reduced_nodes": (self.reduction or {}).get("nodes_after"),
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
                 "triaged_at": time.time()}
+
+
+def culprit_text(culprit: dict) -> str:
+    """One line about a culprit: `F.softshrink(lambd=n) float32 -> float32, inputs nan (needs
+    nan), vec+tail`."""
+    attrs = ",".join(f"{k}={v}" for k, v in sorted((culprit.get("attrs") or {}).items()))
+    classes = "+".join(culprit.get("classes") or []) or "ordinary"
+    needed = "+".join(culprit.get("needed_classes") or []) or "none"
+    return (f"{culprit.get('op')}({attrs}) {','.join(culprit.get('dtypes_in') or [])} -> "
+            f"{culprit.get('dtype_out')}, inputs {classes} (needs {needed}), "
+            f"{culprit.get('regime')}")[:300]
 
 
 def _spec_name(spec) -> str:
@@ -100,16 +112,19 @@ def _accept_culprit(kind: str, culprit: dict) -> Callable[[TestCase, object], bo
 
 
 def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None,
-                   budgets: Budgets | None = None, reduce: bool = True,
+                   budgets: Budgets | None = None, reduce: bool = True, worker=None,
                    log: Callable[[str], None] | None = None) -> TriageOutcome:
-    """Triage one failing example (`result`: its RunResult as a dict)."""
+    """Triage one failing example (`result`: its RunResult as a dict) on a fresh worker process
+    started and closed here; `worker`: a worker to use instead (kept open; the confirmation is
+    then not in a fresh process: for tests that triage many cases)."""
     budgets = budgets or Budgets()
     log = log or (lambda text: None)
     kind = result.get("outcome", "")
     raw_sig, _ = signature_of(case, result)
-    spec = WorkerSpec.for_reducer(timeout=budgets.timeout, cache_dir=cache_dir)
     seconds: dict = {}
-    worker = start_worker(spec)  # fresh: it has run no case yet
+    own = worker is None
+    if own:  # fresh: it has run no case yet
+        worker = start_worker(WorkerSpec.for_reducer(timeout=budgets.timeout, cache_dir=cache_dir))
     try:
         t = time.monotonic()
         fresh = worker.run(case, timeout=budgets.timeout, coverage=False)
@@ -159,7 +174,8 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
         out.root_id = roots.root_id(out.root)
         return out
     finally:
-        worker.close()
+        if own:
+            worker.close()
 
 
 def _reduce(worker, start: TestCase, original: TestCase, target: str | None, accept,

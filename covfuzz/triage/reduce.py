@@ -1,19 +1,25 @@
-"""Test-case reduction: shrink a failing case while the *same signature* keeps reproducing.
+"""Test-case reduction: shrink a failing case while the *same failure* keeps reproducing (the
+same signature, or what an `accept` predicate asks: triage keeps a mismatch's culprit).
 
 Greedy passes run to a fixed point (a round of all passes that accepts nothing ends it):
   outputs   remove one output at a time (dead nodes and unused inputs go with it)
   nodes     delete a node: bypass it (its users take an argument of the same spec) or cut it
-            (its users take a fresh graph input of its output spec); last node first
+            (its users take a fresh graph input of its output spec, drawn normal or from edge
+            values); last node first
   settings  backward->False (and requires_grad off), fullgraph->False, dynamic->None,
             mode->None, drop mark_dynamic (all, then one at a time), drop config overrides
             (all, then halves/quarters/... down to one at a time: a ddmin-style bisection like
             ConfigFuzzer's)
+  values    small inputs become explicit literal values (the same values), then ordinary
+            values move to 0 / 1 and special ones (NaN, inf, limits) go where not needed
+            (covfuzz/triage/reduce_values.py)
   inputs    per tensor input: dtype -> float32, requires_grad off, contiguous stride with
-            offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1)
+            offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1); literal
+            values keep their first elements
 Every candidate passes the validity check (`mutators.base.validate`, or plain propagation for
 cases that were never structurally valid) before it costs a run; it is then run in an isolated
-worker (one WorkerHandle, `WorkerSpec.for_reducer`, reused across steps) and accepted only when it fails with exactly the
-target signature. Verdicts are cached by case id. Runs are bounded by `max_steps` and the whole
+worker (one WorkerHandle, `WorkerSpec.for_reducer`, reused across steps) and accepted only
+when it fails as asked. Verdicts are cached by case id. Runs are bounded by `max_steps` and the whole
 reduction by a wall-clock `budget`, so it always ends.
 """
 
@@ -26,9 +32,11 @@ from typing import Callable, Iterator
 
 from covfuzz import ops, serialize, subgraph
 from covfuzz.errors import CovfuzzError
-from covfuzz.ir import FLOAT_DTYPES, Graph, Input, ScalarSpec, TensorSpec, TestCase, contiguous_stride
+from covfuzz.ir import (FLOAT_DTYPES, Input, ScalarSpec, TensorSpec, TestCase,
+                        contiguous_stride, storage_numel, with_spec)
 from covfuzz.outcomes import FAILURE_KINDS
 from covfuzz.propagate import propagate
+from covfuzz.triage.reduce_values import pass_values
 from covfuzz.triage.signature import signature_of
 from harness.pool import WorkerHandle, WorkerSpec, start_worker
 from mutators.base import validate
@@ -121,6 +129,12 @@ def pass_nodes(case: TestCase) -> Iterator[TestCase]:
         fresh = _fresh_input_for(case, value)
         if fresh is not None:
             replacements.append((-1, fresh))
+            if fresh.fill == "normal" and isinstance(fresh.spec, TensorSpec) \
+                    and fresh.spec.dtype != "bool":
+                # Special values (NaN, inf, int limits) often reach a culprit from the node cut
+                # here: an `edge` input carries them, and the values pass then keeps the few
+                # that matter.
+                replacements.append((-1, dataclasses.replace(fresh, fill="edge")))
         for repl, new_input in replacements:
             inputs = list(g.inputs)
             shift = 0
@@ -199,7 +213,7 @@ def _unparam(case: TestCase, indices) -> TestCase:
 def pass_settings(case: TestCase) -> Iterator[TestCase]:
     s = case.settings
     if s.backward:
-        inputs = tuple(dataclasses.replace(i, spec=dataclasses.replace(i.spec, requires_grad=False))
+        inputs = tuple(with_spec(i, dataclasses.replace(i.spec, requires_grad=False))
                        if isinstance(i.spec, TensorSpec) else i for i in case.graph.inputs)
         yield case.replace(graph=dataclasses.replace(case.graph, inputs=inputs),
                            settings=dataclasses.replace(s, backward=False))
@@ -230,9 +244,16 @@ def _with_input(case: TestCase, i: int, inp: Input) -> TestCase:
 
 
 def _reshaped(inp: Input, shape: tuple) -> Input:
+    """`inp` contiguous with `shape`; literal values keep their first elements (the values pass
+    then finds which of them matter)."""
     spec = inp.spec
-    return dataclasses.replace(inp, spec=TensorSpec(tuple(shape), contiguous_stride(tuple(shape)),
-                                                    spec.dtype, 0, spec.device, spec.requires_grad))
+    new = TensorSpec(tuple(shape), contiguous_stride(tuple(shape)), spec.dtype, 0, spec.device,
+                     spec.requires_grad)
+    if inp.values is not None:
+        need = storage_numel(new.shape, new.stride, 0)
+        if need <= len(inp.values):
+            return dataclasses.replace(inp, spec=new, values=tuple(inp.values[:need]))
+    return with_spec(inp, new)
 
 
 def pass_inputs(case: TestCase) -> Iterator[TestCase]:
@@ -241,12 +262,12 @@ def pass_inputs(case: TestCase) -> Iterator[TestCase]:
         if not isinstance(spec, TensorSpec):
             continue
         if spec.dtype in FLOAT_DTYPES and spec.dtype != "float32":
-            yield _with_input(case, i, dataclasses.replace(inp, spec=dataclasses.replace(spec, dtype="float32")))
+            yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, dtype="float32")))
         if spec.requires_grad:
-            yield _with_input(case, i, dataclasses.replace(inp, spec=dataclasses.replace(spec, requires_grad=False)))
+            yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, requires_grad=False)))
         if spec.stride != contiguous_stride(spec.shape) or spec.offset:
             yield _with_input(case, i, _reshaped(inp, spec.shape))
-        if inp.fill not in ("normal", "index", "bool"):
+        if inp.fill not in ("normal", "index", "bool") and inp.values is None:
             yield _with_input(case, i, dataclasses.replace(inp, fill="normal"))
         for d, size in enumerate(spec.shape):
             if size > 1:
@@ -264,9 +285,11 @@ def pass_inputs(case: TestCase) -> Iterator[TestCase]:
             yield _settings(cand, mark_dynamic=marks) if marks != case.settings.mark_dynamic else cand
 
 
+# `values` before `inputs`: small inputs become literal first, so later passes that drop an
+# input (renumbering the rest, whose seeded values would change) keep the values that matter.
 PASSES: list[tuple[str, Callable[[TestCase], Iterator[TestCase]]]] = [
     ("outputs", pass_outputs), ("nodes", pass_nodes), ("settings", pass_settings),
-    ("inputs", pass_inputs)]
+    ("values", pass_values), ("inputs", pass_inputs)]
 
 
 # ----------------------------------------------------------------------------- reducer

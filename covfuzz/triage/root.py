@@ -5,9 +5,11 @@ output for a mismatch, the crash message and frames for a crash). One root cause
 different graphs makes several raw buckets. Triage (covfuzz/triage/pipeline.py) names each
 bucket's root:
 - a mismatch: by its culprit, the node where the divergence is born (harness/localize.py): the
-  op, the attribute values that matter, the dtypes in and out, the special value classes in its
-  inputs, the loop regime of its kernel (vectorized body, scalar tail, both), plus the compile
-  settings the reduced case still needs (a 1-minimal set: what the divergence needs);
+  op, its categorical attributes, the dtype classes in and out, the special value classes the
+  divergence needs, plus the compile settings the reduced case still needs (a 1-minimal set).
+  The culprit's exact dtypes, value classes present and loop regime (vectorized body, scalar
+  tail, both) are recorded and shown, not part of the root: one lowering bug shows in every
+  dtype and element count, and buckets split by them would be one bug in several buckets;
 - a crash: its signature, which already names the failing check (the assert or raise that
   fired and the exception beneath wrapper messages);
 - a mismatch that could not be localized: its raw signature (it is not merged with anything).
@@ -18,18 +20,33 @@ from __future__ import annotations
 
 import hashlib
 
-from covfuzz.ir import CompileSettings, TestCase
+from covfuzz.ir import FLOAT_DTYPES, INT_DTYPES, CompileSettings, TestCase
 
 DEFAULTS = CompileSettings()
 
 
 def culprit_signature(kind: str, culprit: dict) -> str:
-    """The part of a mismatch's root that localization gives (without settings)."""
-    attrs = ",".join(f"{k}={v}" for k, v in sorted((culprit.get("attrs") or {}).items()))
-    classes = "+".join(culprit.get("classes") or []) or "ordinary"
-    dtypes = ",".join(culprit.get("dtypes_in") or [])
-    return (f"{kind}|{culprit.get('op')}({attrs})|{dtypes}->{culprit.get('dtype_out')}"
-            f"|{classes}|{culprit.get('regime')}")
+    """The part of a mismatch's root that localization gives (without settings): the culprit's
+    op, its categorical attributes (numbers vary between graphs of one bug: a softshrink's
+    `lambd`), the dtype classes in and out (the same lowering fails in float32 and bfloat16),
+    and the special value classes the divergence needs (localization tries each without)."""
+    attrs = ",".join(f"{k}={v}" for k, v in sorted((culprit.get("attrs") or {}).items())
+                     if v is None or isinstance(v, bool) or (isinstance(v, str) and v != "n"))
+    needed = culprit.get("needed_classes", culprit.get("classes")) or []
+    classes = "+".join(needed) or "ordinary"
+    dtypes = ",".join(_dtype_class(d) for d in culprit.get("dtypes_in") or [])
+    return (f"{kind}|{culprit.get('op')}({attrs})|{dtypes}->"
+            f"{_dtype_class(culprit.get('dtype_out') or '?')}|{classes}")
+
+
+def _dtype_class(name: str) -> str:
+    if name.startswith("py"):
+        return name
+    if name in FLOAT_DTYPES:
+        return "float"
+    if name in INT_DTYPES:
+        return "int"
+    return name
 
 
 def settings_needed(case: TestCase) -> str:

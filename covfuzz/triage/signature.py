@@ -1,6 +1,8 @@
 """Failure signatures: how failures are deduplicated into buckets.
 
-A signature is `kind | exception type | normalized message | innermost torch frames`, where the
+A crash signature is `kind | root exception type | normalized root message | source line of the
+check that fired | innermost frames` (the harness's details["check"], beneath wrapper exceptions;
+records without it fall back to the outer `exception type | message | frames`), where the
 message has numbers, hex addresses, generated names (v12, s0, buf3, cpp_fused_...), shapes, quoted
 strings and paths replaced by placeholders, and frames are `file:function` (no line numbers, so
 a bucket survives small edits of torch). Mismatches have no exception: their signature is built
@@ -77,16 +79,53 @@ def mismatch_pattern(case, output_index: int | None) -> str:
     return f"{node.op}<-{'+'.join(feeding)}"
 
 
+CHECK_KEYS = ("where", "source", "root_type", "root_message")
+MAX_CHECK_FIELD = 500
+
+
+def check_of(result) -> dict:
+    """The failing check of a crash result (harness details["check"]: where, source, root_type,
+    root_message), read defensively: stored records are untrusted and older ones lack it.
+    Only str values are kept, each bounded; {} when there is none."""
+    details = _get(result, "details")
+    check = details.get("check") if isinstance(details, dict) else None
+    if not isinstance(check, dict):
+        return {}
+    return {k: check[k][:MAX_CHECK_FIELD] for k in CHECK_KEYS if isinstance(check.get(k), str)}
+
+
+def normalize_source(line: str, limit: int = 160) -> str:
+    """A source line as a signature part: whitespace collapsed, bounded (code text is stable
+    across runs, so names and numbers in it are kept)."""
+    return " ".join((line or "").split())[:limit]
+
+
+def crash_signature(kind: str, exc_type: str, message: str, frames: list[str] | None,
+                    check: dict | None) -> str:
+    """`kind | root type | normalized root message | check source line | innermost frames`:
+    the check that fired, beneath wrapper exceptions (BackendCompilerFailed's
+    "Set TORCHDYNAMO_VERBOSE=1" text would merge every inductor assertion into one bucket).
+    Without a recorded check (older records) the outer type and message stand in."""
+    check = check or {}
+    inner = torch_frames(frames or [])
+    if not check.get("root_type"):
+        return f"{kind}|{exc_type}|{normalize_message(message)}|{','.join(inner)}"
+    top = torch_frames([check["where"]], 1) if check.get("where") else []
+    if top and top[0] not in inner:  # the raising frame is outside torch (a backend, sympy)
+        inner = top + inner[:2]
+    return (f"{kind}|{check['root_type']}|{normalize_message(check.get('root_message', ''))}|"
+            f"{normalize_source(check.get('source', ''))}|{','.join(inner)}")
+
+
 def signature(kind: str, exc_type: str = "", message: str = "", frames: list[str] | None = None,
-              case=None, output_index: int | None = None) -> str:
+              case=None, output_index: int | None = None, check: dict | None = None) -> str:
     if kind in ("mismatch", "grad_mismatch"):
         return f"{kind}|{mismatch_pattern(case, output_index)}"
     if kind in ("timeout", "oom"):
         return kind
     if kind == "process_crash":
         return f"{kind}|{normalize_message(message, 80)}"
-    where = ",".join(torch_frames(frames or []))
-    return f"{kind}|{exc_type}|{normalize_message(message)}|{where}"
+    return crash_signature(kind, exc_type, message, frames, check)
 
 
 def signature_id(sig: str) -> str:
@@ -116,7 +155,7 @@ def signature_of(case, result) -> tuple[str, str]:
     This is what campaigns record buckets under."""
     sig = signature(_get(result, "outcome") or "", _get(result, "exc_type") or "",
                     _get(result, "message") or "", _get(result, "frames") or [], case,
-                    output_index(result))
+                    output_index(result), check_of(result))
     return sig, signature_id(sig)
 
 
