@@ -282,7 +282,7 @@ def triage_line(s: dict) -> str | None:
             f"root cause(s), {states.get('flaky', 0)} flaky, {states.get('not_a_bug', 0)} not a bug"
             + (f" ({labels})" if labels else "")
             + f", {t.get('untriaged', 0)} not triaged yet"
-            + (f" ({queue} queued)" if queue is not None else "")
+            + (f" ({queue} in the triage queue)" if queue else "")
             + (f"; {100 * share:.1f}% of worker time this run" if share else ""))
 
 

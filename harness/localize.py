@@ -360,7 +360,9 @@ def localize(case: TestCase, kind: str, output: int | None, device: str | None =
                     needed = loc.needed_classes(v, args)
                 except _OutOfBudget:
                     needed = None
-                out["needed_classes"] = out["classes"] if needed is None else needed
+                # None: the culprit alone does not show it, or its inputs are too large to
+                # try: which classes matter is not known (and not guessed from those present).
+                out["needed_classes"] = needed
     except _OutOfBudget as exc:
         out = {"found": False, "why": f"stopped: {exc}"}
     out.update(probes=loc.probes, seconds=round(time.monotonic() - t0, 3))

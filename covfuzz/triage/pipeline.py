@@ -78,7 +78,8 @@ def culprit_text(culprit: dict) -> str:
     nan), vec+tail`."""
     attrs = ",".join(f"{k}={v}" for k, v in sorted((culprit.get("attrs") or {}).items()))
     classes = "+".join(culprit.get("classes") or []) or "ordinary"
-    needed = "+".join(culprit.get("needed_classes") or []) or "none"
+    needed = culprit.get("needed_classes")
+    needed = "unknown" if needed is None else "+".join(needed) or "none"
     return (f"{culprit.get('op')}({attrs}) {','.join(culprit.get('dtypes_in') or [])} -> "
             f"{culprit.get('dtype_out')}, inputs {classes} (needs {needed}), "
             f"{culprit.get('regime')}")[:300]

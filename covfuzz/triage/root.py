@@ -29,11 +29,14 @@ def culprit_signature(kind: str, culprit: dict) -> str:
     """The part of a mismatch's root that localization gives (without settings): the culprit's
     op, its categorical attributes (numbers vary between graphs of one bug: a softshrink's
     `lambd`), the dtype classes in and out (the same lowering fails in float32 and bfloat16),
-    and the special value classes the divergence needs (localization tries each without)."""
+    and the special value classes the divergence needs (localization tries each without;
+    `unknown` when it cannot tell)."""
     attrs = ",".join(f"{k}={v}" for k, v in sorted((culprit.get("attrs") or {}).items())
                      if v is None or isinstance(v, bool) or (isinstance(v, str) and v != "n"))
-    needed = culprit.get("needed_classes", culprit.get("classes")) or []
-    classes = "+".join(needed) or "ordinary"
+    needed = culprit.get("needed_classes")
+    # Unknown (the culprit alone does not diverge, or its inputs are too large to try): the
+    # classes present vary from graph to graph, so they would split one bug.
+    classes = "unknown" if needed is None else "+".join(needed) or "ordinary"
     dtypes = ",".join(_dtype_class(d) for d in culprit.get("dtypes_in") or [])
     return (f"{kind}|{culprit.get('op')}({attrs})|{dtypes}->"
             f"{_dtype_class(culprit.get('dtype_out') or '?')}|{classes}")
