@@ -16,6 +16,8 @@ from covfuzz.triage import failures as F
 from covfuzz.triage.pipeline import Budgets
 from harness.faults import FAULT_SEEDS
 
+from cli_inprocess import run_covfuzz
+
 pytestmark = pytest.mark.slow
 
 RAISE_COMPILE = next(k for k, v in FAULT_SEEDS.items() if v == "raise_compile")
@@ -66,6 +68,17 @@ def test_new_buckets_are_confirmed_reduced_or_found_flaky(tmp_path):
     assert status["triage_queue"] == 0 and status["triage"]["worker_share"] > 0
     on_disk = json.loads((tmp_path / "camp" / workdir.STATS).read_text())
     assert on_disk["triage"]["root_causes"] == 1
+
+    # The morning view: one root cause, the check that fired beneath Dynamo's wrapper, the
+    # flaky bucket counted and not listed (and listed with --all).
+    ran = run_covfuzz("crashes", d)
+    assert ran.returncode == 0, ran.stderr
+    assert "1 root causes" in ran.stdout and "not reported: flaky 1" in ran.stdout
+    assert "assert isinstance(index, CppCSEVariable) and index.is_vec" in ran.stdout
+    assert "reduced to 1 nodes" in ran.stdout
+    assert "flaky: fresh process gave pass" in run_covfuzz("crashes", d, "--all").stdout
+    shown = run_covfuzz("show", crash["signature_id"], "--dir", d, "--no-code")
+    assert "failing check: " in shown.stdout and "index.is_vec" in shown.stdout, shown.stdout
 
 
 def test_a_bucket_left_untriaged_is_queued_on_resume(tmp_path):

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 
 from covfuzz.campaign.execution import Execution
 from covfuzz.outcomes import is_failure
-from covfuzz.triage.signature import signature_of
+from covfuzz.triage.signature import check_of, signature_of
 
 
 class Objective(Protocol):
@@ -35,9 +35,13 @@ class FailureObjective:
         result = ex.result
         sig, sig_id = signature_of(ex.case, result)
         ex.bucket, ex.signature = sig_id, sig
+        extra = {"signature": sig}
+        check = check_of(result)
+        if check:
+            extra["check"] = check  # the failing check, shown by `crashes`
         ex.new_bucket = self.store.record_failure(sig_id, ex.outcome, result.message or "",
                                                   result.exc_type or "", ex.case_id, ex.data,
-                                                  result.to_dict(), extra={"signature": sig})
+                                                  result.to_dict(), extra=extra)
         if ex.new_bucket:
             self.log(f"[new failure] {ex.outcome} {sig_id} {sig[:150]}")
         return True

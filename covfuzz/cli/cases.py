@@ -102,11 +102,17 @@ def cmd_gen(args) -> int:
 
 
 def cmd_show(args) -> int:
-    case = load_case(args.case, args.dir).case
+    resolved = load_case(args.case, args.dir)
+    case = resolved.case
     if args.json:
         sys.stdout.write(serialize.to_json(case))
         return 0
     g, s = case.graph, case.settings
+    check = resolved.failure.get("check") or {}
+    if check.get("source") or check.get("root_type"):
+        print(printable(f"failing check: {check.get('where', '?')}: {check.get('source', '')}"))
+        print(printable(f"raised: {check.get('root_type', '')}: "
+                        f"{check.get('root_message', '')[:300]}"))
     print(f"test case {serialize.case_id(case)}  seed={case.seed}  "
           f"{len(g.inputs)} inputs, {len(g.nodes)} nodes, outputs {list(g.outputs)}")
     print(f"settings: backend={s.backend} mode={s.mode} dynamic={s.dynamic} "
@@ -117,6 +123,9 @@ def cmd_show(args) -> int:
     print("values:")
     for i, inp in enumerate(g.inputs):
         detail = f"fill={inp.fill}" if isinstance(inp.spec, TensorSpec) else f"value={inp.value!r}"
+        if inp.values is not None:
+            shown = ", ".join(codegen.literal(v) for v in inp.values[:12])
+            detail = f"values=[{shown}{', ...' if len(inp.values) > 12 else ''}]"
         if inp.param:
             detail += "  (a Model parameter)"
         print(f"  x{i:<3} input  {inp.spec.short():<40} {detail}")

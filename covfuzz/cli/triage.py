@@ -92,6 +92,12 @@ def cmd_crashes(args) -> int:
                else ("not reduced" if c["state"] == "confirmed" else "not triaged yet"))
         culprit = f"  culprit {printable(c['culprit_op'])}" if c["culprit_op"] else ""
         detail = f"\n      culprit: {printable(c['culprit'])}" if c.get("culprit") else ""
+        check = c.get("check") or {}
+        if check.get("source") or check.get("root_type"):
+            detail += (f"\n      check: {printable(check.get('where', '?'))}: "
+                       f"{printable(check.get('source', ''))}"
+                       f"\n      raised: {printable(check.get('root_type', ''))}: "
+                       f"{printable(check.get('root_message', '')[:200])}")
         print(f"{mark} {printable(str(c['kind'])[:40]):<14} {c['root_id']}  x{c['count']:<5} "
               f"first {_when(c['first_seen'])}  last {_when(c['last_seen'])}  {red}{culprit}")
         print(f"      {printable(c['root'][:200])}{detail}")

@@ -25,7 +25,7 @@ import time
 from covfuzz import jsondata, workdir
 from covfuzz.errors import CampaignDataError
 from covfuzz.outfile import write_output
-from covfuzz.triage.signature import signature_id
+from covfuzz.triage.signature import check_of, signature_id
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.
 SIGNATURE_ID = re.compile(r"^[0-9a-f]{12}\Z")  # a bucket key: `signature_id(signature)`
@@ -246,7 +246,8 @@ def buckets(store, directory: str | None = None, known=None) -> list[dict]:
                "count": rec.get("count", 0), "first_seen": rec.get("first_seen"),
                "last_seen": rec.get("last_seen"), "example_ids": list(rec.get("example_ids") or []),
                "example_id": (rec.get("example_ids") or [None])[0], "reduced": False,
-               "reduced_nodes": None, "known": None, "triage": triage_record(rec)}
+               "reduced_nodes": None, "known": None, "triage": triage_record(rec),
+               "check": check_of({"details": rec.get("extra") or {}})}
         if directory is not None:
             info = reduced_info(directory, sid)
             if info is not None:
@@ -285,7 +286,8 @@ def root_causes(rows: list[dict]) -> list[dict]:
                                "culprit_op": t.get("culprit_op"), "culprit": t.get("culprit"),
                                "reduced_nodes": None,
                                "reduced_bucket": None, "example_id": r["example_id"],
-                               "known": r["known"], "message": r["message"]}
+                               "known": r["known"], "message": r["message"],
+                               "check": r.get("check") or {}}
         g["count"] += r["count"] or 0
         g["buckets"].append(r["signature_id"])
         g["first_seen"] = min(x for x in (g["first_seen"], r["first_seen"]) if x is not None) \

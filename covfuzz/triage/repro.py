@@ -101,8 +101,19 @@ def markdown_report(case: TestCase, failure: dict, script: str) -> str:
         "",
         "### Observed",
         *fenced(message),
+        *_check_lines(failure.get("check") or {}),
         "",
     ])
+
+
+def _check_lines(check: dict) -> list[str]:
+    """The check that fired (beneath wrapper exceptions), when the failure recorded one."""
+    if not check.get("source") and not check.get("root_type"):
+        return []
+    return ["", "The failing check:",
+            *fenced(f"{_text(check.get('where'), 300)}\n    {_text(check.get('source'), 300)}\n"
+                    f"{_text(check.get('root_type'), 100)}: "
+                    f"{_text(check.get('root_message'), 500)}")]
 
 
 def pytest_file(entries: list[dict]) -> str:

@@ -26,7 +26,7 @@ from covfuzz.ir import TestCase
 from covfuzz.propagate import propagate
 from covfuzz.triage.failures import (SIGNATURE_ID, bucket_id, bucket_signature,
                                      reduced_info)
-from covfuzz.triage.signature import signature_id
+from covfuzz.triage.signature import check_of, signature_id
 
 MIN_PREFIX = 4        # shortest id prefix looked up (git's minimum abbreviation)
 SHOWN_CANDIDATES = 5  # candidates an ambiguous-prefix error lists
@@ -219,5 +219,9 @@ def _propagated(case: TestCase) -> TestCase:
 
 
 def _failure_dict(rec: dict, sig: str) -> dict:
-    return {"kind": rec.get("kind"), "message": rec.get("message") or "",
-            "exc_type": rec.get("exc_type") or "", "signature": sig}
+    out = {"kind": rec.get("kind"), "message": rec.get("message") or "",
+           "exc_type": rec.get("exc_type") or "", "signature": sig}
+    check = check_of({"details": rec.get("extra") or {}})  # validated: an untrusted record
+    if check:
+        out["check"] = check
+    return out
