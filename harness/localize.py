@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from covfuzz import codegen
+from covfuzz import codegen, serialize
 from covfuzz.ir import MAX_LITERAL_VALUES, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
 from covfuzz.propagate import propagate
 from covfuzz.subgraph import ancestors, sub_case
@@ -145,6 +145,7 @@ class Localizer:
         self.deadline = time.monotonic() + budget
         self.max_probes = max_probes
         self.probes = 0
+        self.alone: TestCase | None = None  # the culprit alone on literal inputs, when it diverges
 
     def probe(self, outputs: list[int], config: dict | None = None):
         if self.probes >= self.max_probes:
@@ -294,12 +295,14 @@ class Localizer:
         values = [x.detach() if isinstance(x, torch.Tensor) else x for x in args]
         if diverges(values) is not True:
             return None
+        self.alone = self.culprit_case(v, values)
         present = sorted({c for x in values for c in oracle.value_classes(x)})
         needed = []
         for cls in present:
             trial = [_without_class(x, cls) for x in values]
             if diverges(trial) is True:
                 values = trial  # not needed: keep it ordinary for the next trials
+                self.alone = self.culprit_case(v, values)
             else:
                 needed.append(cls)  # the culprit agrees without it (or cannot tell): needed
         return needed
@@ -333,8 +336,9 @@ def localize(case: TestCase, kind: str, output: int | None, device: str | None =
              budget: float = DEFAULT_BUDGET) -> dict:
     """Where mismatch `kind` ("mismatch" / "grad_mismatch", seen at graph output `output`) is
     born: {"found": True, "node", "op", "attrs", "dtypes_in", "dtype_out", "classes", "regime",
-    "grad", "label": [name, reason] or None, "probes", "seconds"}, or {"found": False, "why",
-    "probes", "seconds"}."""
+    "grad", "label": [name, reason] or None, "needed_classes" (None: not known),
+    "culprit_case" (JSON form of the culprit alone on literal inputs, when that diverges),
+    "probes", "seconds"}, or {"found": False, "why", "probes", "seconds"}."""
     t0 = time.monotonic()
     loc = Localizer(case, device, budget)
     try:
@@ -363,6 +367,8 @@ def localize(case: TestCase, kind: str, output: int | None, device: str | None =
                 # None: the culprit alone does not show it, or its inputs are too large to
                 # try: which classes matter is not known (and not guessed from those present).
                 out["needed_classes"] = needed
+                if loc.alone is not None:  # a one-node case that shows it: reduction starts there
+                    out["culprit_case"] = serialize.to_json(loc.alone)
     except _OutOfBudget as exc:
         out = {"found": False, "why": f"stopped: {exc}"}
     out.update(probes=loc.probes, seconds=round(time.monotonic() - t0, 3))

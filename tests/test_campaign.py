@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from cli_inprocess import run_covfuzz
 from corpus import CorpusStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +59,7 @@ def test_campaign_grows_reports_and_resumes(tmp_path):
     assert seeds <= snapshot(d)[0]
     lines = (d / "scheduler.jsonl").read_text().splitlines()
     assert len(lines) == 10 and all("mutators" in json.loads(line) for line in lines)
-    plot = covfuzz("plot", str(d))
+    plot = run_covfuzz("plot", d)  # in this process: matplotlib's import takes seconds
     assert plot.returncode == 0 and os.path.getsize(d / "progress.png") > 1000
     text = covfuzz("status", str(d))
     assert "stopped" in text.stdout and "features" in text.stdout

@@ -66,13 +66,15 @@ def test_malformed_state_is_one_error(record):
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
     from covfuzz.campaign import Campaign, CampaignOptions
+    from covfuzz.campaign.stages import Stage
     from covfuzz.campaign.state import rng_state
     from covfuzz.generator import GenOptions
 
     directory, snapshot = sys.argv[1], sys.argv[2]
 
-    class KillAfterPicks:
-        # A stage: once seeds have been chosen for mutation, note the in-memory state and
+    class KillAfterPicks(Stage):
+        # A stage (the base class does nothing for the hooks this one leaves out): once
+        # seeds have been chosen for mutation, note the in-memory state and
         # SIGKILL this process between two executions (no `finally` runs).
         def process(self, ex, campaign):
             chosen = campaign.seeds.times_chosen()

@@ -1,4 +1,9 @@
-"""The command line: gen / show / ops, exit codes and one-line errors."""
+"""The command line: gen / show / ops, exit codes and one-line errors.
+
+`covfuzz` runs as a real process (python -m covfuzz, the entry point) for `--help` and for one
+`gen`, the rest in the test process (tests/cli_inprocess.py): a real process spends seconds
+importing torch before it answers.
+"""
 
 import json
 import os
@@ -8,6 +13,7 @@ import sys
 import pytest
 
 import corpus
+from cli_inprocess import run_covfuzz
 from covfuzz import cli, serialize
 from covfuzz.generator import GenOptions, generate
 
@@ -21,8 +27,10 @@ def covfuzz(*args, cwd=None):
 
 
 def test_help_everywhere():
+    result = covfuzz("--help")  # the entry point, without importing torch
+    assert result.returncode == 0 and "usage: covfuzz" in result.stdout
     for args in ([], ["gen"], ["show"], ["ops"]):
-        result = covfuzz(*args, "--help")
+        result = run_covfuzz(*args, "--help")
         assert result.returncode == 0 and "usage: covfuzz" in result.stdout
 
 
@@ -53,31 +61,32 @@ def test_show_takes_a_campaign_id_prefix(tmp_path, capsys):
 
 def test_gen_is_deterministic_and_show_reads_both_forms(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
+    # one real process and this one: two interpreters, each with its own hash seed
     assert covfuzz("gen", "--seed", "3", "-n", "5", "--out", str(a)).returncode == 0
-    assert covfuzz("gen", "--seed", "3", "-n", "5", "--out", str(b)).returncode == 0
+    assert run_covfuzz("gen", "--seed", "3", "-n", "5", "--out", str(b)).returncode == 0
     names = sorted(os.listdir(a))
     assert len(names) == 5 and names == sorted(os.listdir(b))
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes()
     stored = a / names[0]
-    shown = covfuzz("show", str(stored))
+    shown = run_covfuzz("show", str(stored))
     assert shown.returncode == 0 and "def fn(" in shown.stdout
-    as_json = covfuzz("show", "--json", str(stored))
+    as_json = run_covfuzz("show", "--json", str(stored))
     edited = tmp_path / "edited.json"
     edited.write_text(as_json.stdout)
-    again = covfuzz("show", "--json", str(edited))
+    again = run_covfuzz("show", "--json", str(edited))
     assert again.returncode == 0 and json.loads(again.stdout) == json.loads(as_json.stdout)
 
 
 def test_ops_lists_the_catalog():
-    result = covfuzz("ops", "--json")
+    result = run_covfuzz("ops", "--json")
     rows = json.loads(result.stdout)
     assert sum(r["available"] for r in rows) >= 120
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path):
     good = tmp_path / "good.cfz"
-    covfuzz("gen", "--seed", "1", "--out", str(good))
+    assert run_covfuzz("gen", "--seed", "1", "--out", str(good)).returncode == 0
     data = good.read_bytes()
     bad = {
         "truncated.cfz": data[: len(data) // 2],
@@ -92,12 +101,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     for name, content in bad.items():
         path = tmp_path / name
         path.write_bytes(content)
-        result = covfuzz("show", str(path), cwd=tmp_path)
+        result = run_covfuzz("show", str(path), cwd=tmp_path)
         assert result.returncode == 2, (name, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "PWNED").exists()
-    missing = covfuzz("show", str(tmp_path / "nope.cfz"))
+    missing = run_covfuzz("show", str(tmp_path / "nope.cfz"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
-    unknown = covfuzz("gen", "--supported-ops", "torch.bogus")
+    unknown = run_covfuzz("gen", "--supported-ops", "torch.bogus")
     assert unknown.returncode == 2 and "unknown op" in unknown.stderr

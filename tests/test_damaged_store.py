@@ -1,7 +1,10 @@
 """A damaged or hostile corpus store: detected before use, salvaged, never silently shrunk.
 
 Every store here is real: built with the store's API (or raw lmdb writes), then damaged on disk
-(truncated, pages zeroed), and every command is a real `covfuzz` subprocess.
+(truncated, pages zeroed). Commands run in the test process (tests/cli_inprocess.py: a real
+process would spend seconds importing torch first); a real `covfuzz` process
+(`_covfuzz_process`) runs `crashes` on each damaged store, and the salvage whose LMDB reader
+must abort in a child without a word on the real stderr.
 """
 
 import hashlib
@@ -14,6 +17,7 @@ import lmdb
 import numpy as np
 import pytest
 
+from cli_inprocess import run_covfuzz
 from corpus import CorpusError, CorpusStore, DamagedStore, open_campaign_store
 from corpus.lmdb_env import env_path
 from corpus.salvage import salvage
@@ -88,6 +92,13 @@ def _truncate_half(path):
 
 
 def _covfuzz(*args, cwd=None):
+    """The command run in this process: (what it left, seconds)."""
+    ran = run_covfuzz(*args, cwd=cwd)
+    return ran, ran.seconds
+
+
+def _covfuzz_process(*args, cwd=None):
+    """The command run as a real `covfuzz` process: (CompletedProcess, seconds)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "covfuzz", *map(str, args)], cwd=cwd or ROOT,
@@ -142,7 +153,8 @@ def test_every_command_refuses_a_damaged_store_in_one_line(tmp_path, damage):
         words = ("data.mdb", "meta page 0")
     before = _sha(camp)
     for args in _store_commands(camp, tmp_path):
-        proc, seconds = _covfuzz(*args)
+        run = _covfuzz_process if args[0] == "crashes" else _covfuzz
+        proc, seconds = run(*args)
         _refused(proc, seconds, *words, f"covfuzz salvage {camp} -o NEW")
     assert _sha(camp) == before  # nothing rewrote or "repaired" the damaged store
     for name in ("exported", "minimized", "merged", "plot.png"):
@@ -212,7 +224,7 @@ def test_salvage_of_a_zeroed_page_keeps_every_seed_and_lists_what_it_lost(tmp_pa
     camp, new = tmp_path / "camp", tmp_path / "new"
     seeds = _campaign(camp)
     _zero_pages(camp, _pages_holding(camp, b'"found_at"')[1:2])  # a middle leaf of `meta`
-    proc, seconds = _covfuzz("salvage", camp, "-o", new)
+    proc, seconds = _covfuzz_process("salvage", camp, "-o", new)
     assert proc.returncode == 0 and seconds < 60, proc.stderr
     lost = [line for line in proc.stdout.splitlines() if line.startswith("could not read")]
     assert len(lost) == 1 and lost[0].startswith("could not read from 'meta': ")

@@ -2,10 +2,13 @@
 deep nesting, out-of-range and wrongly typed values, trailing bytes, odd versions, regexes that
 backtrack, cases that allocate without bound, hostile lock files.
 
-Every CLI check runs a real `covfuzz` process and asserts: exit 2 with ONE line on stderr (or a
-one-line warning per skipped record and exit 0), no traceback, an answer within 10 s, the
-canary file never created (no code runs), nothing written outside the output folder, and every
-readable seed still there.
+Every CLI check asserts: exit 2 with ONE line on stderr (or a one-line warning per skipped
+record and exit 0), no traceback, an answer within 10 s, the canary file never created (no code
+runs), nothing written outside the output folder, and every readable seed still there. Most run
+the command in the test process (tests/cli_inprocess.py: a real process would spend seconds
+importing torch before the one-line refusal); a few run a real `covfuzz` process
+(`_covfuzz_process`): a test case file for `show`, skipped records for `crashes` and a huge
+file for `status`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import lmdb
 import pytest
 
 import corpus
+from cli_inprocess import run_covfuzz
 from corpus import CorpusError, records
 from covfuzz import serialize, status as status_mod, workdir
 from covfuzz.errors import CampaignDataError, InvalidGraph, TestCaseFormatError
@@ -66,6 +70,13 @@ def _snapshot(root) -> dict:
 
 
 def _covfuzz(*args, cwd=None):
+    """The command run in this process: (what it left, seconds)."""
+    ran = run_covfuzz(*args, cwd=cwd)
+    return ran, ran.seconds
+
+
+def _covfuzz_process(*args, cwd=None):
+    """The command run as a real `covfuzz` process: (CompletedProcess, seconds)."""
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "covfuzz", *map(str, args)], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=120,
@@ -136,8 +147,8 @@ def test_deep_nesting_in_an_attribute_is_refused_in_one_line(tmp_path):
     stored = serialize.MAGIC + bytes([1]) + zlib.compress(text.encode())
     (tmp_path / "deep.cfz").write_bytes(stored)
     before = _snapshot(tmp_path)
-    for name in ("deep.json", "deep.cfz"):
-        proc, seconds = _covfuzz("show", tmp_path / name)
+    for run, name in ((_covfuzz_process, "deep.json"), (_covfuzz, "deep.cfz")):
+        proc, seconds = run("show", tmp_path / name)
         _refused(proc, seconds, "nested more than")
     assert not canary.exists() and _snapshot(tmp_path) == before
 
@@ -193,7 +204,7 @@ def test_failure_record_with_an_out_of_range_time_is_skipped_with_a_warning(tmp_
     _raw_put(d, "failures", key, raw)
     seeds = _seed_ids(d)
     before = _snapshot(tmp_path)
-    proc, seconds = _covfuzz("crashes", d)
+    proc, seconds = _covfuzz_process("crashes", d)  # the warning as `logging` prints it
     assert proc.returncode == 0, proc.stderr
     warning = proc.stderr.strip()
     assert len(warning.splitlines()) == 1 and "skipped" in warning and field in warning, warning
@@ -301,7 +312,7 @@ def test_status_fills_optional_keys_and_reads_a_huge_file_bounded(tmp_path):
     d.mkdir()
     with open(d / workdir.STATS, "wb") as handle:
         handle.truncate(2 << 30)  # sparse: 2 GiB of NUL bytes
-    proc, seconds = _covfuzz("status", d)
+    proc, seconds = _covfuzz_process("status", d)
     _refused(proc, seconds, "bytes, more than")
 
 

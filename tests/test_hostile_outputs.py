@@ -6,6 +6,11 @@ exported tests) hold that text only as literals, and running them never creates 
 file; outputs never go through a symlink or outside their folder; reduced-case metadata cannot
 choose which file is loaded; printed store text carries no terminal escapes; refusals come in
 one line, exit 2, within 10 s.
+
+Commands run in the test process (tests/cli_inprocess.py: a real process would spend seconds
+importing torch first), but for `crashes` and `status` printing store text, which run as real
+`covfuzz` processes (`_covfuzz_process`); the generated repro.py and exported tests always run
+in processes of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import lmdb
 import pytest
 
 import corpus
+from cli_inprocess import run_covfuzz
 from covfuzz import cli, serialize, workdir
 from covfuzz.errors import CampaignDataError
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
@@ -78,7 +84,14 @@ def hostile(tmp_path):
 ANSWER_SECONDS = 30
 
 
-def _covfuzz(*argv, cwd=None, timeout=120):
+def _covfuzz(*argv, cwd=None):
+    """The command run in this process: (what it left, seconds)."""
+    ran = run_covfuzz(*argv, cwd=cwd)
+    return ran, ran.seconds
+
+
+def _covfuzz_process(*argv, cwd=None, timeout=120):
+    """The command run as a real `covfuzz` process: (CompletedProcess, seconds)."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "covfuzz", *argv], cwd=cwd or ROOT, env=env,
@@ -251,7 +264,7 @@ def _stats(text: str) -> dict:
 
 def test_printed_store_text_is_sanitized(hostile):
     d = hostile["dir"]
-    proc, s = _covfuzz("crashes", d)
+    proc, s = _covfuzz_process("crashes", d)
     assert proc.returncode == 0 and s < ANSWER_SECONDS, proc.stderr[-2000:]
     assert "2 buckets" in proc.stdout and "../../escaped" in proc.stdout
     assert not ESCAPES.search(proc.stdout + proc.stderr)
@@ -260,7 +273,7 @@ def test_printed_store_text_is_sanitized(hostile):
     text = "\x1b]0;pwned\x07\x1b[2J\rspoof\x9b"
     with open(workdir.stats_path(d), "w") as handle:
         json.dump(_stats(text), handle)
-    proc, s = _covfuzz("status", d)
+    proc, s = _covfuzz_process("status", d)
     assert proc.returncode == 0 and s < ANSWER_SECONDS, proc.stderr[-2000:]
     assert "\\x1b]0;pwned" in proc.stdout and not ESCAPES.search(proc.stdout + proc.stderr)
     for broken in ({k: v for k, v in _stats("x").items() if k != "execs"},

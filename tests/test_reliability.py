@@ -17,6 +17,7 @@ import zlib
 
 import pytest
 
+from cli_inprocess import run_covfuzz
 from covfuzz import cli, codegen, serialize, workdir
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.generator import GenOptions, generate
@@ -137,21 +138,29 @@ def _hostile_files(tmp_path, sentinel) -> dict:
     return out
 
 
+def _check_refused(command, name, proc, sentinel):
+    assert proc.returncode != 0, (name, proc.stdout, proc.stderr)
+    assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, (name, proc.stderr)
+    assert "Traceback" not in proc.stderr, (name, proc.stderr)
+    assert lines[0].startswith(f"covfuzz {command}:"), (name, proc.stderr)
+    assert not sentinel.exists(), name
+
+
 @pytest.mark.parametrize("command", ["show", "run"])
-def test_cli_subprocess_hostile_files(command, tmp_path):
+def test_cli_hostile_files(command, tmp_path, no_codegen):
+    """Every hostile file in this process (tests/cli_inprocess.py), never reaching codegen; one
+    of them also through a real `covfuzz` process, which spends seconds importing torch."""
     sentinel = tmp_path / "pwned"
     files = _hostile_files(tmp_path, sentinel)
-    env = dict(os.environ, PYTHONPATH=ROOT)
     for name, path in files.items():
-        proc = subprocess.run([PY, "-m", "covfuzz", command, str(path)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=180)
-        assert proc.returncode != 0, (name, proc.stdout, proc.stderr)
-        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, (name, proc.stderr)
-        assert "Traceback" not in proc.stderr, (name, proc.stderr)
-        assert lines[0].startswith(f"covfuzz {command}:"), (name, proc.stderr)
-        assert not sentinel.exists(), name
+        _check_refused(command, name, run_covfuzz(command, path), sentinel)
+    assert not no_codegen
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([PY, "-m", "covfuzz", command, str(files["code_attr_stored"])],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    _check_refused(command, "code_attr_stored", proc, sentinel)
 
 
 # ----------------------------------------------------------------------------- concurrency

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from cli_inprocess import run_covfuzz
 from covfuzz import cli, selffuzz
 from covfuzz.cli import selffuzz as selffuzz_cli
 from covfuzz.errors import CovfuzzError
@@ -80,8 +81,8 @@ def test_command_line_list():
 
 
 def test_in_process_command_line():
-    proc = subprocess.run([sys.executable, "-m", "covfuzz", "selffuzz", "json", "--in-process",
-                           "--runs", "500"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # run in this process (tests/cli_inprocess.py); `selffuzz list` above runs the real entry point
+    proc = run_covfuzz("selffuzz", "json", "--in-process", "--runs", "500")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "500 inputs" in proc.stdout and "findings 0" in proc.stdout
 

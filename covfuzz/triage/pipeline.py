@@ -139,7 +139,7 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
             return TriageOutcome("flaky", kind, facts, root=raw_sig,
                                  root_id=roots.root_id(raw_sig), seconds=seconds)
         out = TriageOutcome("confirmed", kind, facts, seconds=seconds)
-        start = case
+        starts: list[TestCase] = []
         accept = None
         if kind in MISMATCH_KINDS:
             t = time.monotonic()
@@ -155,10 +155,13 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
                 accept = _accept_culprit(kind, culprit)
                 if kind == "mismatch":
                     base = len(case.graph.inputs)
-                    start = propagate(sub_case(case, [base + culprit["node"]]))
+                    starts = [propagate(sub_case(case, [base + culprit["node"]]))]
+                    alone = _culprit_case(culprit)
+                    if alone is not None:
+                        starts.insert(0, alone)
         if reduce:
             t = time.monotonic()
-            reduced = _reduce(worker, start, case, raw_sig if accept is None else None, accept,
+            reduced = _reduce(worker, starts, case, raw_sig if accept is None else None, accept,
                               budgets, log)
             seconds["reduce"] = time.monotonic() - t
             if reduced is not None:
@@ -179,14 +182,28 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
             worker.close()
 
 
-def _reduce(worker, start: TestCase, original: TestCase, target: str | None, accept,
+def _culprit_case(culprit: dict) -> TestCase | None:
+    """The culprit alone on literal inputs (harness/localize.py), decoded like any outside case."""
+    text = culprit.get("culprit_case")
+    if not isinstance(text, str):
+        return None
+    try:
+        return propagate(serialize.from_json_text(text))
+    except Exception:  # noqa: BLE001 - TestCaseFormatError, InvalidGraph: start elsewhere
+        return None
+
+
+def _reduce(worker, starts: list[TestCase], original: TestCase, target: str | None, accept,
             budgets: Budgets, log) -> ReduceResult | None:
+    """Reduce from the first of `starts` (then `original`) that fails as asked, within one
+    time budget: the culprit alone on literal inputs, its prefix, the whole case."""
     reducer = Reducer(worker, budgets.timeout, budget=budgets.reduce, log=log)
-    for case in (start, original) if start is not original else (original,):
+    for case in [*starts, original]:
         try:
             res = reducer.reduce(case, target, accept)
             res.original = original
+            res.nodes_before = len(original.graph.nodes)
             return res
-        except CovfuzzError as exc:  # the prefix did not fail as asked: reduce the whole case
+        except CovfuzzError as exc:  # it did not fail as asked: start from the next one
             log(f"  reduction from {serialize.case_id(case)}: {exc}")
     return None
