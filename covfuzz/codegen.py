@@ -30,7 +30,8 @@ import torch
 from covfuzz import __version__, config_space, materialize, ops
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.ops import helpers
-from covfuzz.ir import Graph, Node, TensorSpec, TestCase, literal_values_problem
+from covfuzz.ir import (Graph, Node, TensorSpec, TestCase, contiguous_stride, literal_values_problem,
+                        numel)
 from covfuzz.serialize import SCHEMA_VERSION, case_id
 
 SEED_STRIDE = 1_000_003  # input i of a case with seed s draws from seed s * SEED_STRIDE + i
@@ -379,3 +380,94 @@ def program(case: TestCase) -> str:
     lines += _settings_lines(case)
     lines.append(MAIN)
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- compact programs
+
+COMPACT_CHECK = r'''
+args = [{args}]
+eager = fn(*args)
+{compile_lines}
+reference = fn(*[a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args])
+for i, (e, c, r) in enumerate(zip(eager, compiled, reference)):
+    if torch.is_tensor(e) and e.is_floating_point():
+        tol = {{torch.float16: 1e-2, torch.bfloat16: 1.6e-2}}.get(e.dtype, 1e-4)
+        bad = ~torch.isclose(e.double(), c.double(), rtol=tol, atol=tol, equal_nan=True)
+    else:
+        bad = torch.as_tensor(e != c)
+    if bad.any():
+        at = tuple(int(k) for k in bad.nonzero()[0]) if bad.dim() else ()
+        raise AssertionError(f"output {{i}} at {{list(at)}}: eager {{e[at].item()}}, "
+                             f"compiled {{c[at].item()}}, float64 reference {{r[at].item()}}")
+print("eager and compiled agree")
+'''
+
+
+def _compact_tensor(spec: TensorSpec, values: tuple) -> str:
+    """A literal tensor as short as it can be written: `torch.tensor(v)` for a 0-d tensor, a
+    flat list reshaped for a contiguous one, `as_strided` only when the layout matters."""
+    dense = spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 \
+        and len(values) == numel(spec.shape)
+    if not dense:
+        return literal_tensor_expr(spec, values, '"cpu"', indent="")
+    grad = ", requires_grad=True" if spec.requires_grad else ""
+    if not spec.shape:
+        return f"torch.tensor({literal(values[0])}, dtype=torch.{spec.dtype}{grad})"
+    items = [literal(v) for v in values]
+    if len(items) <= VALUES_PER_LINE:
+        items = ", ".join(items)
+    else:  # a few values per line: the one that triggers the bug stays visible
+        rows = [", ".join(items[i:i + VALUES_PER_LINE]) for i in range(0, len(items), VALUES_PER_LINE)]
+        items = "\n    " + ",\n    ".join(rows) + ",\n"
+    shape = f".reshape({spec.shape!r})" if len(spec.shape) > 1 else ""
+    if grad:
+        return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}.requires_grad_(True)"
+    return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}"
+
+
+def compact_program(case: TestCase) -> str | None:
+    """A short standalone program for a small case whose tensor inputs are all literal values
+    (a reduced case): the inputs spelled out, the function, the compile call with only the
+    settings that differ from torch's defaults, and one check that names the first differing
+    position with eager, compiled and float64 values. None when the case needs the full program
+    (seeded inputs, parameters, backward, marked dynamic dims, a device other than the CPU)."""
+    g, s = case.graph, case.settings
+    literal_inputs = all(inp.values is not None or not isinstance(inp.spec, TensorSpec)
+                         for inp in g.inputs)
+    if (not literal_inputs or param_indices(g) or s.backward or s.mark_dynamic
+            or s.device != "cpu" or s.dynamo_config):
+        return None
+    for inp in g.inputs:
+        if inp.values is not None and literal_values_problem(inp.spec, inp.values):
+            return None
+    lines = [f"# covfuzz test case {case_id(case)}: eager vs torch.compile on the CPU", "import torch"]
+    helper_text = helpers.source_for(helpers_used(g))
+    if helper_text:
+        lines += [helper_text]
+    lines += ["", ""]
+    params = ", ".join(value_name(g, i) for i in range(len(g.inputs)))
+    lines.append(f"def fn({params}):")
+    base = len(g.inputs)
+    for j, node in enumerate(g.nodes):
+        lines.append(f"    {value_name(g, base + j)} = {node_expr(g, node)}")
+    lines.append(f"    return ({', '.join(value_name(g, v) for v in g.outputs)},)")
+    lines += ["", ""]
+    for i, inp in enumerate(g.inputs):
+        expr = repr(inp.value) if not isinstance(inp.spec, TensorSpec) else \
+            _compact_tensor(inp.spec, inp.values)
+        lines.append(f"{value_name(g, i)} = {expr}")
+    kwargs = {"backend": s.backend}
+    if s.fullgraph:
+        kwargs["fullgraph"] = True
+    if s.dynamic is not None:
+        kwargs["dynamic"] = s.dynamic
+    if s.mode is not None:
+        kwargs["mode"] = s.mode
+    settings = "".join(f", {k}={v!r}" for k, v in kwargs.items() if (k, v) != ("backend", "inductor"))
+    compile_lines = f"compiled = torch.compile(fn{settings})(*args)"
+    if s.inductor_config:  # only the settings the case needs: reduction made them 1-minimal
+        config = _config_literal("inductor_config", s.inductor_config)
+        compile_lines = (f"with torch._inductor.config.patch({config!r}):\n    "
+                         + compile_lines)
+    lines.append(COMPACT_CHECK.format(args=params, compile_lines=compile_lines).rstrip())
+    return "\n".join(lines) + "\n"

@@ -117,7 +117,8 @@ _BANDIT_ROW = _row({"tries": (_count, 0), "rate": (_amount, 0.0), "gain": (_amou
                     "cost": (_amount, 0.0)})
 _TRIAGE_ROW = _row({"untriaged": (_count, 0), "states": (_table(_count), {}),
                     "root_causes": (_count, 0), "labels": (_table(_count), {}),
-                    "recorded_seconds": (_amount, 0.0), "worker_share": (_amount, 0.0)})
+                    "recorded_seconds": (_amount, 0.0), "worker_share": (_amount, 0.0),
+                    "seconds_by_step": (_table(_amount), {})})
 _REQUIRED = object()
 
 # key -> (check, default); _REQUIRED keys must be present (the status line prints them).
@@ -278,12 +279,14 @@ def triage_line(s: dict) -> str | None:
     labels = ", ".join(f"{k} {v}" for k, v in sorted((t.get("labels") or {}).items()))
     queue = s.get("triage_queue")
     share = t.get("worker_share")
+    steps = t.get("seconds_by_step") or {}
     return (f"triage: {states.get('confirmed', 0)} confirmed bucket(s) in {t.get('root_causes', 0)} "
             f"root cause(s), {states.get('flaky', 0)} flaky, {states.get('not_a_bug', 0)} not a bug"
             + (f" ({labels})" if labels else "")
             + f", {t.get('untriaged', 0)} not triaged yet"
             + (f" ({queue} in the triage queue)" if queue else "")
-            + (f"; {100 * share:.1f}% of worker time this run" if share else ""))
+            + (f"; {100 * share:.1f}% of worker time this run" if share else "")
+            + ("; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()) if steps else ""))
 
 
 def status_line(s: dict) -> str:

@@ -79,3 +79,30 @@ def test_reduced_frozen_model_repro_shows_the_miscompile_without_covfuzz(tmp_pat
     assert proc.returncode != 0
     assert "compiled diverges from eager" in proc.stderr, proc.stderr[-2000:]
     assert "RMSE vs float64" in proc.stderr
+
+
+def softshrink_nan_case() -> TestCase:
+    """As triage reduces it (tests/triage_set.py, softshrink_nan): Inductor's softshrink sends
+    a NaN input to 0; the input is the one literal NaN that triggers it."""
+    x = Input(TensorSpec.contiguous(()), values=(float("nan"),))
+    graph = Graph((x,), (Node("F.softshrink", (0,), {"lambd": 0.5}),), (1,))
+    return propagate(TestCase(graph, CompileSettings(), seed=0))
+
+
+def test_reduced_repro_is_short_and_shows_the_triggering_value(tmp_path):
+    """A reduced case whose inputs are literal values gets the compact program: a few lines
+    that spell out the NaN, and one check naming eager, compiled and float64 values."""
+    if not torch.__version__.startswith("2.13.0"):
+        pytest.skip(f"the bug was found on torch 2.13.0; this is {torch.__version__}")
+    text = repro_script(softshrink_nan_case())
+    assert len(text.splitlines()) <= 40, text
+    assert "x0 = torch.tensor(float('nan'), dtype=torch.float32)" in text
+    assert "make_tensor" not in text  # no seeded materializer: the values are in the script
+    script = tmp_path / "repro.py"
+    script.write_text(text)
+    env = torch_only_env()
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / "inductor")
+    proc = subprocess.run([sys.executable, "-S", str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "eager nan, compiled 0.0, float64 reference nan" in proc.stderr, proc.stderr[-2000:]

@@ -96,11 +96,12 @@ def triage_record(rec: dict) -> dict | None:
 
 def triage_summary(rows: list[dict]) -> dict:
     """Counts for the status: buckets per triage state, root causes among confirmed buckets,
-    labels of non-bugs, and worker seconds spent triaging (recorded)."""
+    labels of non-bugs, and the worker seconds triage recorded (per step: confirm, localize,
+    reduce)."""
     states: dict[str, int] = {}
     labels: dict[str, int] = {}
     roots: set[str] = set()
-    seconds = 0.0
+    by_step: dict[str, float] = {}
     pending = 0
     for rec in rows:
         t = triage_record(rec)
@@ -112,9 +113,11 @@ def triage_summary(rows: list[dict]) -> dict:
             roots.add(t.get("root_id") or bucket_id(rec))
         if t["state"] == "not_a_bug" and t.get("label"):
             labels[t["label"]] = labels.get(t["label"], 0) + 1
-        seconds += sum((t.get("seconds") or {}).values())
+        for step, spent in (t.get("seconds") or {}).items():
+            by_step[step] = by_step.get(step, 0.0) + spent
     return {"untriaged": pending, "states": states, "root_causes": len(roots),
-            "labels": labels, "recorded_seconds": round(seconds, 1)}
+            "labels": labels, "recorded_seconds": round(sum(by_step.values()), 1),
+            "seconds_by_step": {k: round(v, 1) for k, v in sorted(by_step.items())}}
 
 
 # ----------------------------------------------------------------------------- buckets
