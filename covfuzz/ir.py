@@ -192,6 +192,15 @@ class ScalarSpec:
 ValueSpec = Union[TensorSpec, ScalarSpec]
 
 
+def type_name(spec) -> str:
+    """A value's type in one word: a tensor's dtype, `py<kind>` for a Python scalar."""
+    if isinstance(spec, TensorSpec):
+        return spec.dtype
+    if isinstance(spec, ScalarSpec):
+        return f"py{spec.kind}"
+    return "?"
+
+
 @dataclass(frozen=True)
 class Input:
     """A graph input: a tensor drawn from the seed with `fill`, or a Python scalar `value`.

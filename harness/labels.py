@@ -124,20 +124,11 @@ def _compute_dtype(ctx: CulpritContext) -> torch.dtype:
     return max(dtypes, key=_eps)
 
 
-def _classes(t64: torch.Tensor) -> torch.Tensor:
-    """0 finite, 1 nan, 2 +inf, 3 -inf (elementwise)."""
-    cls = torch.zeros(t64.shape, dtype=torch.int8)
-    cls[t64.isnan()] = 1
-    cls[t64 == math.inf] = 2
-    cls[t64 == -math.inf] = 3
-    return cls
-
-
 def _close(a64: torch.Tensor, b64: torch.Tensor, dtype: torch.dtype, scale=None) -> torch.Tensor:
     """Elementwise: same class and, where finite, within the oracle tolerance of `dtype`
     (relative to |b| or to `scale`)."""
     rtol, atol = oracle.tolerance(dtype)
-    ca, cb = _classes(a64), _classes(b64)
+    ca, cb = oracle.class_codes(a64), oracle.class_codes(b64)
     ref = b64.abs() if scale is None else scale
     finite = (ca == 0) & (cb == 0)
     diff = torch.where(finite, (a64 - b64).abs(), torch.zeros((), dtype=torch.float64))
@@ -913,14 +904,14 @@ def compiled_closer(ctx: CulpritContext) -> str | None:
         return None
     dt = e.dtype if isinstance(ctx.eager, torch.Tensor) else torch.float32
     e64, c64 = e.to(torch.float64), c.to(torch.float64)
-    rc = _classes(ref)
+    rc = oracle.class_codes(ref)
     c_ok, e_ok = _matches(c64, ref, dt), _matches(e64, ref, dt)
     # Same class as the reference on both sides: compare errors; class: compiled must match.
-    both_class = (_classes(c64) == rc) & (_classes(e64) == rc)
+    both_class = (oracle.class_codes(c64) == rc) & (oracle.class_codes(e64) == rc)
     zero = torch.zeros((), dtype=torch.float64)
     err_c = torch.where(both_class & (rc == 0), (c64 - ref).abs(), zero)
     err_e = torch.where(both_class & (rc == 0), (e64 - ref).abs(), zero)
-    compiled_class_right = (_classes(c64) == rc) & (_classes(e64) != rc)
+    compiled_class_right = (oracle.class_codes(c64) == rc) & (oracle.class_codes(e64) != rc)
     not_worse = c_ok | compiled_class_right | (both_class & (err_c <= err_e))
     if not bool(not_worse[mask].all()):
         return None

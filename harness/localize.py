@@ -29,7 +29,8 @@ import time
 import torch
 
 from covfuzz import codegen, serialize
-from covfuzz.ir import MAX_LITERAL_VALUES, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
+from covfuzz.ir import (MAX_LITERAL_VALUES, Graph, Input, Node, ScalarSpec, TensorSpec, TestCase,
+                        type_name)
 from covfuzz.propagate import propagate
 from covfuzz.subgraph import ancestors, sub_case
 from harness import labels, oracle
@@ -83,14 +84,6 @@ def regime(values: list, device: str) -> str:
     if lanes <= 1 or n < lanes:
         return "tail"
     return "vec" if n % lanes == 0 else "vec+tail"
-
-
-def _spec_name(spec) -> str:
-    if isinstance(spec, TensorSpec):
-        return spec.dtype
-    if isinstance(spec, ScalarSpec):
-        return f"py{spec.kind}"
-    return "?"
 
 
 _ORDINARY_FLOAT = 0.5  # what a special float value is replaced by when testing if it matters
@@ -220,8 +213,8 @@ class Localizer:
         eager = prefix.eager[0] if prefix.eager else None
         return {"found": True, "node": v - len(g.inputs), "op": node.op,
                 "attrs": {k: attr_class(val) for k, val in sorted(node.attrs.items())},
-                "dtypes_in": [_spec_name(g.spec_of(a)) for a in node.args],
-                "dtype_out": _spec_name(node.out), "classes": sorted(classes),
+                "dtypes_in": [type_name(g.spec_of(a)) for a in node.args],
+                "dtype_out": type_name(node.out), "classes": sorted(classes),
                 "regime": regime([*args, eager], self.device), "grad": grad}
 
     def compiled_args(self, v: int, prefix, everything) -> list | None:

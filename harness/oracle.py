@@ -79,7 +79,7 @@ def _unravel(flat_index: int, shape) -> tuple:
     return tuple(reversed(out))
 
 
-def _classes(t64: torch.Tensor) -> torch.Tensor:
+def class_codes(t64: torch.Tensor) -> torch.Tensor:
     """0 finite, 1 nan, 2 +inf, 3 -inf (elementwise)."""
     cls = torch.zeros(t64.shape, dtype=torch.int8)
     cls[t64.isnan()] = 1
@@ -164,7 +164,7 @@ def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | Non
     rtol, atol = tolerance(e.dtype)
     k = multiplier(e.dtype, e.numel())
     e64, c64 = e.to(torch.float64), c.to(torch.float64)
-    ce, cc = _classes(e64), _classes(c64)
+    ce, cc = class_codes(e64), class_codes(c64)
     diff_class = ce != cc
     both_finite = (ce == 0) & (cc == 0)
     err = torch.where(both_finite, (e64 - c64).abs(), torch.zeros((), dtype=torch.float64))
@@ -175,7 +175,7 @@ def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | Non
     ref = lazy_ref.get()
     r64 = _ref_tensor(ref, i, e)
     if r64 is not None:
-        cr = _classes(r64)
+        cr = class_codes(r64)
         bad_class = diff_class & (cr == ce)
     else:
         cr = None

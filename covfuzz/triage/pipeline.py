@@ -23,7 +23,7 @@ from typing import Callable
 
 from covfuzz import serialize
 from covfuzz.errors import CovfuzzError
-from covfuzz.ir import ScalarSpec, TensorSpec, TestCase
+from covfuzz.ir import TestCase, type_name
 from covfuzz.outcomes import FAILURE_KINDS
 from covfuzz.propagate import propagate
 from covfuzz.subgraph import sub_case
@@ -85,15 +85,6 @@ def culprit_text(culprit: dict) -> str:
             f"{culprit.get('regime')}")[:300]
 
 
-def _spec_name(spec) -> str:
-    """As harness/localize.py names a value's type: its dtype, or `py<kind>` for a scalar."""
-    if isinstance(spec, TensorSpec):
-        return spec.dtype
-    if isinstance(spec, ScalarSpec):
-        return f"py{spec.kind}"
-    return "?"
-
-
 def _accept_culprit(kind: str, culprit: dict) -> Callable[[TestCase, object], bool]:
     """A reduction candidate keeps a mismatch when it fails with the same kind and, for an output
     mismatch, the diverging output is made by the culprit's op with the culprit's output dtype."""
@@ -108,7 +99,7 @@ def _accept_culprit(kind: str, culprit: dict) -> Callable[[TestCase, object], bo
         if index is None or index >= len(case.graph.outputs):
             return False
         node = case.graph.node_of(case.graph.outputs[index])
-        return node is not None and node.op == op and _spec_name(node.out) == dtype_out
+        return node is not None and node.op == op and type_name(node.out) == dtype_out
     return accept
 
 
