@@ -21,6 +21,7 @@ caller's).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -658,12 +659,13 @@ def reduction_error_bound(ctx: CulpritContext) -> str | None:
     fmax = torch.finfo(dt).max
     inputs_finite = all(bool(_f64(a).isfinite().all()) for a in ctx.args
                         if isinstance(a, torch.Tensor) and a.is_floating_point())
-    can_overflow = s * (1 + OVERFLOW_SLACK * n * _eps(dt)) >= fmax
+    can_overflow = _partial_sum_scale(ctx, s, e64) * (1 + OVERFLOW_SLACK * n * _eps(dt)) >= fmax
     side_ok = torch.ones(e.shape, dtype=torch.bool)
     if exact is not None:
         for v in (e64, c64):
             side_ok &= ~v.isfinite() | ~exact.isfinite() | ((v - exact).abs() <= slack)
     overflow = can_overflow & (~e64.isfinite() | ~c64.isfinite()) & side_ok & inputs_finite
+    overflow |= _overflow_meets_infinity(ctx, e64, c64, exact, dt)
     if not bool((within | overflow)[mask].all()):
         return None
     idx = _first(mask)
@@ -673,6 +675,45 @@ def reduction_error_bound(ctx: CulpritContext) -> str | None:
     return (f"{ctx.op} over ~{n} terms: {kind} (|compiled-eager| <= {b:.3g} = "
             f"{REDUCTION_BOUND_FACTOR:g}*n*eps*sum|terms|; eager {_fmt(e64, idx)}, "
             f"compiled {_fmt(c64, idx)})")
+
+
+# Ops that divide their sum by the number of terms: `_magnitude` gives the mean of |terms|,
+# while an overflow happens in the partial sums before the division.
+_AVERAGING = ("torch.mean", "torch.var_mean", "F.avg_pool1d", "F.avg_pool2d",
+              "F.adaptive_avg_pool1d", "F.adaptive_avg_pool2d")
+
+
+def _partial_sum_scale(ctx: CulpritContext, s, e64: torch.Tensor):
+    """The magnitude partial sums reach: `s` itself, or `s` times the terms an output element
+    averages (input elements per output element) for averaging ops."""
+    x = ctx.args[0] if ctx.args and isinstance(ctx.args[0], torch.Tensor) else None
+    if ctx.op not in _AVERAGING or x is None:
+        return s
+    return s * max(1, x.numel() // max(e64.numel(), 1))
+
+
+def _overflow_meets_infinity(ctx: CulpritContext, e64, c64, exact, dt) -> torch.Tensor:
+    """Positions where the exact result is an infinity (its infinite terms all of one sign),
+    eager has it, and compiled has NaN or the opposite infinity, while the *finite* terms there
+    alone can overflow (their magnitudes sum past the dtype's max): a partial sum of finite
+    terms overflowed to the other infinity in compiled's order and met the true one. Summation
+    order decides it, as in the all-finite case."""
+    none = torch.zeros(e64.shape, dtype=torch.bool)
+    if exact is None or ctx.op not in _SUM_LIKE:
+        return none
+    finite_args = [torch.where(a.isfinite(), a, torch.zeros((), dtype=a.dtype))
+                   if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                   for a in ctx.args]
+    s_finite = _magnitude(dataclasses.replace(ctx, args=finite_args), e64, exact)
+    if s_finite is None or not isinstance(s_finite, torch.Tensor):
+        return none
+    n = _terms(ctx, e64.numel())
+    reaches_max = (_partial_sum_scale(ctx, s_finite, e64)
+                   * (1 + OVERFLOW_SLACK * n * _eps(dt)) >= torch.finfo(dt).max)
+    exact_inf = exact.isinf()
+    eager_right = exact_inf & (e64 == exact)
+    compiled_other = c64.isnan() | (c64.isinf() & (c64 != exact))
+    return reaches_max & eager_right & compiled_other
 
 
 # ----------------------------------------------------------------------------- independent refs

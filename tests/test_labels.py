@@ -396,3 +396,24 @@ def test_low_precision_near_miss_float32():
     c = ctx("torch.exp", [x], eager + 1.0, eager=eager, rerun=lambda cfg: eager)
     assert labels.low_precision_intermediate(c) is None  # no fp16/bf16 involved
     assert label(c) is None
+
+
+def test_overflow_of_finite_terms_meeting_a_true_infinity():
+    """Found by a campaign (F.adaptive_avg_pool2d over edge values): the finite terms of one
+    window sum past FLT_MAX in the vector lanes' order (-max + -max = -inf) and meet the +inf
+    term: compiled NaN, eager and the exact sum +inf. Summation order decides it."""
+    m = torch.finfo(torch.float32).max
+    x = f32(-m, m, -m, math.inf, 1.0, -m, 0.5, 2.0).reshape(1, 1, 8, 1)
+    c = ctx("F.adaptive_avg_pool2d", [x], torch.full((1, 1, 1, 1), math.nan),
+            {"output_size": 1})
+    assert c.eager.isinf().all()
+    assert label(c) is not None and label(c)[0] == "reduction_error_bound"
+
+
+def test_nan_from_an_infinity_without_overflowing_terms_is_reported():
+    """The near-miss: the finite terms cannot overflow, so NaN where the exact result is +inf
+    is the compiled code's own doing (a real bug), not summation order."""
+    x = f32(1.0, 2.0, math.inf, 0.5, -3.0, 4.0, 1.5, 2.5).reshape(1, 1, 8, 1)
+    c = ctx("F.adaptive_avg_pool2d", [x], torch.full((1, 1, 1, 1), math.nan),
+            {"output_size": 1})
+    assert label(c) is None
