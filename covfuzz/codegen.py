@@ -22,7 +22,9 @@ by `literal` reach the program text: nothing from the test case is pasted as cod
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import re
 import math
 
 import torch
@@ -148,6 +150,36 @@ def input_call(case: TestCase, index: int, device_expr: str = "device") -> str:
         extra += f", high={index_bound(case.graph, index)}"
     return (f"make_tensor({spec.shape!r}, {spec.stride!r}, {spec.offset}, torch.{spec.dtype}, "
             f"{inp.fill!r}, {input_seed(case, index)}, {device_expr}{extra})")
+
+
+_MODULE_CHAIN = re.compile(r"\btorch(?:\.[A-Za-z_]\w*)+")
+_IS_MODULE: dict[str, bool] = {}
+
+
+def _is_module(name: str) -> bool:
+    if name not in _IS_MODULE:
+        try:
+            _IS_MODULE[name] = importlib.util.find_spec(name) is not None
+        except (ImportError, AttributeError, ValueError):  # a function's name, not a module
+            _IS_MODULE[name] = False
+    return _IS_MODULE[name]
+
+
+def submodule_imports(texts) -> list[str]:
+    """`import torch.a.b` lines for the submodules that `torch.a.b.c` references in `texts` (the
+    catalog's rendered expressions) need: `import torch` alone does not load every submodule
+    (`torch.nn.attention.flex_attention`), and a standalone repro must not rely on whatever
+    the worker happened to import."""
+    needed = set()
+    for text in texts:
+        for chain in _MODULE_CHAIN.findall(text):
+            parts = chain.split(".")
+            for k in range(len(parts), 2, -1):  # the longest prefix that is a module
+                prefix = ".".join(parts[:k])
+                if _is_module(prefix):
+                    needed.add(prefix)
+                    break
+    return [f"import {name}" for name in sorted(needed)]
 
 
 def helpers_used(graph: Graph) -> list[str]:
@@ -355,6 +387,7 @@ def program(case: TestCase) -> str:
     lines = [
         f"# covfuzz test case {case_id(case)} (covfuzz {__version__}, schema {SCHEMA_VERSION})",
         "import torch",
+        *submodule_imports(node_expr(g, node) for node in g.nodes),
         "",
         "",
         _materializer_source(),
@@ -440,7 +473,8 @@ def compact_program(case: TestCase) -> str | None:
     for inp in g.inputs:
         if inp.values is not None and literal_values_problem(inp.spec, inp.values):
             return None
-    lines = [f"# covfuzz test case {case_id(case)}: eager vs torch.compile on the CPU", "import torch"]
+    lines = [f"# covfuzz test case {case_id(case)}: eager vs torch.compile on the CPU", "import torch",
+             *submodule_imports(node_expr(g, node) for node in g.nodes)]
     helper_text = helpers.source_for(helpers_used(g))
     if helper_text:
         lines += [helper_text]

@@ -106,3 +106,21 @@ def test_reduced_repro_is_short_and_shows_the_triggering_value(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "eager nan, compiled 0.0, float64 reference nan" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_flex_attention_repro_imports_what_it_needs(tmp_path):
+    """`import torch` does not load torch.nn.attention.flex_attention: the script must import
+    it itself (a worker that already had it imported hid this), and runs to its verdict."""
+    qkv = TensorSpec.contiguous((1, 1, 4, 8))
+    graph = Graph((Input(qkv), Input(qkv), Input(qkv)),
+                  (Node("hop.flex_attention", (0, 1, 2), {"mod": "score_scale"}),), (3,))
+    text = repro_script(propagate(TestCase(graph, CompileSettings(), seed=3)))
+    assert "import torch.nn.attention.flex_attention" in text
+    script = tmp_path / "repro.py"
+    script.write_text(text)
+    env = torch_only_env()
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / "inductor")
+    proc = subprocess.run([sys.executable, "-S", str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "eager and compiled agree" in proc.stdout
