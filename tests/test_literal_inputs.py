@@ -361,3 +361,17 @@ def test_with_spec_keeps_values_only_while_they_fit():
     assert _bits(grad.values) == _bits(inp.values)
     assert with_spec(inp, TensorSpec.contiguous((2,))).values is None  # storage changed
     assert with_spec(inp, TensorSpec.contiguous((4,), "int32")).values is None  # dtype class
+
+
+def test_unused_inputs_are_dropped_keeping_literal_values():
+    """A prefix keeps every input (their seeded values depend on their position); once they are
+    literal, the reducer's `unused` pass drops those no node reads."""
+    from covfuzz.triage.reduce import pass_unused
+    used = Input(TensorSpec.contiguous((2,)), values=(NAN, 1.0))
+    unused = Input(TensorSpec.contiguous((3,)), values=(0.0, 0.0, 0.0))
+    graph = Graph((unused, used), (Node("torch.abs", (1,)),), (2,))
+    case = propagate(TestCase(graph))
+    (smaller,) = list(pass_unused(case))
+    assert len(smaller.graph.inputs) == 1 and smaller.graph.inputs[0].values == used.values
+    assert smaller.graph.nodes[0].args == (0,) and smaller.graph.outputs == (1,)
+    assert list(pass_unused(smaller)) == []

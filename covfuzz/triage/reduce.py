@@ -13,6 +13,7 @@ Greedy passes run to a fixed point (a round of all passes that accepts nothing e
   values    small inputs become explicit literal values (the same values), then ordinary
             values move to 0 / 1 and special ones (NaN, inf, limits) go where not needed
             (covfuzz/triage/reduce_values.py)
+  unused    drop the inputs no node uses
   inputs    per tensor input: dtype -> float32, requires_grad off, contiguous stride with
             offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1); literal
             values keep their first elements
@@ -285,11 +286,22 @@ def pass_inputs(case: TestCase) -> Iterator[TestCase]:
             yield _settings(cand, mark_dynamic=marks) if marks != case.settings.mark_dynamic else cand
 
 
+def pass_unused(case: TestCase) -> Iterator[TestCase]:
+    """The case without the inputs no node uses (a cut or a prefix leaves them). Seeded inputs
+    after a dropped one move to another position and so draw other values: the candidate then
+    fails differently and is not kept; literal inputs and scalars keep their values."""
+    g = case.graph
+    used = {a for node in g.nodes for a in node.args}
+    if all(i in used for i in range(len(g.inputs))):
+        return
+    yield _graph_case(case, g.inputs, g.nodes, g.outputs)
+
+
 # `values` before `inputs`: small inputs become literal first, so later passes that drop an
 # input (renumbering the rest, whose seeded values would change) keep the values that matter.
 PASSES: list[tuple[str, Callable[[TestCase], Iterator[TestCase]]]] = [
     ("outputs", pass_outputs), ("nodes", pass_nodes), ("settings", pass_settings),
-    ("values", pass_values), ("inputs", pass_inputs)]
+    ("values", pass_values), ("unused", pass_unused), ("inputs", pass_inputs)]
 
 
 # ----------------------------------------------------------------------------- reducer
