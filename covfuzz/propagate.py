@@ -23,11 +23,10 @@ import torch
 
 from covfuzz import ops
 from covfuzz.ops import helpers
-from covfuzz.codegen import index_bound, input_seed, no_grad, node_expr, value_name
+from covfuzz.codegen import build_input, index_bound, no_grad, node_expr, value_name
 from covfuzz.errors import InvalidGraph
 from covfuzz.ir import (DTYPES, MAX_NUMEL, Graph, ScalarSpec, TensorSpec, TestCase,
                         storage_numel)
-from covfuzz.materialize import make_tensor
 
 MAX_REAL_BYTES = 128 << 20  # real tensors one propagation may materialize (generated: < 1 MiB)
 DEADLINE_S = 10.0           # one propagation's wall-clock time (generated: < 1 s)
@@ -286,10 +285,8 @@ def _check_backward(outputs) -> None:
 
 
 def _real_input(case: TestCase, index: int, high: int):
-    spec = case.graph.inputs[index].spec
-    return make_tensor(spec.shape, spec.stride, spec.offset, getattr(torch, spec.dtype),
-                       case.graph.inputs[index].fill, input_seed(case, index), "cpu",
-                       spec.requires_grad, high)
+    """Input `index` as the program builds it on the CPU (literal values included)."""
+    return build_input(case, index, "cpu", high)
 
 
 def _first_line(exc: BaseException) -> str:

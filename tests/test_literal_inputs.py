@@ -375,3 +375,12 @@ def test_unused_inputs_are_dropped_keeping_literal_values():
     assert len(smaller.graph.inputs) == 1 and smaller.graph.inputs[0].values == used.values
     assert smaller.graph.nodes[0].args == (0,) and smaller.graph.outputs == (1,)
     assert list(pass_unused(smaller)) == []
+
+
+def test_data_dependent_ops_propagate_on_the_literal_values():
+    """Propagation of a data-dependent op runs on real inputs: the literal ones, not a seeded
+    draw (two nonzero elements give a (2, 1) result)."""
+    x = Input(TensorSpec.contiguous((4,)), values=(0.0, 1.0, 0.0, 2.0))
+    graph = Graph((x,), (Node("torch.nonzero", (0,)),), (1,))
+    case = propagate(TestCase(graph))
+    assert case.graph.nodes[0].out.shape == (2, 1)
