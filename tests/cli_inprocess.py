@@ -60,9 +60,15 @@ class Ran:
     seconds: float
 
 
+# What libraries keep open on purpose, wherever the checkout lives (a CI clone under /tmp):
+# the interpreter's and the virtual environment's own files (matplotlib caches its fonts open).
+_LIBRARY_ROOTS = tuple(os.path.realpath(p) + os.sep
+                       for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+
 def _open_temp_files() -> dict[int, str]:
     """The descriptors of this process that point under the temp folder (where every test's
-    campaign and output folders live): what a command may not leave open."""
+    campaign and output folders live), library files aside: what a command may not leave open."""
     temp = os.path.realpath(tempfile.gettempdir()) + os.sep
     out = {}
     for name in os.listdir("/proc/self/fd"):
@@ -70,7 +76,7 @@ def _open_temp_files() -> dict[int, str]:
             target = os.readlink(f"/proc/self/fd/{name}")
         except OSError:
             continue  # closed meanwhile (the listing's own descriptor)
-        if target.startswith(temp):
+        if target.startswith(temp) and not target.startswith(_LIBRARY_ROOTS):
             out[int(name)] = target
     return out
 
