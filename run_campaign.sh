@@ -7,7 +7,11 @@
 #   ./run_campaign.sh --no-feedback   # extra arguments go to `covfuzz fuzz`
 #
 # Environment: COVFUZZ_DIR (campaign dir), COVFUZZ_HOURS (default 0.25), COVFUZZ_WORKERS,
-# COVFUZZ_DEVICE (cpu|cuda; default cuda when torch sees a GPU, else cpu).
+# COVFUZZ_DEVICE (cpu|cuda; default cuda when torch sees a GPU, else cpu),
+# COVFUZZ_WORKERS_PER_GPU (cuda: workers on each visible GPU, each pinned to its GPU; default
+# from the GPU's memory and the host's cores, as `covfuzz fuzz` chooses: harness.pool),
+# COVFUZZ_RAY (run the workers on a Ray cluster: auto or HEAD:PORT; COVFUZZ_WORKERS_PER_NODE
+# workers on each node, default its CPU count; needs pip install -e ".[ray]").
 # Re-running with the same COVFUZZ_DIR resumes the campaign where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,16 +25,27 @@ PY=.venv/bin/python
 if [ -z "${COVFUZZ_DEVICE:-}" ]; then
     COVFUZZ_DEVICE=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 fi
-if [ -z "${COVFUZZ_WORKERS:-}" ]; then
-    if [ "$COVFUZZ_DEVICE" = cuda ]; then
-        COVFUZZ_WORKERS=$($PY -c "import torch; print(2 * torch.cuda.device_count())")
-    else
-        COVFUZZ_WORKERS=$(nproc)
-    fi
+RAY_ARGS=()
+if [ -n "${COVFUZZ_RAY:-}" ]; then
+    RAY_ARGS=(--ray "$COVFUZZ_RAY")
+    [ -n "${COVFUZZ_WORKERS_PER_NODE:-}" ] && RAY_ARGS+=(--workers-per-node "$COVFUZZ_WORKERS_PER_NODE")
+    [ -n "${COVFUZZ_WORKERS_PER_GPU:-}" ] && RAY_ARGS+=(--workers-per-gpu "$COVFUZZ_WORKERS_PER_GPU")
+fi
+if [ -n "${COVFUZZ_RAY:-}" ]; then
+    COVFUZZ_WORKERS=cluster
+elif [ -z "${COVFUZZ_WORKERS:-}" ]; then
+    COVFUZZ_WORKERS=$($PY -c "import sys; from harness.pool import default_workers_here; \
+print(default_workers_here(sys.argv[1], int(sys.argv[2]) or None))" \
+        "$COVFUZZ_DEVICE" "${COVFUZZ_WORKERS_PER_GPU:-0}")
 fi
 mkdir -p "$DIR"
 LOG="$DIR/campaign.log"
-CMD=("$PY" -m covfuzz fuzz "$DIR" --hours "$HOURS" --workers "$COVFUZZ_WORKERS" --device "$COVFUZZ_DEVICE" "$@")
+if [ -n "${COVFUZZ_RAY:-}" ]; then
+    WORKER_ARGS=("${RAY_ARGS[@]}")       # each node's workers: --workers-per-node / -per-gpu
+else
+    WORKER_ARGS=(--workers "$COVFUZZ_WORKERS")
+fi
+CMD=("$PY" -m covfuzz fuzz "$DIR" --hours "$HOURS" "${WORKER_ARGS[@]}" --device "$COVFUZZ_DEVICE" "$@")
 echo "covfuzz: campaign $DIR ($COVFUZZ_DEVICE, $COVFUZZ_WORKERS workers, $HOURS h); log: $LOG" >&2
 if [ "$DETACH" = 1 ]; then
     nohup "${CMD[@]}" >>"$LOG" 2>&1 &

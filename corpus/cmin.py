@@ -50,7 +50,7 @@ from corpus.errors import CorpusError, report_corrupt
 from corpus.lmdb_env import ENV_NAME, DamagedStore, env_path
 from corpus.records import MAX_COUNT
 from corpus.store import MAX_EXAMPLES, CorpusStore
-from covfuzz.features import sorted_unique
+from covfuzz.features import COVERAGE, family_mask, is_line, sorted_unique
 
 COPY_BATCH = 512
 HITS_BATCH = 4096
@@ -140,10 +140,31 @@ def minimize(store: CorpusStore, errors: list | None = None) -> list[str]:
     return _cover(p.ids, p.sizes, p.feats)[0]
 
 
-def _feature_union(store: CorpusStore, errors: list | None = None) -> int:
-    """Distinct features over every readable features record (unjudged seeds included)."""
-    parts = [f for _, f in store.iter_features(errors)]
-    return int(sorted_unique(np.concatenate(parts)).size) if parts else 0
+def _union(*stores: CorpusStore, errors: list | None = None) -> np.ndarray:
+    """Distinct feature ids over every readable features record (unjudged seeds included)."""
+    parts = [f for st in stores for _, f in st.iter_features(errors)]
+    return sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+
+def unit_counts(features: np.ndarray) -> tuple[int, int]:
+    """(arcs, lines) of a feature array: the one coverage unit every command prints is the arc
+    count of Dynamo and Inductor ("features"), covered lines beside it. Ids of the other
+    feature families (generated code, values, divergence: covfuzz.features.FAMILIES) are not
+    coverage and count in neither."""
+    arr = np.asarray(features, dtype=np.uint64)
+    if not len(arr):
+        return 0, 0
+    coverage = arr[family_mask(arr, COVERAGE)]
+    lines = int(is_line(coverage).sum())
+    return int(len(coverage)) - lines, lines
+
+
+def _unit_report(before: np.ndarray, after: np.ndarray) -> dict:
+    """Every id before/after (the loss check) and the same in the printed unit (arcs, lines)."""
+    (arcs_b, lines_b), (arcs_a, lines_a) = unit_counts(before), unit_counts(after)
+    return {"features_before": int(len(before)), "features_after": int(len(after)),
+            "arcs_before": arcs_b, "arcs_after": arcs_a,
+            "lines_before": lines_b, "lines_after": lines_a}
 
 
 def _copy_unjudged(src: CorpusStore, out: CorpusStore, keys: list[bytes]) -> None:
@@ -204,7 +225,7 @@ def _new_store(out_path: str, max_examples: int) -> CorpusStore:
 
 
 def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
-                    features_before: int | None = None, errors: list | None = None,
+                    features_before: np.ndarray | None = None, errors: list | None = None,
                     unjudged: list[bytes] = ()) -> dict:
     """Write a new store at `out_path` holding the seeds `ids` of `src`, the seeds `unjudged`
     exactly as stored, and src's info, hits, failures, examples and stats. Returns a report
@@ -222,9 +243,8 @@ def write_minimized(src: CorpusStore, ids: list[str], out_path: str,
         out.extend_stats(src.stats_series(errors=errors))
         out.sync()
         report = {"seeds_before": src.num_seeds(), "seeds_after": out.num_seeds(),
-                  "features_before": (_feature_union(src) if features_before is None
-                                      else features_before),
-                  "features_after": _feature_union(out),
+                  **_unit_report(_union(src) if features_before is None else features_before,
+                                 _union(out)),
                   "hits_before": src.num_features(), "hits_after": out.num_features(),
                   "failures": out.num_failures()}
     finally:
@@ -254,7 +274,7 @@ def minimize_into(src: CorpusStore, out_path: str) -> dict:
     p = plan(src, errors)
     kept, _ = _cover(p.ids, p.sizes, p.feats)
     p.feats = []
-    report = write_minimized(src, kept, out_path, features_before=_feature_union(src),
+    report = write_minimized(src, kept, out_path, features_before=_union(src),
                              errors=errors, unjudged=p.unjudged)
     report.update(seeds_before=p.seeds, featureless=len(p.featureless), damaged=len(p.damaged),
                   errors=[str(e) for e in errors])
@@ -341,21 +361,17 @@ def merge(a_path: str, b_path: str, out_path: str) -> dict:
             n_fail = _copy_failures([a, b], out, errors)
             out.extend_stats(a.stats_series(errors=errors) + b.stats_series(errors=errors))
             out.sync()
-            union_before = _union_sizes(a, b)
+            union_before = _union(a, b, errors=[])
             report = {"seeds_a": plans["a"].seeds, "seeds_b": plans["b"].seeds,
                       "seeds_before": plans["a"].seeds + plans["b"].seeds,
                       "seeds_after": out.num_seeds(),
                       "kept_from_a": len(kept["a"]), "kept_from_b": len(kept["b"]),
                       "featureless": len(plans["a"].featureless) + len(plans["b"].featureless),
                       "damaged": len(plans["a"].damaged) + len(plans["b"].damaged),
-                      "features_before": union_before, "features_after": _feature_union(out),
+                      **_unit_report(union_before, _union(out)),
                       "hits_after": out.num_features(), "failures": n_fail,
                       "errors": [str(e) for e in errors]}
         finally:
             out.close()
     return report
 
-
-def _union_sizes(*stores: CorpusStore) -> int:
-    parts = [f for st in stores for _, f in st.iter_features([])]
-    return int(sorted_unique(np.concatenate(parts)).size) if parts else 0

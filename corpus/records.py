@@ -361,6 +361,9 @@ _STATS_FIELDS = {
     "supervisor_rss_mb": lambda v: v is None or _is_amount(v),
     "validity": lambda v: v is None or (_is_num(v) and 0 <= v <= 1),
     "failures_by_kind": lambda v: isinstance(v, dict) and all(_is_count(n) for n in v.values()),
+    # Features seen per feedback family (issue 19): coverage, gencode, values, divergence.
+    "families": lambda v: isinstance(v, dict) and len(v) <= 16 and all(
+        isinstance(k, str) and len(k) <= 32 and _is_count(n) for k, n in v.items()),
 }
 
 

@@ -318,7 +318,11 @@ def divergences(eager, compiled, reference):
         worse = rmse(r64, c64, finite) > k * rmse(r64, e64, finite) + atol / 10
         max_err = (e64 - c64).abs()[finite].max().item() if finite.any() else 0.0
         if nan_diff.any() or worse:
-            problems.append(f"output {i}: {e.dtype}{list(e.shape)} max |eager - compiled| = {max_err:.4g}, "
+            bad = nan_diff if nan_diff.any() else ~torch.isclose(e64, c64, rtol=rtol, atol=atol)
+            at = tuple(bad.nonzero()[0].tolist())  # the first differing position
+            problems.append(f"output {i}: {e.dtype}{list(e.shape)} at {list(at)}: eager {e64[at].item()}, "
+                            f"compiled {c64[at].item()}, float64 reference {r64[at].item()}; "
+                            f"max finite |eager - compiled| = {max_err:.4g}, "
                             f"NaN/Inf positions differing: {int(nan_diff.sum())}, "
                             f"RMSE vs float64: compiled {rmse(r64, c64, finite):.4g}, "
                             f"eager {rmse(r64, e64, finite):.4g}")
@@ -371,8 +375,12 @@ if __name__ == "__main__":
         problems += ["grad " + p for p in divergences(eager_grads, compiled_grads, ref_grads)]
     for i, (e, c) in enumerate(zip(eager_out, compiled_out)):
         if isinstance(e, torch.Tensor) and e.shape == c.shape and e.numel():
-            diff = (e.detach().cpu().double() - c.detach().cpu().double()).abs().nan_to_num().max().item()
-            print(f"output {i}: {tuple(e.shape)} {e.dtype}  max |eager - compiled| = {diff:.4g}")
+            e64, c64 = e.detach().cpu().double(), c.detach().cpu().double()
+            both = e64.isfinite() & c64.isfinite()
+            diff = (e64 - c64).abs()[both].max().item() if both.any() else 0.0
+            differ = int((~torch.isclose(e64, c64, rtol=0, atol=0, equal_nan=True)).sum())
+            print(f"output {i}: {tuple(e.shape)} {e.dtype}  max |eager - compiled| = {diff:.4g} "
+                  f"where both are finite; {differ} of {e.numel()} elements differ")
         else:
             print(f"output {i}: eager {e!r:.60}  compiled {c!r:.60}")
     if problems:
@@ -417,91 +425,190 @@ def program(case: TestCase) -> str:
 
 # ----------------------------------------------------------------------------- compact programs
 
+# The check of a compact program: the first element where compiled differs from eager, with
+# the float64 reference beside it (integer and bool outputs exactly; floats within the dtype's
+# tolerance, NaN equal to NaN).
 COMPACT_CHECK = r'''
-args = [{args}]
-eager = fn(*args)
-{compile_lines}
-reference = fn(*[a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args])
+TOL = {torch.float16: 1e-2, torch.bfloat16: 1.6e-2, torch.float32: 1e-4, torch.float64: 1e-7}
 for i, (e, c, r) in enumerate(zip(eager, compiled, reference)):
-    if torch.is_tensor(e) and e.is_floating_point():
-        tol = {{torch.float16: 1e-2, torch.bfloat16: 1.6e-2}}.get(e.dtype, 1e-4)
-        bad = ~torch.isclose(e.double(), c.double(), rtol=tol, atol=tol, equal_nan=True)
-    else:
-        bad = torch.as_tensor(e != c)
+    tol = TOL.get(torch.as_tensor(e).dtype, 0.0)
+    e, c, r = (torch.as_tensor(t).detach().double() for t in (e, c, r))
+    assert e.shape == c.shape, f"output {i}: eager shape {list(e.shape)}, compiled {list(c.shape)}"
+    bad = ~torch.isclose(e, c, rtol=tol, atol=tol, equal_nan=True)
     if bad.any():
-        at = tuple(int(k) for k in bad.nonzero()[0]) if bad.dim() else ()
-        raise AssertionError(f"output {{i}} at {{list(at)}}: eager {{e[at].item()}}, "
-                             f"compiled {{c[at].item()}}, float64 reference {{r[at].item()}}")
+        at = tuple(bad.nonzero()[0].tolist())
+        raise AssertionError(f"output {i} at {list(at)} ({int(bad.sum())} of {bad.numel()} differ): "
+                             f"eager {e[at].item()}, compiled {c[at].item()}, "
+                             f"float64 reference {r[at].item()}")
 print("eager and compiled agree")
 '''
 
 
-def _compact_tensor(spec: TensorSpec, values: tuple) -> str:
+ROW_WIDTH = 88  # characters of literal values per row of a compact program
+
+
+def _compact_tensor(spec: TensorSpec, values: tuple, indent: str) -> str:
     """A literal tensor as short as it can be written: `torch.tensor(v)` for a 0-d tensor, a
     flat list reshaped for a contiguous one, `as_strided` only when the layout matters."""
     dense = spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 \
         and len(values) == numel(spec.shape)
     if not dense:
-        return literal_tensor_expr(spec, values, '"cpu"', indent="")
+        return literal_tensor_expr(spec, values, '"cpu"', indent=indent)
     grad = ", requires_grad=True" if spec.requires_grad else ""
     if not spec.shape:
         return f"torch.tensor({literal(values[0])}, dtype=torch.{spec.dtype}{grad})"
     items = [literal(v) for v in values]
-    if len(items) <= VALUES_PER_LINE:
+    if len(items) <= VALUES_PER_LINE and sum(len(i) + 2 for i in items) <= ROW_WIDTH:
         items = ", ".join(items)
-    else:  # a few values per line: the one that triggers the bug stays visible
-        rows = [", ".join(items[i:i + VALUES_PER_LINE]) for i in range(0, len(items), VALUES_PER_LINE)]
-        items = "\n    " + ",\n    ".join(rows) + ",\n"
+    else:  # rows of at most ROW_WIDTH characters: the value that triggers the bug stays visible
+        rows = [[]]
+        for item in items:
+            if rows[-1] and sum(len(i) + 2 for i in rows[-1]) + len(item) > ROW_WIDTH:
+                rows.append([])
+            rows[-1].append(item)
+        items = f"\n{indent}    " + f",\n{indent}    ".join(", ".join(r) for r in rows) + f",\n{indent}"
     shape = f".reshape({spec.shape!r})" if len(spec.shape) > 1 else ""
     if grad:
         return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}.requires_grad_(True)"
     return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}"
 
 
+def _compact_tensor_lines(name: str, spec: TensorSpec, values: tuple, indent: str) -> list[str]:
+    """The statements that build literal input `name`: one expression, or, when it is shorter
+    and the tensor is contiguous, a tensor of its most common value with the other elements
+    set one by one at their positions (`x1[2, 1] = float('-inf')`: where the NaN sits shows)."""
+    whole = [f"{indent}{name} = {_compact_tensor(spec, values, indent)}"]
+    dense = spec.shape and spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 \
+        and len(values) == numel(spec.shape)
+    if not dense:
+        return whole
+    items = [literal(v) for v in values]  # by spelling: -0.0 and nan are values of their own
+    common = max(dict.fromkeys(items), key=items.count)
+    others = [(k, item) for k, item in enumerate(items) if item != common]
+    if 2 + len(others) >= len("\n".join(whole).splitlines()):
+        return whole
+    fill = "torch.zeros" if values[items.index(common)] == 0 and common != "-0.0" else None
+    make = (f"torch.zeros({spec.shape!r}, dtype=torch.{spec.dtype})" if fill else
+            f"torch.full({spec.shape!r}, {common}, dtype=torch.{spec.dtype})")
+    lines = [f"{indent}{name} = {make}"]
+    for k, item in others:
+        at, rest = [], k
+        for size in reversed(spec.shape):
+            at.append(rest % size)
+            rest //= size
+        lines.append(f"{indent}{name}[{', '.join(str(a) for a in reversed(at))}] = {item}")
+    if spec.requires_grad:
+        lines.append(f"{indent}{name}.requires_grad_(True)")
+    return lines
+
+
+_DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", re.M)
+
+
+def used_helper_source(helper_text: str, body: str) -> tuple[list[str], str]:
+    """(import lines, definitions): the helpers (and standard-library imports) `body` uses, directly or
+    through other helpers: a catalog family's helpers come as one text (the three score_mods of
+    flex_attention), a repro needs only its own."""
+    blocks: list[str] = []  # top-level statements, a decorator joined to what it decorates
+    decorated = False
+    for line in helper_text.splitlines():
+        if line and not line[0].isspace() and not decorated:
+            blocks.append(line)
+        elif blocks:
+            blocks[-1] += "\n" + line
+        decorated = line.startswith("@")
+    imports = [b.strip() for b in blocks if b.startswith("import ")]
+    defs = {}
+    for block in blocks:
+        match = None if block.startswith("import ") else _DEFINES.search(block)
+        if match is not None:
+            defs[match.group(1) or match.group(2)] = block.strip("\n")
+    kept: set[str] = set()
+    text = body
+    while True:
+        new = [n for n in defs if n not in kept and re.search(rf"\b{n}\b", text)]
+        if not new:
+            break
+        kept.update(new)
+        text += "\n" + "\n".join(defs[n] for n in new)
+    used_imports = [i for i in imports if re.search(rf"\b{i.split()[1]}\.", text)]
+    return used_imports, "\n\n\n".join(defs[n] for n in defs if n in kept)
+
+
 def compact_program(case: TestCase) -> str | None:
     """A short standalone program for a small case whose tensor inputs are all literal values
-    (a reduced case): the inputs spelled out, the function, the compile call with only the
-    settings that differ from torch's defaults, and one check that names the first differing
-    position with eager, compiled and float64 values. None when the case needs the full program
-    (seeded inputs, parameters, backward, marked dynamic dims, a device other than the CPU)."""
+    (a reduced case): the inputs spelled out (inputs no node reads left out), the function, the
+    compile call with only the settings that differ from torch's defaults (parameters in a
+    small Model, run under no_grad as in inference, where `freezing` applies), and one check
+    that names the first differing position with eager, compiled and float64 values. None when
+    the case needs the full program (seeded inputs, backward, a device other than the CPU)."""
     g, s = case.graph, case.settings
     literal_inputs = all(inp.values is not None or not isinstance(inp.spec, TensorSpec)
                          for inp in g.inputs)
-    if (not literal_inputs or param_indices(g) or s.backward or s.mark_dynamic
-            or s.device != "cpu" or s.dynamo_config):
+    if not literal_inputs or s.backward or s.device != "cpu":
         return None
     for inp in g.inputs:
         if inp.values is not None and literal_values_problem(inp.spec, inp.values):
             return None
-    lines = [f"# covfuzz test case {case_id(case)}: eager vs torch.compile on the CPU", "import torch",
-             *submodule_imports(node_expr(g, node) for node in g.nodes)]
-    helper_text = helpers.source_for(helpers_used(g))
-    if helper_text:
-        lines += [helper_text]
-    lines += ["", ""]
-    params = ", ".join(value_name(g, i) for i in range(len(g.inputs)))
-    lines.append(f"def fn({params}):")
+    read = {a for node in g.nodes for a in node.args} | set(g.outputs)
+    used = [i for i in range(len(g.inputs)) if i in read]
+    params = [i for i in param_indices(g) if i in read]
+    names = [value_name(g, i) for i in used]
+    body = [f"def fn({', '.join(names)}):"]
     base = len(g.inputs)
-    for j, node in enumerate(g.nodes):
-        lines.append(f"    {value_name(g, base + j)} = {node_expr(g, node)}")
-    lines.append(f"    return ({', '.join(value_name(g, v) for v in g.outputs)},)")
-    lines += ["", ""]
-    for i, inp in enumerate(g.inputs):
-        expr = repr(inp.value) if not isinstance(inp.spec, TensorSpec) else \
-            _compact_tensor(inp.spec, inp.values)
-        lines.append(f"{value_name(g, i)} = {expr}")
-    kwargs = {"backend": s.backend}
+    body += [f"    {value_name(g, base + j)} = {node_expr(g, node)}" for j, node in enumerate(g.nodes)]
+    body.append(f"    return ({', '.join(value_name(g, v) for v in g.outputs)},)")
+    helper_imports, helper_text = used_helper_source(helpers.source_for(helpers_used(g)),
+                                                     "\n".join(body))
+    lines = [f"# covfuzz test case {case_id(case)}: eager vs torch.compile on the CPU",
+             *helper_imports, "import torch",
+             *submodule_imports(node_expr(g, node) for node in g.nodes)]
+    if helper_text:
+        lines += ["", "", helper_text]
+    lines += ["", ""] + body + ["", ""]
+    target = "fn"
+    if params:  # the weights a model holds: static to Dynamo, constants to Inductor's freezing
+        pnames = [value_name(g, i) for i in params]
+        lines += ["class Model(torch.nn.Module):", f"    def __init__(self, {', '.join(pnames)}):",
+                  "        super().__init__()"]
+        lines += [f"        self.{n} = torch.nn.Parameter({n}, requires_grad={n}.requires_grad)"
+                  for n in pnames]
+        lines += ["", f"    def forward(self, {', '.join(value_name(g, i) for i in used if i not in params)}):",
+                  f"        return fn({', '.join(('self.' + n) if i in params else n for i, n in zip(used, names))})",
+                  "", ""]
+        target = f"Model({', '.join(pnames)})"
+    lines.append("def make_args():  # fresh inputs for each run: in-place ops mutate them")
+    for i, name in zip(used, names):
+        inp = g.inputs[i]
+        lines += ([f"    {name} = {inp.value!r}"] if not isinstance(inp.spec, TensorSpec) else
+                  _compact_tensor_lines(name, inp.spec, inp.values, "    "))
+    lines += [f"    return [{', '.join(names)}]", "", ""]
+    kwargs = {}
+    if s.backend != "inductor":
+        kwargs["backend"] = s.backend
     if s.fullgraph:
         kwargs["fullgraph"] = True
     if s.dynamic is not None:
         kwargs["dynamic"] = s.dynamic
     if s.mode is not None:
         kwargs["mode"] = s.mode
-    settings = "".join(f", {k}={v!r}" for k, v in kwargs.items() if (k, v) != ("backend", "inductor"))
-    compile_lines = f"compiled = torch.compile(fn{settings})(*args)"
-    if s.inductor_config:  # only the settings the case needs: reduction made them 1-minimal
-        config = _config_literal("inductor_config", s.inductor_config)
-        compile_lines = (f"with torch._inductor.config.patch({config!r}):\n    "
-                         + compile_lines)
-    lines.append(COMPACT_CHECK.format(args=params, compile_lines=compile_lines).rstrip())
+    settings = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    plain = ", ".join(value_name(g, i) for i in used if i not in params)
+    unpack = f"[{', '.join(names)}] = make_args()"
+    ind = "    " if params else ""
+    if params:
+        lines.append("with torch.no_grad():  # a model's inference, where Inductor's freezing applies")
+    lines += [ind + unpack, f"{ind}eager = {target}({plain})", ind + unpack]
+    lines += [f"{ind}torch._dynamo.mark_dynamic({value_name(g, i)}, {d})"
+              for i, d in s.mark_dynamic if i in used]
+    patches = []  # only the settings the case needs: reduction made them 1-minimal
+    if s.inductor_config:
+        patches.append(f"torch._inductor.config.patch({_config_literal('inductor_config', s.inductor_config)!r})")
+    if s.dynamo_config:
+        patches.append(f"torch._dynamo.config.patch({_config_literal('dynamo_config', s.dynamo_config)!r})")
+    call = f"compiled = torch.compile({target}{settings})({plain})"
+    lines += [f"{ind}with {', '.join(patches)}:", f"{ind}    {call}"] if patches else [ind + call]
+    lines.append("reference = fn(*[a.double() if torch.is_tensor(a) and a.is_floating_point() else a "
+                 "for a in make_args()])")
+    lines.append(COMPACT_CHECK.strip("\n"))
     return "\n".join(lines) + "\n"

@@ -101,6 +101,23 @@ INDUCTOR_FLAGS: dict[str, tuple] = {
     "triton.tile_reductions": ("bool",),
     "triton.divisible_by_16": ("bool",),
     "triton.multi_kernel": ("int", 0, 3),
+    # GPU code generation (Triton) and CUDA graphs: offered only to cases on cuda (flag_device).
+    "triton.cudagraphs": ("bool",),
+    "triton.cudagraph_trees": ("bool",),
+    "triton.cudagraph_support_input_mutation": ("bool",),
+    "triton.unique_kernel_names": ("bool",),
+    "triton.autotune_pointwise": ("bool",),
+    "triton.max_tiles": ("int", 1, 3),
+    "triton.use_block_ptr": ("bool",),
+    "triton.use_tensor_descriptor": ("bool",),
+    "triton.cooperative_reductions": ("bool",),
+    "triton.force_cooperative_reductions": ("bool",),
+    "triton.dense_indexing": ("bool",),
+    "triton.codegen_upcast_to_fp32": ("bool",),
+    "triton.mix_order_reduction": ("bool",),
+    "coordinate_descent_tuning": ("bool",),
+    "max_autotune_pointwise": ("bool",),
+    "benchmark_epilogue_fusion": ("bool",),
     "pre_grad_fusion_options": ("passes",) + PRE_GRAD_PASSES,
     "post_grad_fusion_options": ("passes",) + POST_GRAD_PASSES,
 }
@@ -166,11 +183,28 @@ def current_value(section: str, key: str):
     return obj
 
 
-def available_flags(section: str) -> list[str]:
-    """Flags of `section` that exist in the installed torch and may be sampled (sorted, so
-    sampling is stable)."""
+# Flags that act on one device's code generation only (C++ kernels on the CPU, Triton kernels
+# and CUDA graphs on the GPU): offered only to cases on that device, where they change something.
+CUDA_ONLY_FLAGS = frozenset({"coordinate_descent_tuning", "max_autotune_pointwise",
+                             "benchmark_epilogue_fusion"})
+
+
+def flag_device(key: str) -> str | None:
+    """The device whose code flag `key` acts on: "cpu", "cuda", or None (both)."""
+    if key.startswith("cpp."):
+        return "cpu"
+    if key.startswith("triton.") or key in CUDA_ONLY_FLAGS:
+        return "cuda"
+    return None
+
+
+def available_flags(section: str, device: str = "cpu") -> list[str]:
+    """Flags of `section` that exist in the installed torch and may be sampled for a case on
+    `device` (sorted, so sampling is stable). Flags missing from the installed torch are
+    skipped here."""
     return [key for key in sorted(SECTIONS[section])
-            if key not in NOT_SAMPLED[section] and current_value(section, key) is not _MISSING]
+            if key not in NOT_SAMPLED[section] and flag_device(key) in (None, device)
+            and current_value(section, key) is not _MISSING]
 
 
 def _available_passes(key: str) -> list[str]:

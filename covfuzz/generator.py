@@ -316,9 +316,23 @@ def op_table(opts: GenOptions) -> tuple[list[OpDef], list[float]]:
         weights = [opts.op_weights[n] for n in names]
     else:
         table = [op for _, op in sorted(ops.AVAILABLE.items())
-                 if opts.data_dependent or not op.data_dependent]
+                 if (opts.data_dependent or not op.data_dependent)
+                 and ops.allowed_on(op, opts.device)]
         weights = [op.weight for op in table]
     return table, weights
+
+
+# GPU cases: compile modes drawn for a share of them (CPU cases keep mode None: CUDA graphs and
+# Triton autotuning do nothing there).
+GPU_MODE_PROB = 0.3
+GPU_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default")
+
+
+def cudagraph_friendly(nodes) -> bool:
+    """Whether CUDA graphs (mode="reduce-overhead") can replay this graph rather than skip it:
+    a graph that writes in place can mutate its inputs, and CUDA graphs copy inputs into
+    static buffers, so torch skips graphs that mutate them (no CUDA graph would be fuzzed)."""
+    return not any(ops.get_op(n.op).category == "inplace" for n in nodes)
 
 
 def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
@@ -400,12 +414,16 @@ def _sample_settings(rng: random.Random, opts: GenOptions, builder: GraphBuilder
         dynamo_config = {"capture_scalar_outputs": True, "capture_dynamic_output_shape_ops": True}
     inductor_config = {}
     if rng.random() < opts.config_prob:
-        flags = config_space.available_flags("inductor_config")
+        flags = config_space.available_flags("inductor_config", opts.device)
         key = rng.choice(flags)
         inductor_config[key] = config_space.sample_value(rng, "inductor_config", key)
     breaks = any(ops.get_op(n.op).graph_break for n in builder.nodes)
+    mode = None
+    if opts.device == "cuda" and rng.random() < GPU_MODE_PROB:
+        friendly = cudagraph_friendly(builder.nodes)
+        mode = rng.choice([m for m in GPU_MODES if friendly or m != "reduce-overhead"])
     settings = CompileSettings(
-        backend="inductor", mode=None, dynamic=dynamic, fullgraph=rng.random() < 0.5 and not breaks,
+        backend="inductor", mode=mode, dynamic=dynamic, fullgraph=rng.random() < 0.5 and not breaks,
         mark_dynamic=tuple(marks), inductor_config=inductor_config, dynamo_config=dynamo_config,
         device=opts.device,
         # Freezing acts only in inference (see with_params): a frozen model runs forward only.

@@ -82,6 +82,12 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
     graph = case.graph
     if real is None:
         real = needs_real_tensors(graph)
+    for j, node in enumerate(graph.nodes):
+        # Meta tensors carry no device, so a device-bound construct (CUDA streams) in a CPU
+        # case would otherwise pass; eager would refuse it and the case would run as `invalid`.
+        if not ops.allowed_on(ops.get_op(node.op), case.settings.device):
+            raise InvalidGraph(f"node v{len(graph.inputs) + j} ({node.op}) is not available "
+                               f"on device {case.settings.device}", j)
     if case.settings.fullgraph:
         for j, node in enumerate(graph.nodes):
             if ops.get_op(node.op).graph_break:

@@ -4,7 +4,9 @@ Seed energy follows AFL++'s "rare" schedule and libFuzzer's entropic idea: a see
 mutating in proportion to how rare its features are across *all executions so far*
 (sum over its features of 1/hits^2), boosted when
 it is "favored" (the smallest, then fastest, seed that owns some feature, as in AFL's top_rated)
-and decayed by how often it has already been chosen. Energies are recomputed in bulk with numpy
+and when it came close to a divergence (its best divergence bucket, issue 19: value and shape
+mutations of such a seed can climb to a miscompile), and decayed by how often it has already
+been chosen. Energies are recomputed in bulk with numpy
 every `refresh_every` picks (AFL's cull_queue), not on every pick.
 
 Mutator selection is a Thompson-sampling bandit: each mutator keeps Beta(1 + wins, 1 + losses),
@@ -48,6 +50,9 @@ def lookup(keys: np.ndarray, values: np.ndarray, features, missing: float) -> np
 
 
 RARE_PER_SEED = 512  # features a seed is judged by (libFuzzer keeps a similar rare subset)
+# Energy x (1 + bucket * DIVERGENCE_BOOST) for a seed whose outputs reached divergence bucket
+# `bucket` (harness/values.py: 1..8 for error ratios 1e-4..1 of the tolerance, 9 past it).
+DIVERGENCE_BOOST = 0.5
 
 
 @dataclass
@@ -87,6 +92,7 @@ class Scheduler:
         self._best_cost = np.zeros(0, dtype=np.float64)  # per tracked feature: cheapest owner's cost
         self._best_owner = np.zeros(0, dtype=np.int64)  # ... and its seed index (-1: none)
         self._featureless: set[int] = set()
+        self._divergence: dict[str, int] = {}  # seed id -> best divergence bucket (> 0)
         self.mutators: dict[str, MutatorStats] = {}
 
     # ----------------------------------------------------------------------------- seeds
@@ -144,6 +150,15 @@ class Scheduler:
         self._flat = None
         self._picks_since_refresh = self.refresh_every  # new seeds deserve a fresh look
 
+    def set_divergence(self, seed_id: str, bucket: int) -> None:
+        """Note a seed's best divergence bucket (its energy grows with it)."""
+        if bucket > self._divergence.get(seed_id, 0):
+            self._divergence[seed_id] = int(bucket)
+            self._picks_since_refresh = self.refresh_every
+
+    def divergence(self, seed_id: str) -> int:
+        return self._divergence.get(seed_id, 0)
+
     def record_hits(self, features) -> None:
         """Count one execution that hit `features` (only tracked features matter)."""
         if not len(self.tracked):
@@ -183,8 +198,10 @@ class Scheduler:
                                 count=len(self.seeds))
         chosen = np.fromiter((s.times_chosen for s in self.seeds), dtype=np.float64,
                              count=len(self.seeds))
+        near = np.fromiter((self._divergence.get(s.seed_id, 0) for s in self.seeds),
+                           dtype=np.float64, count=len(self.seeds))
         weights = (np.maximum(rarity, 1e-3) * favored / (1.0 + nodes / 8.0) / (0.5 + exec_time)
-                   / np.sqrt(1.0 + chosen))
+                   * (1.0 + DIVERGENCE_BOOST * near) / np.sqrt(1.0 + chosen))
         return weights.tolist()
 
     def _compute_favored(self) -> set[int]:

@@ -2,6 +2,10 @@
 
 Nothing here attaches to the running campaign: `fuzzer_stats.json` is rewritten atomically by the
 campaign and the LMDB store is opened read-only, so both are safe while a campaign writes.
+`covfuzz status` reads only `fuzzer_stats.json` (the campaign writes into it everything the
+morning view shows: per-bucket rows, a coarse history for `--since`, the budget and the restart
+reasons), so it answers in a fraction of a second whatever the corpus size, and this module
+imports neither torch nor numpy nor LMDB unless a plot asks for the stats series.
 
 `fuzzer_stats.json` comes from a campaign directory, which may have travelled: `decode_status`
 reads it with a size bound and bounded JSON parsing (`covfuzz.jsondata`) and returns a dict with
@@ -12,16 +16,20 @@ naming the file and the key.
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
 import logging
 import math
 import os
+import re
+import shlex
 import time
 
-from corpus import open_campaign_store
 from covfuzz import jsondata, workdir
 from covfuzz.errors import CampaignDataError, CovfuzzError
 from covfuzz.outfile import write_output
+from covfuzz.text import printable
 
 log = logging.getLogger("covfuzz")
 
@@ -32,6 +40,10 @@ MAX_NAME = 200              # mutator, strategy, outcome and failure-kind names
 MAX_ROWS = 1000             # entries of one table (outcomes, mutators, ...)
 MAX_TEXT = 4096             # dir, mode, device, note
 MAX_PID = 1 << 22           # Linux's pid_max ceiling: 0 and negative pids name process groups
+MAX_BUCKET_ROWS = 500       # bucket rows in the status file (the newest first seen)
+MAX_HISTORY = 400           # history snapshots (thinned by half when full)
+MAX_ROW_TEXT = 300          # culprit / failing check / divergence of one bucket row
+SEEN_FILE = "status_seen.json"  # DIR/status_seen.json: when `status --since last` last looked
 
 
 class _Bad(Exception):
@@ -80,6 +92,29 @@ def _or_none(check):
     return lambda v: None if v is None else check(v)
 
 
+def _short(limit: int):
+    def check(v):
+        if not isinstance(v, str) or len(v) > limit:
+            raise _Bad(f"must be a string of at most {limit} characters")
+        return v
+    return check
+
+
+def _list(item_check, limit: int):
+    """A list of at most `limit` items, each checked."""
+    def check(v):
+        if not isinstance(v, list) or len(v) > limit:
+            raise _Bad(f"must be a list of at most {limit} entries")
+        out = []
+        for i, item in enumerate(v):
+            try:
+                out.append(item_check(item))
+            except _Bad as exc:
+                raise _Bad(f"[{i}]{'' if str(exc).startswith('.') else ' '}{exc}") from None
+        return out
+    return check
+
+
 def _table(row_check):
     """An object of at most MAX_ROWS entries, names of at most MAX_NAME characters."""
     def check(v):
@@ -119,6 +154,26 @@ _TRIAGE_ROW = _row({"untriaged": (_count, 0), "states": (_table(_count), {}),
                     "root_causes": (_count, 0), "labels": (_table(_count), {}),
                     "recorded_seconds": (_amount, 0.0), "worker_share": (_amount, 0.0),
                     "seconds_by_step": (_table(_amount), {})})
+_name = _short(MAX_NAME)
+_row_text = _short(MAX_ROW_TEXT)
+# One failure bucket as the morning view shows it (the campaign's monitor builds it).
+_BUCKET_ROW = _row({"id": (_name, ""), "kind": (_name, ""), "count": (_count, 0),
+                    "first_seen": (_or_none(_time), None), "last_seen": (_or_none(_time), None),
+                    "state": (_name, "untriaged"), "root_id": (_or_none(_name), None),
+                    "culprit": (_row_text, ""), "check": (_row_text, ""),
+                    "divergence": (_row_text, ""), "label": (_or_none(_name), None),
+                    "reduced_nodes": (_or_none(_count), None),
+                    "triaged_at": (_or_none(_time), None)})
+# A coarse snapshot of the counters (every few minutes), for `covfuzz status --since`.
+_HISTORY_ROW = _row({"t": (_time, 0.0), "elapsed": (_amount, 0.0), "execs": (_count, 0),
+                     "corpus": (_count, 0), "features": (_count, 0), "lines": (_count, 0),
+                     "unique_failures": (_count, 0)})
+# One Ray node of a campaign run with --ray (harness.ray_pool.NodeStats).
+_NODE_ROW = _row({"address": (_name, ""), "head": (_bool, False), "alive": (_bool, False),
+                  "workers": (_count, 0), "execs": (_count, 0), "restarts": (_count, 0),
+                  "lost": (_count, 0), "requeued": (_count, 0), "last_heard": (_amount, 0.0)})
+_SYNC_ROW = _row({"name": (_name, ""), "dir": (_text, ""), "exported": (_count, 0),
+                  "imported": (_count, 0), "rejected": (_count, 0)})
 _REQUIRED = object()
 
 # key -> (check, default); _REQUIRED keys must be present (the status line prints them).
@@ -139,6 +194,18 @@ STATUS_FIELDS = {
     "triage": (_or_none(_TRIAGE_ROW), None), "triage_queue": (_or_none(_count), None),
     "triage_current": (_or_none(_text), None),
     "triage_worker_seconds": (_or_none(_amount), None),
+    # this run: when it started, its budget (--hours / --execs), the workers still warming up
+    "run_started": (_or_none(_time), None), "hours": (_or_none(_amount), None),
+    "execs_budget": (_or_none(_count), None), "run_execs": (_or_none(_count), None),
+    "warming": (_or_none(_count), None),
+    "restart_reasons": (_table(_count), {}),
+    "buckets": (_list(_BUCKET_ROW, MAX_BUCKET_ROWS), []),
+    "history": (_list(_HISTORY_ROW, MAX_HISTORY), []),
+    "families": (_table(_count), {}),   # features seen per feedback family
+    "nodes": (_table(_NODE_ROW), {}),   # --ray: per node
+    "pool": (_table(_count), {}),       # --ray: submitted / results / lost / cancelled
+    "lost": (_count, 0),                # --ray: cases lost with a node this run
+    "sync": (_or_none(_SYNC_ROW), None),  # --sync-dir: what was shared
 }
 
 
@@ -153,7 +220,7 @@ def decode_status(data: bytes, path: str = workdir.STATS) -> dict:
         if key not in obj:
             if default is _REQUIRED:
                 raise CampaignDataError(f"{path}: status file lacks {key!r}")
-            status[key] = default.copy() if isinstance(default, dict) else default
+            status[key] = default.copy() if isinstance(default, (dict, list)) else default
             continue
         try:
             status[key] = check(obj[key])
@@ -202,6 +269,7 @@ def stats_series(directory: str) -> list[dict]:
     """The stats records that have what a plot needs, in time order. The store's decoder has
     checked each field's type and range; a damaged record, or one without these fields, is
     skipped with a warning (the plot carries on with the rest)."""
+    from corpus import open_campaign_store  # LMDB and numpy: only plots pay for them
     store = open_campaign_store(directory)
     try:
         series = store.stats_series()  # damaged records are logged and skipped by the store
@@ -259,6 +327,11 @@ def _mode(directory: str) -> str:
         return "?"
 
 
+def ago(ts) -> str:
+    """How long ago unix time `ts` was ("never" for none)."""
+    return _ago(ts)
+
+
 def _ago(ts) -> str:
     if not ts:
         return "never"
@@ -290,11 +363,264 @@ def triage_line(s: dict) -> str | None:
 
 
 def status_line(s: dict) -> str:
-    """One line of a status record (`fuzzer_stats.json`): the campaign's log and `covfuzz status`."""
+    """One line of a status record (`fuzzer_stats.json`): the campaign's log and `covfuzz status`.
+    While no case has finished in this run, it says the workers are warming up instead of
+    showing "execs 0" (a fresh worker imports torch and compiles a warm-up case first)."""
     kinds = ",".join(f"{k}={v}" for k, v in sorted(s.get("failures_by_kind", {}).items())) or "none"
     valid = "n/a" if s.get("validity") is None else f"{100 * s['validity']:.0f}%"
-    return (f"[{s['elapsed'] / 60:6.1f}m] execs {s['execs']} ({s['execs_per_s']:.2f}/s) | corpus "
+    if s.get("warming"):
+        progress = (f"warming {s['warming']} worker(s) (a fresh worker's first compile takes "
+                    f"30-90 s), execs {s['execs']}")
+    else:
+        progress = f"execs {s['execs']} ({s['execs_per_s']:.2f}/s)"
+    return (f"[{s['elapsed'] / 60:6.1f}m] {progress} | corpus "
             f"{s['corpus']} | features {s['features']} (lines {s.get('lines', 0)}) | failures {s['unique_failures']} ({kinds}) | "
             f"new feature {_ago(s.get('last_new_feature'))}, new failure {_ago(s.get('last_new_failure'))} | "
             f"valid {valid} ran {100 * s.get('ran_eagerly', 0):.0f}% | "
-            f"restarts {s['worker_restarts']}")
+            f"{restarts_text(s)}")
+
+
+def repro_command(directory: str, sig_id: str) -> str:
+    """The command that writes the standalone reproducer of bucket `sig_id` of `directory`."""
+    return (f"covfuzz repro {shlex.quote(sig_id)} --dir {shlex.quote(directory)} "
+            f"-o {shlex.quote('repro-' + sig_id + '.py')}")
+
+
+# ----------------------------------------------------------------------------- the morning view
+
+# What the columns of the mutator table count (one row per mutator or strategy name).
+MUTATOR_COLUMNS = (
+    ("proposals", "mutants it proposed (fresh generations propose none)"),
+    ("valid", "proposals that passed the validity check (shape propagation)"),
+    ("executed", "cases run in a worker with this name in their origin"),
+    ("ran", "executed cases whose eager run worked (not invalid)"),
+    ("wins", "executed cases that found a new feature or a new failure bucket"),
+)
+RESTART_REASONS = ("timeout", "process_crash", "oom")  # outcomes that kill (and restart) a worker
+
+
+def restarts_text(s: dict) -> str:
+    """"restarts N" with its reasons when the campaign recorded them."""
+    text = f"restarts {s['worker_restarts']}"
+    reasons = s.get("restart_reasons") or {}
+    parts = [f"{k} {v}" for k, v in sorted(reasons.items()) if v]
+    return text + (f" ({', '.join(parts)})" if parts and s["worker_restarts"] else "")
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _when(ts) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+def time_left(s: dict, now: float | None = None) -> str | None:
+    """What is left of this run's budget (--hours or --execs), or None without one."""
+    now = time.time() if now is None else now
+    if not s.get("running") or not s.get("run_started"):
+        return None  # stopped, or a status file from before budgets were recorded
+    if s.get("hours"):
+        left = s["run_started"] + s["hours"] * 3600 - now
+        return f"{duration(left)} left of --hours {s['hours']:g}" if left > 0 else \
+            "budget spent (finishing background triage)"
+    if s.get("execs_budget") is not None and s.get("run_execs") is not None:
+        return f"{max(s['execs_budget'] - s['run_execs'], 0)} of --execs {s['execs_budget']} left"
+    return "no budget: runs until stopped"
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])\Z")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """A point in time from `--since`: `30m` / `2h` / `1d` ago, an ISO date-time
+    (`2026-11-30T07:00`), a time of day today (`07:00`), or unix seconds. CovfuzzError else."""
+    now = time.time() if now is None else now
+    text = text.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        value = float(text)
+        if 0 <= value <= MAX_TIME:
+            return value
+    except ValueError:
+        pass
+    try:
+        if re.fullmatch(r"\d{1,2}:\d{2}", text):
+            hour, minute = map(int, text.split(":"))
+            day = datetime.datetime.fromtimestamp(now)
+            return day.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise CovfuzzError(f"--since {text[:40]!r}: not a time (use 30m, 2h, 1d, 07:00, "
+                           "2026-11-30T07:00, or last)") from None
+
+
+def read_seen(directory: str) -> float | None:
+    """When `covfuzz status --since last` last looked at `directory` (None: never)."""
+    path = os.path.join(directory, SEEN_FILE)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4097)
+    except OSError:
+        return None
+    try:
+        obj = jsondata.loads(data, path, CampaignDataError, max_bytes=4096)
+        seen = obj.get("seen") if isinstance(obj, dict) else None
+        return float(_time(seen))
+    except (CampaignDataError, _Bad):
+        log.warning("%s: unreadable, treated as never looked", path)
+        return None
+
+
+def write_seen(directory: str, t: float) -> bool:
+    """Remember `t` as the last look (an own small file; nothing of the campaign is touched).
+    False when the directory is not writable (the view is still shown)."""
+    try:
+        write_output(os.path.join(directory, SEEN_FILE), json.dumps({"seen": t}) + "\n")
+        return True
+    except (OSError, CovfuzzError):
+        return False
+
+
+def _snapshot_at(s: dict, since: float) -> dict | None:
+    """The last history snapshot taken at or before `since` (None: none that old)."""
+    best = None
+    for row in s.get("history") or ():
+        if row["t"] <= since:
+            best = row
+    return best
+
+
+def since_lines(s: dict, since: float, now: float | None = None) -> list[str]:
+    """What is new since `since`: counter deltas (from the history snapshots) and the buckets
+    first seen or triaged since then."""
+    now = time.time() if now is None else now
+    out = [f"new since {_when(since)} ({_ago(since)}):"]
+    before = _snapshot_at(s, since)
+    if before is not None:
+        out.append("  " + ", ".join(f"+{s[key] - before[key]} {label}" for key, label in (
+            ("execs", "execs"), ("corpus", "seeds"), ("features", "features"),
+            ("lines", "lines"), ("unique_failures", "buckets"))))
+    elif s.get("history"):
+        out.append("  (the campaign's history starts later: everything below is new)")
+    rows = s.get("buckets") or []
+    if not rows and s["unique_failures"]:
+        out.append(f"  (this status file has no bucket rows: `covfuzz crashes {s.get('dir') or 'DIR'} "
+                   "--sort recent` lists the newest)")
+        return out
+    new = [r for r in rows if (r["first_seen"] or 0) > since]
+    triaged = [r for r in rows if (r["triaged_at"] or 0) > since and r not in new]
+    out.append(f"  {len(new)} new bucket(s), {len(triaged)} older bucket(s) triaged since")
+    out.extend("  " + line for line in bucket_table(new + triaged, directory=s.get("dir")))
+    return out
+
+
+def bucket_table(rows: list[dict], directory: str | None = None, limit: int = 30) -> list[str]:
+    """One line per bucket, newest first: id, kind, triage state, culprit, failing check or
+    divergence, reduced size, first seen."""
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: -(r["first_seen"] or 0))
+    out = [f"{'bucket':<12}  {'kind':<13} {'state':<10} {'reduced':<8} {'first seen':<11}  "
+           "culprit: failing check or divergence"]
+    for r in rows[:limit]:
+        what = r["check"] or r["divergence"]
+        culprit = f"{r['culprit']}: " if r["culprit"] else ""  # crashes have none
+        state = r["state"] if r["state"] != "not_a_bug" else "not a bug"
+        reduced = f"{r['reduced_nodes']} nodes" if r["reduced_nodes"] is not None else "no"
+        out.append(f"{r['id']:<12}  {r['kind']:<13} {state:<10} {reduced:<8} "
+                   f"{_when(r['first_seen']):<11}  {culprit}{what}"[:220])
+    if len(rows) > limit:
+        out.append(f"... {len(rows) - limit} more (covfuzz crashes {directory or 'DIR'})")
+    return out
+
+
+def family_lines(families: dict) -> list[str]:
+    """Features seen per feedback family (issue 19; validated by decode_status)."""
+    if not families:
+        return []
+    return ["features by family: " + ", ".join(f"{printable(k)} {v}" for k, v in families.items())]
+
+
+def node_lines(nodes: dict, lost: int) -> list[str]:
+    """Per Ray node (a campaign run with --ray; validated by decode_status): workers,
+    executions, restarts, cases requeued and lost, when last heard from."""
+    if not nodes:
+        return []
+    out = [f"ray nodes ({len(nodes)}; cases lost with a node this run: {lost}):"]
+    for node_id, n in nodes.items():
+        heard = ago(n["last_heard"]) if n["last_heard"] else "never"
+        out.append(f"  {printable(node_id)[:12]} {printable(n['address'])[:40]:<16} "
+                   f"{'alive' if n['alive'] else 'lost':<5} {'head ' if n['head'] else ''}"
+                   f"workers {n['workers']} execs {n['execs']} restarts {n['restarts']} "
+                   f"requeued {n['requeued']} lost {n['lost']} last heard {heard}")
+    return out
+
+
+def status_view(s: dict, directory: str, since: float | None = None,
+                now: float | None = None) -> list[str]:
+    """The morning view of a status record, as text lines (`covfuzz status`)."""
+    now = time.time() if now is None else now
+    state = "running" if s.get("running") else "stopped"
+    out = [f"{directory}: {state} ({s.get('mode')}, {s.get('workers')} workers, {s.get('device')})"]
+    if s.get("running") and s.get("pid"):
+        out.append(f"pid {s['pid']}: stop with `kill -INT {s['pid']}` (finishes the cases in "
+                   f"flight, saves; `covfuzz fuzz {directory}` resumes)")
+    elif not s.get("running"):
+        out.append(f"resume with `covfuzz fuzz {directory}` (same options)")
+    if s.get("note"):
+        out.append(f"note: {s['note']}")
+    timing = f"elapsed {duration(s['elapsed'])}"
+    if s.get("running") and s.get("run_started"):
+        timing += f" (this run {duration(now - s['run_started'])})"
+    left = time_left(s, now)
+    if left:
+        timing += f", {left}"
+    if s.get("updated"):
+        timing += f"; status written {_ago(s['updated'])}"
+    out.append(timing)
+    out.append(status_line(s))
+    triage = triage_line(s)
+    if triage:
+        out.append(triage)
+    if s.get("triage_current"):
+        out.append(f"triaging now: {s['triage_current']}")
+    rows = s.get("buckets") or []
+    if since is not None:
+        out.extend(since_lines(s, since, now))
+    elif rows:
+        out.append(f"buckets ({len(rows)} of {s['unique_failures']}, newest first; "
+                   f"`covfuzz crashes {directory}` groups them by root cause):")
+        out.extend("  " + line for line in bucket_table(rows, directory, limit=15))
+    elif s["unique_failures"]:
+        out.append(f"buckets: `covfuzz crashes {directory}` (this status file has no bucket rows)")
+    if rows or s["unique_failures"]:
+        out.append(f"reproduce one: {repro_command(directory, 'BUCKET')}")
+    outcomes = s.get("outcomes") or {}
+    if outcomes:
+        out.append("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    out.extend(family_lines(s.get("families") or {}))
+    out.extend(node_lines(s.get("nodes") or {}, s.get("lost") or 0))
+    table = s.get("mutators") or {}
+    if table:
+        out.append("mutators and strategies (" + "; ".join(
+            f"{name}: {what}" for name, what in MUTATOR_COLUMNS) + "):")
+        out.append(f"  {'name':<18} " + " ".join(f"{name:>9}" for name, _ in MUTATOR_COLUMNS))
+        for name, row in sorted(table.items()):
+            out.append(f"  {name:<18} " + " ".join(f"{row.get(k, 0):>9}" for k, _ in MUTATOR_COLUMNS))
+    for title, key in (("strategies", "strategies"), ("best settings moves", "settings_moves")):
+        bandit = s.get(key) or {}
+        if bandit:
+            out.append(f"{title} (tries, new features per second of execution, decayed):")
+            for name, row in sorted(bandit.items(), key=lambda kv: -kv[1].get("rate", 0)):
+                out.append(f"  {name:<34} {row.get('tries', 0):>6} {row.get('rate', 0):>10.3f}")
+    if s.get("supervisor_rss_mb") is not None:
+        out.append(f"supervisor RSS: {s['supervisor_rss_mb']} MiB")
+    return out

@@ -7,6 +7,20 @@ after torch is imported (file-path globs, never `source_pkgs`: dotted package na
 importing torch) and measures one case at a time: start() before compiling, stop() after the
 last compiled call, then features() and erase().
 
+Recording mode (`covfuzz coverage DIR --html OUT`): with COVFUZZ_COVERAGE_DATA=<folder> in the
+worker's environment (WorkerSpec.env), the collector keeps what every case ran instead of
+erasing it between cases and saves it, after each case, to its own data file in that folder
+(`data_suffix`: a restarted worker writes a new one, nothing is overwritten); the parent then
+combines them and renders coverage.py's own HTML report (`html_report`). Cases measured in this
+mode return no feature ids.
+
+The coverage unit, the same in every command (`run`, `import --run`, `cmin`, `fuzz`, `status`,
+`plot`): a case's *features* are its arc ids, with its covered *lines* (ids with LINE_BIT)
+reported beside them (`corpus.cmin.unit_counts` counts both; ids of the other feature families
+count in neither), measured in a worker that has compiled the warm-up case first
+(`WorkerSpec.for_campaign`: the cold first compile of a process runs one-time initialisation
+that is not the case's own) and given the case propagated, as a campaign gives it.
+
 An arc's feature id is the first 8 bytes of blake2b(f"{path relative to torch dir}:{from}:{to}")
 as an unsigned int shifted right by two (62 bits); a covered line's id hashes
 f"{path}:{line}" the same way and sets `covfuzz.features.LINE_BIT` (bit 62). The same arc or
@@ -68,14 +82,21 @@ def line_id(rel_path: str, line: int) -> int:
     return LINE_BIT | (int.from_bytes(digest, "little") >> 2)
 
 
+RECORD_ENV = "COVFUZZ_COVERAGE_DATA"  # a folder: record every case's coverage into data files
+
+
 class Collector:
     """Per-case arc coverage of torch internals (one per worker process)."""
 
     def __init__(self, groups=DEFAULT_GROUPS, extra_globs=()):
         import coverage  # only workers that measure coverage need it
         self.base = torch_dir()
+        record = os.environ.get(RECORD_ENV)
+        self.recording = bool(record)
+        data_file = os.path.join(record, ".coverage") if record else None
         self.cov = coverage.Coverage(branch=True, include=include_globs(groups, extra_globs),
-                                     omit=omit_globs(), data_file=None, config_file=False)
+                                     omit=omit_globs(), data_file=data_file,
+                                     data_suffix=bool(record), config_file=False)
         self._rel: dict[str, str] = {}
         self._ids: dict[tuple[str, int, int], int] = {}
         self.running = False
@@ -88,6 +109,8 @@ class Collector:
         if self.running:
             self.cov.stop()
             self.running = False
+            if self.recording:
+                self.cov.save()  # a later case that kills the worker cannot lose this one
 
     def _relpath(self, filename: str) -> str:
         rel = self._rel.get(filename)
@@ -100,6 +123,8 @@ class Collector:
         """(sorted feature ids, covered line count) of what was measured since erase().
 
         Features are arcs and, flagged with LINE_BIT, covered lines."""
+        if self.recording:
+            return [], 0
         data = self.cov.get_data()
         ids = self._ids
         if len(ids) > 2_000_000:
@@ -125,4 +150,22 @@ class Collector:
         return sorted(out), n_lines
 
     def erase(self) -> None:
-        self.cov.erase()
+        if not self.recording:  # recording keeps every case's coverage
+            self.cov.erase()
+
+
+def html_report(data_dir: str, out: str, title: str) -> float:
+    """Combine the data files a recording worker left in `data_dir` and write coverage.py's
+    HTML report of torch/_inductor and torch/_dynamo into `out`; returns the covered percent.
+    Runs in the parent (no torch import: the torch folder is found by its import spec)."""
+    import importlib.util
+    import coverage
+    base = os.path.dirname(importlib.util.find_spec("torch").origin)
+    cov = coverage.Coverage(data_file=os.path.join(data_dir, ".coverage"), branch=True,
+                            config_file=False)
+    cov.combine([data_dir], keep=False)
+    cov.save()
+    include = [os.path.join(base, GROUPS[g], "*") for g in DEFAULT_GROUPS]
+    return cov.html_report(directory=out, include=include,
+                           omit=[os.path.join(base, p) for p in OMIT], title=title,
+                           ignore_errors=True)

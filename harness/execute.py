@@ -10,7 +10,9 @@ Stages and timing keys:
 - compile: first compiled call (Dynamo + AOTAutograd + Inductor + one run);
 - run: second compiled call on fresh inputs (+ the confirmation rerun of a suspected mismatch);
 - backward: eager and compiled backward (when the case asks for it);
-- coverage: feature extraction (start/stop and data reading; tracing slowdown is inside compile).
+- coverage: feature extraction (start/stop and data reading; tracing slowdown is inside compile;
+  the issue-19 families named in the worker's COVFUZZ_FEATURE_FAMILIES: generated code
+  (harness.gencode), per-node values and divergence (harness.values)).
 
 Every eager or compiled call gets its own inputs and its own module (parameters included), and
 its outputs are detached clones taken right after it: an in-place write on one call's inputs or
@@ -34,11 +36,12 @@ import torch._inductor.config
 
 from covfuzz import codegen, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
+from covfuzz.features import FAMILY_ENV
 from covfuzz.ir import INT_DTYPES, FLOAT_DTYPES, TensorSpec, TestCase
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
-from harness import oracle
-from harness.faults import FAULT_SEEDS, fault_injection_enabled
+from harness import gencode, oracle, values
+from harness.faults import GPU_FAULT_SEEDS, fault_of, raise_gpu_fault
 from harness.result import empty_timings
 
 
@@ -64,15 +67,16 @@ def _raising_backend(gm, example_inputs):
 
 # ----------------------------------------------------------------------------- helpers
 
-def _upcast(x):
-    """A float64 copy of a floating tensor with the same shape, strides and storage offset."""
+def _upcast(x, device="cpu"):
+    """A float64 copy on `device` of a floating tensor with the same shape, strides and storage
+    offset."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dtype == torch.float64:
         return x
     with torch.no_grad():
         n = x.untyped_storage().nbytes() // x.element_size()
         flat = torch.empty(0, dtype=x.dtype, device=x.device).set_(
             x.untyped_storage(), 0, (n,), (1,))
-        flat64 = flat.to("cpu", torch.float64)
+        flat64 = flat.to(device, torch.float64)
         r = flat64.as_strided(tuple(x.shape), tuple(x.stride()), x.storage_offset()).detach()
     return r.requires_grad_(x.requires_grad)
 
@@ -107,6 +111,19 @@ def _timed(timings: dict, key: str):
         timings[key] += time.perf_counter() - t
 
 
+@contextlib.contextmanager
+def _family_timed(timings: dict):
+    """Time spent on the issue-19 feature families: counted in `coverage` (feature extraction)
+    and, on its own, in `families`."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent = time.perf_counter() - t
+        timings["coverage"] += spent
+        timings["families"] = timings.get("families", 0.0) + spent
+
+
 class _Failure(Exception):
     def __init__(self, outcome: str, exc: BaseException, stage: str):
         super().__init__(outcome)
@@ -129,8 +146,18 @@ def execute(case_bytes: bytes, device: str | None = None, reference: str | None 
         result.update(outcome="invalid", message=f"{type(exc).__name__}: {exc}",
                       exc_type=type(exc).__name__)
         return _finish(result, t_start)
-    _execute(case, device, reference, collector, result, _Trace())
+    trace = _Trace(families=_families())
+    _execute(case, device, reference, collector, result, trace)
+    if result["outcome"] == "pass":  # divergence is measured on runs within tolerance only
+        trace.family_ids += trace.divergence_ids
+    if trace.family_ids:
+        result["features"] = list(result["features"]) + trace.family_ids
     return _finish(result, t_start)
+
+
+def _families() -> frozenset[str]:
+    """The feature families beyond coverage this worker computes (its environment says)."""
+    return frozenset(n.strip() for n in os.environ.get(FAMILY_ENV, "").split(",") if n.strip())
 
 
 @dataclasses.dataclass
@@ -234,9 +261,24 @@ def _execute(case: TestCase, device, reference, collector, result: dict, trace: 
         result["details"]["stage"] = f.stage
         if f.outcome != "invalid":
             result["details"]["check"] = oracle.failing_check(f.exc)
+        if oracle.is_cuda_fatal(f.exc):
+            result["details"]["cuda_context_lost"] = True  # the handle replaces this worker
+    except Exception as exc:
+        # An asynchronous CUDA fault can surface outside the stages (in the oracle's copies).
+        if not oracle.is_cuda_fatal(exc):
+            raise
+        exc_type, message, frames = oracle.describe(exc)
+        result.update(outcome="process_crash", message=message, exc_type=exc_type, frames=frames)
+        result["details"].update(stage="judge", cuda_context_lost=True)
     finally:
         if collector is not None and collector.running:
             collector.stop()
+
+
+def _sync(device: str) -> None:
+    """Wait for the GPU's queued kernels, so that a kernel's fault is raised in its stage."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _snapshot(values):
@@ -270,6 +312,9 @@ class _Trace:
     compiled: list | None = None
     compiled_grads: list | None = None
     second: list | None = None
+    families: frozenset = frozenset()  # issue-19 families to compute ("gencode", ...)
+    family_ids: list = dataclasses.field(default_factory=list)  # their feature ids
+    divergence_ids: list = dataclasses.field(default_factory=list)  # kept for passing runs
 
 
 class _Program:
@@ -280,11 +325,16 @@ class _Program:
     """
 
     def __init__(self, case: TestCase, cid: str, device, reference, config: dict | None):
-        self.fault = FAULT_SEEDS.get(case.seed) if fault_injection_enabled() else None
+        self.fault = fault_of(case.seed)
         device = device or case.settings.device
         if device != case.settings.device:
             case = case.replace(settings=dataclasses.replace(case.settings, device=device))
-        self.case, self.device, self.ref_device = case, device, reference or device
+        self.case, self.device = case, device
+        # Eager on the case's device (or the CPU: --reference cpu-eager); the float64
+        # reference on the GPU when it fits there, else on the CPU (oracle.reference_device).
+        self.eager_device = oracle.eager_device(device, reference)
+        self.ref_device = oracle.reference_device(device, reference, oracle.float64_bytes(case),
+                                                  oracle.free_gpu_bytes(device))
         src = codegen.program(case)
         filename = f"covfuzz_case_{cid}.py"
         linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
@@ -312,7 +362,7 @@ class _Program:
     def eager(self, inputs=None):
         """(raw outputs, grad leaves) of the forward, uncompiled, on `inputs` (fresh ones by
         default) in its own module."""
-        target, call_args, leaves = self.bind(self.make_inputs(self.device)
+        target, call_args, leaves = self.bind(self.make_inputs(self.eager_device)
                                               if inputs is None else inputs)
         with self._seeded():
             return target(*call_args), leaves
@@ -357,7 +407,7 @@ class _Program:
         if self._reference is None:
             self._reference = (None, None)
             try:
-                inputs = [_upcast(x) for x in self.make_inputs(self.ref_device)]
+                inputs = [_upcast(x, self.ref_device) for x in self.make_inputs(self.ref_device)]
                 out, leaves = self.eager(inputs)
                 grads = None
                 if self.backward:
@@ -367,8 +417,12 @@ class _Program:
                             loss.backward()
                     grads = _grads(leaves)
                 self._reference = (_snapshot(out), grads)
-            except Exception:  # noqa: BLE001 - no reference: the oracle says so
-                pass
+            except Exception as exc:  # noqa: BLE001 - no reference: the oracle says so
+                if oracle.is_oom(exc) and self.ref_device != "cpu":
+                    del exc
+                    self.ref_device = "cpu"  # the size estimate was wrong: the CPU has room
+                    self._reference = None
+                    return self.reference()
         return self._reference
 
 
@@ -382,13 +436,22 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
         with _timed(timings, "eager"):
             if fault == "raise_eager":
                 raise RuntimeError("covfuzz fault injection: eager run raised")
-            inputs = program.make_inputs(program.device)
+            inputs = program.make_inputs(program.eager_device)
             if trace.keep_inputs:
                 trace.inputs = _snapshot(inputs)
-            eager_raw, eager_leaves = program.eager(inputs)
+            watch = (values.EagerValues(program.ns["fn"].__code__)
+                     if "values" in trace.families else contextlib.nullcontext())
+            with watch:
+                eager_raw, eager_leaves = program.eager(inputs)
             trace.eager = _snapshot(eager_raw)
+            _sync(program.eager_device)  # eager's own kernel faults are eager's
     except Exception as exc:
         raise _Failure(oracle.classify(exc, "eager"), exc, "eager") from None
+    if "values" in trace.families:
+        with _family_timed(timings):
+            trace.family_ids += values.ids("values", values.value_texts(
+                program.case, watch, program.device))
+        del watch
     if program.backward:
         try:
             with _timed(timings, "backward"):
@@ -408,15 +471,20 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
         collector.erase()
         collector.start()
         timings["coverage"] += time.perf_counter() - t
+    code_capture = gencode.capture() if "gencode" in trace.families else contextlib.nullcontext()
+    codes = None  # the generated modules, when the capture is on
     try:
-        with torch._inductor.config.patch(program.inductor_config), \
+        with code_capture as codes, torch._inductor.config.patch(program.inductor_config), \
                 torch._dynamo.config.patch(program.ns["DYNAMO_CONFIG"]):
             try:
                 with _timed(timings, "compile"):
                     if fault in ("segfault", "abort", "hang", "memory"):
                         _trigger(fault)
+                    if fault in GPU_FAULT_SEEDS.values():
+                        raise_gpu_fault(fault)
                     compiled_raw, leaves = program.compiled_call()
                     trace.compiled = _snapshot(compiled_raw)
+                    _sync(program.device)  # a kernel fault surfaces here, not in the oracle
             except Exception as exc:
                 raise _compile_failure(program, exc, details) from None
             if program.backward:
@@ -434,6 +502,7 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
                 with _timed(timings, "run"):
                     second_raw, _ = program.compiled_call()  # its own module and inputs
                     trace.second = _snapshot(second_raw)
+                    _sync(program.device)
             except Exception as exc:
                 raise _Failure(oracle.classify(exc, "run"), exc, "run") from None
     finally:
@@ -443,6 +512,9 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
             result["features"], result["n_lines"] = collector.features()
             collector.erase()
             timings["coverage"] += time.perf_counter() - t
+        if "gencode" in trace.families and codes is not None:
+            with _family_timed(timings):
+                trace.family_ids += gencode.features(codes)
 
 
 def _compile_failure(program: _Program, exc: BaseException, details: dict) -> _Failure:
@@ -457,7 +529,7 @@ def _compile_failure(program: _Program, exc: BaseException, details: dict) -> _F
         details["note"] = ("max_autotune_gemm_backends leaves a matmul no choice "
                            "(NoValidChoicesError): a settings defect, not a bug")
         outcome = "invalid"
-    elif outcome != "oom" and not program.backward and program.needs_grad():
+    elif outcome not in ("oom", "process_crash") and not program.backward and program.needs_grad():
         # AOTAutograd traces the backward at compile time whenever an input requires grad,
         # even when the case never calls backward: the eager program decides first (its own
         # backward ran before the compile only when the case asks for backward).
@@ -485,6 +557,11 @@ def _deterministic(program: _Program, trace: _Trace, timings: dict) -> bool:
 def _judge(program: _Program, trace: _Trace, result: dict) -> None:
     """The oracle's verdict on a run that did not crash (outcome, message, details)."""
     details, timings = result["details"], result["timings"]
+    if "divergence" in trace.families and trace.compiled is not None:
+        with _family_timed(timings):
+            texts, best = values.divergence_texts(program.case, trace.eager, trace.compiled)
+            trace.divergence_ids = values.ids("divergence", texts)
+            details["divergence"] = best
 
     def reference_outputs():
         t0 = time.perf_counter()

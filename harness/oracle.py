@@ -209,6 +209,27 @@ def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | Non
             "has_reference": r64 is not None}
 
 
+def error_ratio(e, c) -> float | None:
+    """How close compiled output `c` came to failing the first test of `compare_tensor`: the
+    largest |e - c| / (atol + rtol * |e|) over positions where both are finite (0: equal; 1: at
+    the allclose tolerance; above 1 only the float64 reference kept it from being a mismatch).
+    None when there is nothing to measure (not floating tensors of one dtype and shape, empty)."""
+    if not (isinstance(e, torch.Tensor) and isinstance(c, torch.Tensor)):
+        return None
+    if (not e.is_floating_point() or e.dtype != c.dtype or tuple(e.shape) != tuple(c.shape)
+            or e.numel() == 0 or e.is_complex()):
+        return None
+    rtol, atol = tolerance(e.dtype)
+    with torch.no_grad():
+        e64 = e.detach().to("cpu", torch.float64)
+        c64 = c.detach().to("cpu", torch.float64)
+        finite = e64.isfinite() & c64.isfinite()
+        if not bool(finite.any()):
+            return None
+        ratio = (e64 - c64).abs() / (atol + rtol * e64.abs())
+        return float(ratio[finite].max())
+
+
 def compare_scalar(i: int, e, c, lazy_ref: _LazyRef) -> dict | None:
     base = {"output": i}
     if isinstance(e, bool) or isinstance(e, int) and not isinstance(c, float):
@@ -450,7 +471,28 @@ def is_oom(exc: BaseException) -> bool:
     for e in _chain(exc):
         if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
             return True
-        if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):
+        if isinstance(e, RuntimeError) and ("can't allocate memory" in str(e)
+                                            or "CUDA out of memory" in str(e)):
+            return True
+    return False
+
+
+# CUDA errors after which the process's CUDA context is unusable: every later CUDA call fails
+# with the same "sticky" error, so the worker must be replaced (an asynchronous kernel fault
+# may also surface at a later call than the one that caused it).
+CUDA_FATAL_ERRORS = ("an illegal memory access was encountered", "device-side assert triggered",
+                     "unspecified launch failure", "misaligned address",
+                     "an illegal instruction was encountered", "CUDA error: unknown error",
+                     "uncorrectable ECC error")
+
+
+def is_cuda_fatal(exc: BaseException) -> bool:
+    """A CUDA error that leaves the CUDA context unusable (the worker must be restarted)."""
+    for e in _chain(exc):
+        text = str(e)
+        if "CUDA error" in text and any(marker in text for marker in CUDA_FATAL_ERRORS):
+            return True
+        if "device-side assert triggered" in text:
             return True
     return False
 
@@ -484,11 +526,69 @@ def classify(exc: BaseException, stage: str) -> str:
     """Outcome for an exception raised at `stage`:
     'eager' -> invalid; 'compile' (first compiled call, or compiled backward) -> compile_crash
     when the error comes from compilation, else runtime_crash; 'run' -> runtime_crash.
-    Out-of-memory anywhere -> oom."""
+    Out-of-memory anywhere -> oom. A fatal CUDA error after the eager run -> process_crash
+    (the worker is restarted: its CUDA context cannot be trusted); in the eager run it is the
+    case's own fault (e.g. an out-of-range index on the GPU) -> invalid, worker restarted too."""
     if is_oom(exc):
         return "oom"
+    if is_cuda_fatal(exc) and stage != "eager":
+        return "process_crash"
     if stage == "eager":
         return "invalid"
     if stage in ("compile", "backward") and is_compile_error(exc):
         return "compile_crash"
     return "runtime_crash"
+
+
+# ----------------------------------------------------------------------------- GPU reference
+
+# Where the float64 reference runs, and what eager means (`covfuzz fuzz --reference`):
+# auto: on the case's GPU when its estimated size fits, else on the CPU; cpu / cuda: there;
+# cpu-eager: the compiled GPU result is compared with eager *on the CPU* (reference as auto).
+REFERENCE_CHOICES = ("auto", "cpu", "cuda", "cpu-eager")
+REFERENCE_GPU_SHARE = 0.5  # of the GPU memory free for this worker a float64 run may take
+
+
+def float64_bytes(case) -> int:
+    """An upper bound of the memory a float64 run of `case` holds: every input's storage and
+    every node's output at 8 bytes an element, all alive at once; twice that with backward
+    (a gradient per value)."""
+    from covfuzz.ir import TensorSpec
+    specs = [inp.spec for inp in case.graph.inputs] + [n.out for n in case.graph.nodes]
+    elements = 0
+    for spec in specs:
+        if isinstance(spec, TensorSpec):
+            if any(s == 0 for s in spec.shape):
+                continue
+            elements += spec.offset + 1 + sum((s - 1) * abs(st)
+                                              for s, st in zip(spec.shape, spec.stride))
+    return elements * 8 * (2 if case.settings.backward else 1)
+
+
+def free_gpu_bytes(device: str) -> int | None:
+    """GPU memory this process can still take on `device` (free on the device plus what its
+    caching allocator holds unused); None when `device` is not a usable CUDA device."""
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    try:
+        free, _total = torch.cuda.mem_get_info()
+        return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
+    except RuntimeError:
+        return None
+
+
+def reference_device(device: str, reference: str | None, needed: int,
+                     free: int | None) -> str:
+    """Where the float64 reference of a case on `device` runs: 'cpu' or 'cuda' when
+    `reference` names one; otherwise on the case's GPU when `needed` bytes fit in
+    REFERENCE_GPU_SHARE of `free` (None: unknown, so the CPU), and on the CPU for CPU cases."""
+    if reference in ("cpu", "cuda"):
+        return reference
+    if str(device).startswith("cuda") and free is not None and needed <= free * REFERENCE_GPU_SHARE:
+        return device
+    return "cpu"
+
+
+def eager_device(device: str, reference: str | None) -> str:
+    """The device eager runs on: the case's, or the CPU under `--reference cpu-eager`."""
+    return "cpu" if reference == "cpu-eager" else device

@@ -8,19 +8,102 @@
 - `WorkerPool` is the interface a campaign runs its cases on: `submit(case_bytes)` returns a
   future of the `RunResult`; `LocalPool(spec, n)` implements it with n local workers, and a
   remote pool (e.g. on Ray) implements the same four members.
+
+GPU placement: a `LocalPool` whose spec's device is "cuda" pins each worker to one GPU
+(`CUDA_VISIBLE_DEVICES` in the worker's environment when it is spawned, so "cuda" in the worker
+is that GPU), slot i on GPU i mod g: n = N * g workers put N on each GPU.
+`default_workers(gpu_count, gpu_mem_bytes, cpu_count)` is the default n: per GPU, as many as
+its memory holds at WORKER_GPU_BYTES each and the host's cores feed (a worker compiles on the
+CPU); `default_workers_here(device)` asks this machine.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import os
 import queue
+import shutil
+import subprocess
 import threading
 from concurrent.futures import Future
 
 from harness.result import RunResult
 from harness.worker_handle import WorkerHandle, WorkerSpec
 
-__all__ = ["LocalPool", "WorkerHandle", "WorkerPool", "WorkerSpec", "start_worker"]
+__all__ = ["LocalPool", "WorkerHandle", "WorkerPool", "WorkerSpec", "default_workers",
+           "default_workers_here", "gpu_of_slot", "start_worker", "visible_gpus"]
+
+GiB = 1 << 30
+# GPU memory one worker is given by the default: its CUDA context (~0.5 GiB), the caching
+# allocator's pool for cases of up to 2^22 elements per tensor (float64 reference included),
+# and max-autotune's benchmarking buffers.
+WORKER_GPU_BYTES = 8 * GiB
+
+
+def default_workers_per_gpu(gpu_count: int, gpu_mem_bytes: int, cpu_count: int) -> int:
+    """Workers per GPU by default: as many as one GPU's memory holds at WORKER_GPU_BYTES each,
+    and no more than the host's cores shared among the GPUs (a worker spends most of its time
+    compiling on the CPU); at least one."""
+    by_memory = max(gpu_mem_bytes, 0) // WORKER_GPU_BYTES
+    by_cores = max(cpu_count, 1) // max(gpu_count, 1)
+    return max(1, min(by_memory, by_cores))
+
+
+def default_workers(gpu_count: int, gpu_mem_bytes: int, cpu_count: int,
+                    per_gpu: int | None = None) -> int:
+    """The default number of workers of a GPU campaign: `per_gpu` (or the default per GPU)
+    times the GPUs; with no GPU, one per core (a CPU campaign)."""
+    if gpu_count < 1:
+        return max(cpu_count, 1)
+    return gpu_count * (per_gpu or default_workers_per_gpu(gpu_count, gpu_mem_bytes, cpu_count))
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: the entries of its own
+    CUDA_VISIBLE_DEVICES when set, else 0..count-1 (torch's count; no CUDA context is made)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    import torch
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_of_slot(slot: int, gpus: list[str]) -> str:
+    """The GPU of pool slot `slot`: round robin, so n = N * len(gpus) slots put N on each."""
+    return gpus[slot % len(gpus)]
+
+
+def _gpu_memory_bytes() -> int:
+    """The smallest total memory among this machine's GPUs (nvidia-smi, else torch; 0 when
+    neither answers). nvidia-smi first: asking torch makes a CUDA context in this process."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout
+            sizes = [int(float(line)) << 20 for line in out.split() if line.strip()]
+            if sizes:
+                return min(sizes)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    import torch
+    if torch.cuda.is_available():
+        return min(torch.cuda.get_device_properties(i).total_memory
+                   for i in range(torch.cuda.device_count()))
+    return 0
+
+
+def default_workers_here(device: str, per_gpu: int | None = None) -> int:
+    """`default_workers` for this machine: its visible GPUs (for device "cuda"), their memory
+    and its cores."""
+    cores = os.cpu_count() or 1
+    if device != "cuda":
+        return max(cores, 1)
+    gpus = visible_gpus()
+    if not gpus:
+        return 1
+    return default_workers(len(gpus), _gpu_memory_bytes(), cores, per_gpu)
 
 
 def start_worker(spec: WorkerSpec) -> WorkerHandle:
@@ -67,12 +150,17 @@ class WorkerPool(abc.ABC):
 class LocalPool(WorkerPool):
     """`n` worker processes on this machine, each driven by its own thread; submitted cases
     wait in one queue for the next free worker. Each worker starts when its thread takes its
-    first case (the threads start theirs in parallel)."""
+    first case (the threads start theirs in parallel). With a "cuda" spec each worker is pinned
+    to one of `gpus` (default: `visible_gpus()`), slot i to `gpu_of_slot(i, gpus)`."""
 
-    def __init__(self, spec: WorkerSpec, n: int):
+    def __init__(self, spec: WorkerSpec, n: int, gpus: list[str] | None = None):
         if n < 1:
             raise ValueError(f"a pool needs at least one worker, got {n}")
         self.spec = spec
+        self.gpus = list(gpus if gpus is not None else
+                         visible_gpus() if spec.device == "cuda" else [])
+        if spec.device == "cuda" and not self.gpus:
+            raise ValueError("a cuda pool needs at least one visible GPU")
         self._cases: queue.SimpleQueue = queue.SimpleQueue()  # (future, bytes), or None: stop
         self._handles: list[WorkerHandle | None] = [None] * n
         self._closed = False
@@ -94,6 +182,14 @@ class LocalPool(WorkerPool):
 
     def restarts(self) -> int:
         return sum(h.stats["restarts"] for h in self._handles if h is not None)
+
+    def slot_spec(self, slot: int) -> WorkerSpec:
+        """How the worker of `slot` is started: the pool's spec, pinned to its GPU when the
+        spec's device is cuda."""
+        if self.spec.device != "cuda":
+            return self.spec
+        env = {**self.spec.env, "CUDA_VISIBLE_DEVICES": gpu_of_slot(slot, self.gpus)}
+        return dataclasses.replace(self.spec, env=env)
 
     def close(self) -> None:
         if self._closed:
@@ -123,7 +219,7 @@ class LocalPool(WorkerPool):
                     continue
                 try:
                     if self._handles[slot] is None:
-                        self._handles[slot] = start_worker(self.spec)
+                        self._handles[slot] = start_worker(self.slot_spec(slot))
                     future.set_result(self._handles[slot].run(case_bytes))
                 except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
                     future.set_exception(exc)

@@ -15,7 +15,8 @@ Protocol (multiprocessing Connection, bytes only, no pickle):
   RSS after the case) followed by one message with the features as uint64 array bytes.
 - {"cmd": "localize", "kind": .., "output": .., "device": .., "budget": ..} followed by the
   encoded test case: worker -> handle JSON, the culprit of the mismatch (harness.localize).
-- {"cmd": "ping"}: worker -> handle JSON {"pid": .., "rss": ..}.
+- {"cmd": "ping"}: worker -> handle JSON {"pid": .., "rss": .., "cuda_visible_devices": the
+  worker's CUDA_VISIBLE_DEVICES (None when unset): the GPU its pool pinned it to}.
 - {"cmd": "exit"}: the worker leaves its loop.
 
 Fault injection (tests only): with COVFUZZ_FAULT_INJECTION=1 in the worker's environment,
@@ -140,7 +141,9 @@ def worker_main(conn, options: dict) -> None:
         if cmd == "exit":
             return
         if cmd == "ping":
-            conn.send_bytes(json.dumps({"pid": os.getpid(), "rss": rss_bytes()}).encode())
+            conn.send_bytes(json.dumps({
+                "pid": os.getpid(), "rss": rss_bytes(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}).encode())
             continue
         if cmd == "localize":
             conn.send_bytes(json.dumps(_localize(header, conn.recv_bytes())).encode())

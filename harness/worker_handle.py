@@ -14,6 +14,9 @@ child-process side is harness.worker. One handle drives one worker at a time:
   too). RLIMIT_AS is not used: torch reserves large virtual ranges;
 - worker death (segfault, abort, os._exit, kernel OOM kill): outcome "process_crash" with the
   signal or exit code; the next run() starts a fresh worker (lazily);
+- a fatal CUDA error inside the worker (illegal memory access, device-side assert: the result
+  has details["cuda_context_lost"]): the worker is killed after it reported, since its CUDA
+  context cannot be trusted; the next run() starts a fresh one;
 - recycling: after `recycle_after` cases, or when the worker's RSS after a case exceeds
   `recycle_rss`, the worker is replaced.
 The per-case timeout starts when the case is sent, after the worker has imported torch
@@ -116,7 +119,8 @@ def _exit_text(exitcode) -> tuple[str, dict]:
 class WorkerSpec:
     """How to start and drive one worker (the presets of harness.pool name the roles).
 
-    - device / reference: defaults of `run()` (the case's own device; a reference device);
+    - device / reference: defaults of `run()` (the case's own device; where the float64
+      reference runs, or "cpu-eager": harness.oracle.REFERENCE_CHOICES; None: auto);
     - cache_dir: TORCHINDUCTOR_CACHE_DIR of the worker (None: `default_cache_dir()`);
     - timeout: per-case seconds; memory_limit: RSS bytes (None: no limit);
     - coverage / coverage_groups: measure coverage of these torch parts by default;
@@ -144,11 +148,12 @@ class WorkerSpec:
     @classmethod
     def for_campaign(cls, device: str | None = None, cache_dir: str | None = None,
                      timeout: float = DEFAULT_TIMEOUT, memory_limit: int | None = None,
-                     env: dict | None = None) -> "WorkerSpec":
+                     env: dict | None = None, reference: str | None = None) -> "WorkerSpec":
         """A campaign's workers: coverage on, and a warm-up case on every fresh worker so that
-        one-time initialisation is not counted as the next case's coverage."""
+        one-time initialisation is not counted as the next case's coverage. `reference`: see
+        harness.oracle.REFERENCE_CHOICES (None: auto)."""
         return cls(device=device, cache_dir=cache_dir, timeout=timeout, memory_limit=memory_limit,
-                   env=dict(env or {}), coverage=True, warmup=True)
+                   env=dict(env or {}), coverage=True, warmup=True, reference=reference)
 
     @classmethod
     def for_triage(cls, timeout: float = DEFAULT_TIMEOUT, coverage: bool = False,
@@ -196,7 +201,7 @@ class WorkerHandle:
         self._cases_on_worker = 0
         self.baseline_rss = 0
         self.stats = {"cases": 0, "starts": 0, "restarts": 0, "recycles": 0, "crashes": 0,
-                      "timeouts": 0, "ooms": 0, "start_time": 0.0}
+                      "timeouts": 0, "ooms": 0, "context_losses": 0, "start_time": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -361,11 +366,26 @@ class WorkerHandle:
         t["overhead"] = max(0.0, t["total"] - sum(t.get(k, 0.0) for k in MEASURED))
         if result.outcome == "oom":
             self.stats["ooms"] += 1
+        if result.details.get("cuda_context_lost"):
+            self.stats["context_losses"] += 1
+            if result.outcome == "process_crash":
+                self.stats["crashes"] += 1
+            self._kill()  # every later CUDA call would fail: the next run() starts afresh
+            return result
         if (self._cases_on_worker >= self.recycle_after
                 or (self.recycle_rss is not None and rss > self.recycle_rss)):
             self.stats["recycles"] += 1
             self.recycle()
         return result
+
+    def ping(self) -> dict:
+        """The worker's {"pid", "rss", "cuda_visible_devices"} (starting it if needed)."""
+        self.start()
+        self._conn.send_bytes(json.dumps({"cmd": "ping"}).encode())
+        if not self._conn.poll(self.startup_timeout):
+            self._kill()
+            raise WorkerStartError("covfuzz worker did not answer a ping")
+        return json.loads(self._conn.recv_bytes())
 
     def localize(self, case, kind: str, output: int | None, budget: float = 180.0,
                  device: str | None = None) -> dict:

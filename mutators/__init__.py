@@ -1,4 +1,6 @@
-"""covfuzz mutators: small pure functions `(case, rng, ctx) -> TestCase | None`.
+"""covfuzz mutators: small pure functions `(case, rng, ctx) -> TestCase | None` (graph, layout,
+attribute and settings mutators, and `mutators.values`: value tables, special values, scalar
+operands and element counts around SIMD widths).
 
 `MUTATORS` maps names (used by the scheduler and in logs) to mutators. `propose(name, ...)` is
 one validated application; `stack(case, rng, ctx, plan)` applies a given list of mutators and

@@ -57,7 +57,8 @@ class MutationContext:
 
     # ------------------------------------------------------------------ op / dtype choices
     def allowed_ops(self) -> list[OpDef]:
-        key = (tuple(sorted(self.options.op_weights or ())), self.options.data_dependent)
+        device = self.options.device
+        key = (tuple(sorted(self.options.op_weights or ())), self.options.data_dependent, device)
         cached = _OPS_CACHE.get(key)
         if cached is None:
             if self.options.op_weights:
@@ -65,6 +66,8 @@ class MutationContext:
             else:
                 cached = [op for _, op in sorted(ops.AVAILABLE.items())
                           if self.options.data_dependent or not op.data_dependent]
+            # Device-bound constructs (CUDA streams) only where the case runs on that device.
+            cached = [op for op in cached if ops.allowed_on(op, device)]
             _OPS_CACHE[key] = cached
         return cached
 

@@ -6,7 +6,7 @@ import dataclasses
 import random
 
 from covfuzz import config_space, ops
-from covfuzz.generator import with_params
+from covfuzz.generator import cudagraph_friendly, with_params
 from covfuzz.ir import FLOAT_DTYPES, MAX_SEED, ScalarSpec, TensorSpec, TestCase
 from covfuzz.ops.base import AttrDomain
 
@@ -81,6 +81,18 @@ def mutate_attrs(case: TestCase, rng: random.Random, ctx: MutationContext) -> Te
 # ----------------------------------------------------------------------------- mutate_settings
 
 MODES = (None, "default", "max-autotune-no-cudagraphs")
+# On the GPU also CUDA graphs ("reduce-overhead", and "max-autotune" which adds them).
+CUDA_MODES = MODES + ("reduce-overhead", "max-autotune")
+
+
+def modes_for(case: TestCase) -> tuple:
+    """The compile modes a case may take: CUDA graphs only on cuda, and "reduce-overhead"
+    only for graphs CUDA graphs can replay (`generator.cudagraph_friendly`)."""
+    if case.settings.device != "cuda":
+        return MODES
+    if cudagraph_friendly(case.graph.nodes):
+        return CUDA_MODES
+    return tuple(m for m in CUDA_MODES if m != "reduce-overhead")
 
 
 def _set_backward(case: TestCase, rng: random.Random, on: bool) -> TestCase:
@@ -117,7 +129,7 @@ def _mutate_config(rng: random.Random, case: TestCase, section: str, key: str | 
             current[key] = (not old) if domain[0] == "bool" and isinstance(old, bool) else \
                 config_space.sample_value(rng, section, key)
     else:
-        flags = config_space.available_flags(section)
+        flags = config_space.available_flags(section, case.settings.device)
         removable = sorted(set(current) - protected)
         roll = rng.random()
         if removable and roll < 0.3:
@@ -156,12 +168,13 @@ def _toggle_param(case: TestCase, rng: random.Random) -> TestCase | None:
     return case.replace(graph=dataclasses.replace(case.graph, inputs=tuple(inputs)))
 
 
-def setting_moves() -> list[str]:
-    """Every move `mutate_settings` can make, for a learning chooser: the plain kinds plus one
-    move per config flag ("inductor:cpp_wrapper", "dynamo:specialize_int", ...)."""
+def setting_moves(device: str = "cpu") -> list[str]:
+    """Every move `mutate_settings` can make on cases for `device`, for a learning chooser: the
+    plain kinds plus one move per config flag ("inductor:cpp_wrapper",
+    "dynamo:specialize_int", ...; Triton flags on cuda, C++ flags on the CPU)."""
     moves = [k for k in SETTING_KINDS if k not in SECTION_OF]
     for kind, section in SECTION_OF.items():
-        moves += [f"{kind}:{flag}" for flag in config_space.available_flags(section)]
+        moves += [f"{kind}:{flag}" for flag in config_space.available_flags(section, device)]
     return moves
 
 
@@ -175,7 +188,7 @@ def mutate_settings(case: TestCase, rng: random.Random, ctx: MutationContext) ->
 def choose_setting_move(rng: random.Random, ctx: MutationContext) -> str:
     """Which setting to change: the context's chooser decides, else a weighted draw of a kind."""
     if ctx.choose_setting is not None:
-        return ctx.choose_setting(setting_moves())
+        return ctx.choose_setting(setting_moves(ctx.options.device))
     return rng.choices(list(SETTING_KINDS), list(SETTING_KINDS.values()))[0]
 
 
@@ -201,7 +214,7 @@ def apply_setting_move(case: TestCase, rng: random.Random, move: str) -> TestCas
         return case.replace(settings=dataclasses.replace(s, mark_dynamic=tuple(marks)))
     if what == "mode":
         return case.replace(settings=dataclasses.replace(
-            s, mode=rng.choice([m for m in MODES if m != s.mode])))
+            s, mode=rng.choice([m for m in modes_for(case) if m != s.mode])))
     if what == "fullgraph":
         return case.replace(settings=dataclasses.replace(s, fullgraph=not s.fullgraph))
     if what == "backward":
@@ -209,6 +222,8 @@ def apply_setting_move(case: TestCase, rng: random.Random, move: str) -> TestCas
     if what == "params":
         return _toggle_param(case, rng)
     section = SECTION_OF[what]
+    if flag and config_space.flag_device(flag) not in (None, s.device):
+        return None  # a flag of another device's code generation changes nothing here
     new = _mutate_config(rng, case, section, flag or None)
     if new is None:
         return None

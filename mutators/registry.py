@@ -16,6 +16,7 @@ from mutators.params import (apply_setting_move, choose_setting_move, mutate_att
                              mutate_values)
 from mutators.structural import delete_node, insert_node, replace_op, splice
 from mutators.tensors import perturb_layout, perturb_shape, retype
+from mutators.values import simd_counts, value_magnitudes, value_specials
 
 Mutator = Callable[[TestCase, random.Random, MutationContext], "TestCase | None"]
 
@@ -30,6 +31,9 @@ MUTATORS: dict[str, Mutator] = {
     "splice": splice,
     "mutate_settings": mutate_settings,
     "mutate_values": mutate_values,
+    "value_magnitudes": value_magnitudes,
+    "value_specials": value_specials,
+    "simd_counts": simd_counts,
 }
 
 # Mutators that make one of several named moves, as (choose the move, apply it): the step calls

@@ -31,7 +31,8 @@ _validity = _mutant_validity()
 measure, run_eagerly = _validity.measure, _validity.run_eagerly
 
 EXPECTED = {"insert_node", "delete_node", "replace_op", "retype", "perturb_layout", "perturb_shape",
-            "mutate_attrs", "splice", "mutate_settings", "mutate_values"}
+            "mutate_attrs", "splice", "mutate_settings", "mutate_values", "value_magnitudes",
+            "value_specials", "simd_counts"}
 
 
 @pytest.fixture(scope="module")

@@ -204,7 +204,7 @@ def test_repro_script_runs_standalone(campaign, tmp_path, capsys):
     # bucket (a genuinely passing case) shows the mechanics: imports only torch, runs with -I.
     script, report = tmp_path / "repro.py", tmp_path / "report.md"
     rc, _, _ = _main(["repro", campaign["sigs"]["passing"][1], "--dir", campaign["dir"],
-                      "-o", str(script), "--report", str(report)], capsys)
+                      "-o", str(script), "--report", str(report), "--no-run"], capsys)
     assert rc == 0
     src = script.read_text()
     imports = {n.names[0].name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import)}
@@ -216,10 +216,11 @@ def test_repro_script_runs_standalone(campaign, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "eager and compiled agree" in proc.stdout
     md = report.read_text()
-    assert md.startswith("# [inductor]") and "### Versions" in md and "```python" in md
+    assert md.startswith("# [") and "### Versions" in md and "```python" in md
     # a failing example: the report carries the observed error
     rc, _, _ = _main(["repro", campaign["sigs"]["crash_a"][1], "--dir", campaign["dir"], "--original",
-                      "-o", str(tmp_path / "r2.py"), "--report", str(tmp_path / "r2.md")], capsys)
+                      "-o", str(tmp_path / "r2.py"), "--report", str(tmp_path / "r2.md"), "--no-run"],
+                     capsys)
     assert rc == 0 and "fault injection" in (tmp_path / "r2.md").read_text()
     # a genuinely failing program: the same script machinery surfaces the error, exit != 0
     # (the compact program of a small case, or the full one: the compiled call's line either way)
@@ -241,7 +242,7 @@ def test_export_tests_collectable(campaign, tmp_path, capsys):
     assert rc == 0 and "3 tests" in text
     src = out.read_text()
     compile(src, str(out), "exec")
-    assert src.count("@pytest.mark.xfail(strict=False") == 3
+    assert src.count("strict=True") == 3 and "strict=False" not in src
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                            str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -393,9 +394,9 @@ def test_resolve_each_id_kind(id_campaign):
     assert example.failure["kind"] == "compile_crash" and example.failure["message"] == "boom"
     assert serialize.case_id(example.case) == eid
 
-    bucket = resolve.load_case(sid, d)
-    assert bucket.label == eid and bucket.sig_id == sid  # a bucket's first example...
-    reduced = resolve.load_case(sid, d, prefer_reduced=True)  # ...or its reduced case, if asked
+    bucket = resolve.load_case(sid, d, prefer_reduced=False)
+    assert bucket.label == eid and bucket.sig_id == sid  # a bucket's first example (--original)...
+    reduced = resolve.load_case(sid, d)  # ...or by default its reduced case
     assert reduced.label == f"{sid} (reduced)"
     assert serialize.case_id(reduced.case) == serialize.case_id(id_campaign["reduced"])
     assert resolve.load_case(id_campaign["sig"], d).sig_id == sid  # the full signature too

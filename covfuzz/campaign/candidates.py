@@ -17,6 +17,7 @@ import random
 
 import mutators
 from covfuzz.campaign.execution import Candidate, Execution
+from covfuzz.campaign.feedbacks import MAX_FAMILY_CREDIT, normalized_gain
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.state import CampaignState, Counters
@@ -28,7 +29,10 @@ from covfuzz.triage.resolve import read_case_file
 from harness.faults import FAULT_SEEDS
 
 STRATEGIES = ("generate", "generate+settings", "settings", "mutate")
-NEW_FAILURE_GAIN = 50.0  # a new failure bucket is worth this many new features to the bandits
+# What a new failure bucket is worth to the strategy and settings bandits, which learn from
+# each family's finds in units of that family's average execution (feedbacks.normalized_gain):
+# as much as the largest find one family can credit.
+NEW_FAILURE_CREDIT = MAX_FAMILY_CREDIT
 MUTATION_TRIES = 8  # seeds tried before a mutation strategy falls back to a fresh graph
 
 
@@ -140,13 +144,18 @@ class CandidateMaker:
     # ------------------------------------------------------------------ learning
     def learn(self, ex: Execution) -> None:
         """Feedback mode: the trait table, the strategy and settings bandits and the mutator
-        bandit learn what this execution earned per second."""
+        bandit learn what this execution earned per second. The bandits are credited per
+        feature family (each family's new features in units of its own average execution,
+        `feedbacks.normalized_gain`), so a family that finds few features (divergence, values)
+        weighs as much as coverage; a mutator wins when it paid at least one average
+        execution's worth in some family, or found a new failure bucket."""
         if self.opts.no_feedback:
             return
         seconds, strategy = ex.seconds, ex.origin.get("strategy")
         kept_gain = ex.gain if ex.kept else 0  # only kept features count as new
         self.trait_yield.record(ex.case, kept_gain, seconds)
-        gain = kept_gain + ex.new_bucket * NEW_FAILURE_GAIN
+        credit = normalized_gain(self.seeds.feedbacks, ex.novelty) if ex.kept else 0.0
+        gain = credit + ex.new_bucket * NEW_FAILURE_CREDIT
         if strategy:
             self.strategies.reward(strategy, gain, seconds)
         # A move is credited only where it alone made the difference (not on a fresh graph,
@@ -156,4 +165,4 @@ class CandidateMaker:
                 self.setting_moves.reward(move, gain, seconds)
         arms = ex.mutator_names()
         if arms and strategy in ("settings", "mutate"):
-            self.scheduler.reward(arms, ex.won)
+            self.scheduler.reward(arms, ex.new_bucket or credit >= 1.0)

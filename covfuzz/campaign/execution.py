@@ -18,7 +18,7 @@ from covfuzz.ir import TestCase
 
 # Names in an origin's `mutators` that mark where a case came from rather than a change made to
 # it: none of them is a bandit arm, and only `generate` (a strategy of its own) counts wins.
-MARKERS = ("seed-file", "inject-fault")
+MARKERS = ("seed-file", "inject-fault", "sync")
 NOT_MUTATORS = (*MARKERS, "generate")
 
 

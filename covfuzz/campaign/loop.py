@@ -28,16 +28,17 @@ from corpus import CorpusStore
 from covfuzz import __version__, lock, workdir
 from covfuzz.campaign.candidates import CandidateMaker
 from covfuzz.campaign.execution import Candidate, Execution
-from covfuzz.campaign.feedbacks import CoverageFeedback, Feedback
+from covfuzz.campaign.feedbacks import Feedback, make_feedbacks
 from covfuzz.campaign.monitor import Monitor
 from covfuzz.campaign.objectives import FailureObjective, Objective
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.stages import ExecuteStage, Stage
 from covfuzz.campaign.state import V1_KEYS, CampaignState, restore_rng, rng_state
-from covfuzz.features import sorted_unique
+from covfuzz.features import FAMILY_ENV, sorted_unique
 from covfuzz.scheduler import Scheduler
 from harness.pool import LocalPool, WorkerPool, WorkerSpec
+from harness.ray_pool import CaseLost, RayPool
 
 FAULT_MEMORY_LIMIT_MB = 4096  # injected memory blow-ups need a limit to be caught at
 TRAITS_RECORD = "traits"  # the info record that holds the trait table
@@ -75,10 +76,14 @@ class Campaign:
             restore_rng(self.rng, state.rng)
         self.scheduler = Scheduler(self.rng)
         self.scheduler.load_state(state.mutator_stats)
-        self.coverage = CoverageFeedback()
-        self.feedbacks: list[Feedback] = [self.coverage]
+        # Coverage first (the status counts its features), then the issue-19 families the
+        # options name; the workers compute those (FAMILY_ENV, see `_pool`).
+        self.feedbacks: list[Feedback] = make_feedbacks(opts.families)
+        self.coverage = self.feedbacks[0]
         self.objectives: list[Objective] = [FailureObjective(self.store, self.monitor.log)]
         self.stages: list[Stage] = list(stages)
+        self.lost_cases = 0  # this run's cases lost with a Ray node (after their re-queue)
+        self.pool_status: dict = {}  # a remote pool's own report (per-node stats)
         self.seeds = SeedCorpus(self.store, self.scheduler, self.feedbacks)
         self.candidates = CandidateMaker(opts, self.rng, self.seeds, self.counters)
         self.candidates.load(state)
@@ -94,10 +99,20 @@ class Campaign:
             self.log(f"note: corpus was made with torch {info.get('torch')}, running "
                      f"{torch.__version__}; `covfuzz cmin --rerun` re-measures features")
         self.seeds.load(state.times_chosen)
+        self._load_divergence()
 
     @property
     def mode(self) -> str:
         return self.opts.mode
+
+    def _load_divergence(self) -> None:
+        """Resume: each stored seed's best divergence bucket (its metadata) to the scheduler."""
+        if "divergence" not in self.opts.families:
+            return
+        for seed_id, meta in self.store.iter_seeds():
+            bucket = meta.get("divergence")
+            if isinstance(bucket, int) and not isinstance(bucket, bool) and bucket > 0:
+                self.scheduler.set_divergence(seed_id, bucket)
 
     def log(self, text: str) -> None:
         self.monitor.log(text)
@@ -132,6 +147,8 @@ class Campaign:
         now = time.time()
         if ex.gain:
             self.seeds.add(ex, hits_before, found_at=now)
+            if ex.origin.get("divergence"):
+                self.scheduler.set_divergence(ex.case_id, ex.origin["divergence"])
             for feedback in self.feedbacks:
                 feedback.commit(found[feedback.name])
             self.counters.last_new_feature = now
@@ -169,13 +186,20 @@ class Campaign:
         return status
 
     # ----------------------------------------------------------------------------- loop
-    def _pool(self) -> LocalPool:
+    def _pool(self) -> WorkerPool:
         opts = self.opts
         memory_limit_mb = opts.memory_limit_mb or (FAULT_MEMORY_LIMIT_MB if opts.inject_faults else None)
+        env = {"COVFUZZ_FAULT_INJECTION": "1"} if opts.inject_faults else {}
+        families = [f for f in opts.families if f != "coverage"]
+        if families:
+            env[FAMILY_ENV] = ",".join(families)
         spec = WorkerSpec.for_campaign(
             device=opts.device, cache_dir=workdir.inductor_cache(self.dir), timeout=opts.timeout,
-            memory_limit=memory_limit_mb * (1 << 20) if memory_limit_mb else None,
-            env={"COVFUZZ_FAULT_INJECTION": "1"} if opts.inject_faults else {})
+            memory_limit=memory_limit_mb * (1 << 20) if memory_limit_mb else None, env=env,
+            reference=opts.reference)
+        if opts.ray:
+            return RayPool(spec, opts.ray, workers_per_node=opts.workers_per_node,
+                           workers_per_gpu=opts.workers_per_gpu)
         return LocalPool(spec, opts.workers)
 
     def run(self, pool: WorkerPool | None = None) -> dict:
@@ -224,8 +248,12 @@ class Campaign:
         while True:
             for stage in self.stages:
                 stage.poll(self)
+            if self.opts.ray:  # nodes join and leave: the pool's size is the worker count
+                self.opts.workers = executor.pool.size
             # Stages working in the background (triage) hold some of the worker slots.
             free = self.opts.workers - sum(stage.slots() for stage in self.stages)
+            for stage in self.stages:  # cases a stage brings (another campaign's, when synced)
+                queue.extendleft(reversed(stage.candidates()))
             while not self.stop_requested and budget.allows(len(in_flight)) \
                     and len(in_flight) < free:
                 candidate = queue.popleft() if queue else self.candidates.next()
@@ -255,9 +283,16 @@ class Campaign:
                 queue.append(self.candidates.next())
             done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                del in_flight[future]
-                self.handle(future.result())
+                candidate = in_flight.pop(future)
+                try:
+                    ex = future.result()
+                except CaseLost as exc:  # its Ray node died, twice: no result to judge
+                    self.lost_cases += 1
+                    self.log(f"[lost] {exc} (origin {candidate.origin.get('mutators')})")
+                    continue
+                self.handle(ex)
                 budget.executed += 1
+            self.pool_status = getattr(executor.pool, "status", dict)()
             self.counters.restarts = executor.restarts() + self.counters.restarts_before
             self.counters.elapsed = base_elapsed + time.time() - started
             if time.time() - last_report >= self.opts.status_interval:

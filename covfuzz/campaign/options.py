@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from covfuzz.features import FEEDBACK_FAMILIES, parse_families
 from covfuzz.generator import GenOptions
 
 
@@ -32,6 +33,27 @@ class CampaignOptions:
     # waits up to this many seconds for the buckets still queued.
     drain_limit: float = 1800.0
     map_size: int | None = None  # initial LMDB map size (tests start tiny to force growth)
+    # Feature families judged (`--feedback`, issue 19): None = every family in feedback mode,
+    # coverage alone with no_feedback (the baseline as it always was). Coverage is always on.
+    feedback: tuple[str, ...] | None = None
+    # --device cuda: where the float64 reference runs (harness.oracle.REFERENCE_CHOICES).
+    reference: str = "auto"
+    # Workers on a Ray cluster (issue 21, harness/ray_pool.py): its address ("auto" or
+    # HOST:PORT), and the slots per node (None: its CPU count) or per GPU. None: local workers.
+    ray: str | None = None
+    workers_per_node: int | None = None
+    workers_per_gpu: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.feedback is not None:
+            self.feedback = parse_families(",".join(self.feedback))  # ValueError: unknown name
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The feature families this campaign computes and judges, coverage first."""
+        if self.feedback is None:
+            return ("coverage",) if self.no_feedback else FEEDBACK_FAMILIES
+        return ("coverage", *(f for f in FEEDBACK_FAMILIES if f in self.feedback and f != "coverage"))
 
     @property
     def mode(self) -> str:

@@ -23,6 +23,7 @@ class Stage:
     - `pending()`: work left (the loop lets it finish at the end of the budget);
     - `resume(campaign)`: when a run starts, pick up what an earlier run left;
     - `status()`: keys added to the campaign's status;
+    - `candidates()`: cases the stage wants run (the loop runs them before making new ones);
     - `close()`: the run ends."""
 
     def process(self, ex: Execution, campaign) -> None:
@@ -42,6 +43,9 @@ class Stage:
 
     def status(self) -> dict:
         return {}
+
+    def candidates(self) -> list:
+        return []
 
     def close(self) -> None:
         pass

@@ -102,7 +102,8 @@ def cmd_gen(args) -> int:
 
 
 def cmd_show(args) -> int:
-    resolved = load_case(args.case, args.dir)
+    resolved = load_case(args.case, args.dir, prefer_reduced=not args.original)
+    print(f"picked {resolved.describe()}", file=sys.stderr)
     case = resolved.case
     if args.json:
         sys.stdout.write(serialize.to_json(case))
@@ -190,11 +191,19 @@ def add_parsers(sub) -> None:
     gen.set_defaults(func=cmd_gen)
 
     show = sub.add_parser("show", help=summary("show"),
-                          description="Show a test case file (stored or JSON form).")
+                          description="Show a test case: a file (stored or JSON form, or "
+                                      "DIR/reduced/<signature id>.json), or with --dir an id "
+                                      "(seed, example, reduced-case or signature id, or a unique "
+                                      "prefix; a signature id means the reduced case when there "
+                                      "is one). Says on stderr which case it picked.")
     show.add_argument("case", metavar="FILE_OR_ID",
                       help="test case file (.cfz stored form or .json), or an id with --dir")
-    show.add_argument("--dir", help="campaign directory to look ids up in (seed, example or "
-                                    "signature id, or a unique prefix of one)")
+    show.add_argument("--dir", metavar="DIR",
+                      help="campaign directory to look ids up in (seed, example, reduced-case or "
+                           "signature id, or a unique prefix of one)")
+    show.add_argument("--original", action="store_true",
+                      help="for a signature id, the bucket's first example instead of its "
+                           "reduced case")
     show.add_argument("--json", action="store_true", help="print the JSON form only")
     show.add_argument("--no-code", action="store_true", help="omit the generated program")
     show.set_defaults(func=cmd_show)

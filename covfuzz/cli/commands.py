@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("corpus", "write every seed as a test-case file"),
     "import": ("corpus", "add test-case files to a campaign's corpus as seeds"),
     "salvage": ("corpus", "copy every readable record of a damaged campaign into a new one"),
+    "coverage": ("corpus", "where the corpus and a bucket reach into Inductor and Dynamo (HTML report)"),
     "selffuzz": ("selffuzz", "fuzz covfuzz's own parsers (atheris)"),
     "run": ("run", "run test-case files through the harness"),
 }

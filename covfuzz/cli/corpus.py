@@ -5,6 +5,7 @@
   covfuzz export DIR -o FOLDER [--json]
   covfuzz import DIR FILE... [--run] [--timeout S]
   covfuzz salvage DIR -o NEW
+  covfuzz coverage DIR --html OUT [--limit N] | --bucket SIG
 
 Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError
 (`covfuzz.cli.main` prints it as one line and exits 2).
@@ -12,6 +13,7 @@ Every func takes the parsed args and returns an exit code; bad input raises Covf
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -21,21 +23,47 @@ import time
 
 import corpus
 from corpus import open_campaign_store
+from corpus.cmin import unit_counts
 from covfuzz import lock, serialize, workdir
 from covfuzz.cli.commands import summary
 from corpus.salvage import salvage
 from covfuzz.errors import CovfuzzError
+from covfuzz.features import as_features
+from covfuzz.outcomes import KEEP_OUTCOMES, is_failure
+from covfuzz.status import repro_command
 from covfuzz.text import printable
 from covfuzz.triage import failures as F
 from covfuzz.triage.resolve import CASE_ID, read_case_file
+from covfuzz.triage.signature import check_of, signature_of
 from harness.pool import WorkerHandle, WorkerSpec, start_worker
 
 LOCK_HOLDER = "covfuzz campaign or cmin"  # what a second writer is told holds the directory
 MAX_PLAIN_FILE = 16 << 20  # a reduced case or known-issues file copied by cmin -o / salvage
 
 
-def _worker(timeout: float, coverage: bool = False) -> WorkerHandle:
-    return start_worker(WorkerSpec.for_triage(timeout=timeout, coverage=coverage))
+def _worker(directory: str, timeout: float, coverage: bool = False) -> WorkerHandle:
+    """A worker for re-running seeds. One that measures coverage warms up first, as a
+    campaign's workers do (`WorkerSpec.for_campaign`): a cold worker's first case would also
+    count one-time initialisation, and its features would not compare with the campaign's.
+    It uses the campaign's kernel cache (which only changes unmeasured lines, but saves time)."""
+    spec = WorkerSpec.for_triage(timeout=timeout, coverage=coverage,
+                                 cache_dir=workdir.inductor_cache(directory))
+    return start_worker(dataclasses.replace(spec, warmup=coverage))
+
+
+def _as_a_campaign_runs(case):
+    """The case as a campaign hands it to a worker: propagated (every node's output spec
+    filled in). A worker given a case without them propagates it itself, on meta tensors,
+    before compiling: that warms caches the compile would otherwise fill, and the features
+    differ from the campaign's (by an arc or so)."""
+    if all(node.out is not None for node in case.graph.nodes):
+        return case
+    from covfuzz.errors import InvalidGraph
+    from covfuzz.propagate import propagate  # imports torch: only when cases are run
+    try:
+        return propagate(case)
+    except InvalidGraph:
+        return case  # the worker reports it invalid
 
 
 # ----------------------------------------------------------------------------- cmin / merge
@@ -53,7 +81,7 @@ def _rerun_order(store) -> list[str]:
 def _rerun_features(directory: str, timeout: float) -> int:
     n = 0
     with corpus.open_campaign_store(directory, readonly=False, create=False) as store, \
-            _worker(timeout, coverage=True) as worker:
+            _worker(directory, timeout, coverage=True) as worker:
         for sid in _rerun_order(store):
             try:
                 data = store.get_case_bytes(sid)
@@ -73,7 +101,7 @@ def _rerun_features(directory: str, timeout: float) -> int:
             except CovfuzzError as exc:
                 _warn(f"skipped seed {sid}: {exc}")
                 continue
-            result = worker.run(case, timeout=timeout, coverage=True)
+            result = worker.run(_as_a_campaign_runs(case), timeout=timeout, coverage=True)
             meta.update(exec_time=result.timings.get("total", 0.0), outcome=result.outcome,
                         n_features=len(result.features), remeasured_at=time.time())
             store.add_seed(sid, data, meta, result.features, overwrite=True, count_hits=False)
@@ -82,8 +110,10 @@ def _rerun_features(directory: str, timeout: float) -> int:
 
 
 def _report_line(rep: dict) -> str:
+    """Seeds and features (the one coverage unit: arcs; covered lines beside) before -> after."""
     line = (f"seeds {rep['seeds_before']} -> {rep['seeds_after']}, "
-            f"features {rep['features_before']} -> {rep['features_after']}")
+            f"features {rep['arcs_before']} -> {rep['arcs_after']} "
+            f"(lines {rep['lines_before']} -> {rep['lines_after']})")
     unjudged = rep.get("featureless", 0) + rep.get("damaged", 0)
     if unjudged:
         line += (f"; kept {unjudged} seeds it could not judge: {rep['featureless']} without "
@@ -205,40 +235,69 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _record_failure(store, store_dir: str, case, data: bytes, result) -> str:
+    """Put a failing import into its failure bucket, as a campaign's FailureObjective does
+    (the same signature, failing check and example), so `covfuzz crashes` lists it."""
+    sig, sig_id = signature_of(case, result)
+    extra = {"signature": sig}
+    check = check_of(result)
+    if check:
+        extra["check"] = check
+    new = store.record_failure(sig_id, result.outcome, result.message or "",
+                               result.exc_type or "", serialize.case_id(case), data,
+                               result.to_dict(), extra=extra)
+    return (f"{'new' if new else 'known'} failure bucket {sig_id} "
+            f"(reproduce: {repro_command(store_dir, sig_id)})")
+
+
 def cmd_import(args) -> int:
     cases = [(path, read_case_file(path)) for path in args.files]  # stored as written
     os.makedirs(args.dir, exist_ok=True)
     held = lock.acquire(args.dir, holder=LOCK_HOLDER)
-    added = 0
+    added = failed = 0
     try:
-        worker = _worker(args.timeout, coverage=True) if args.run else None
+        worker = _worker(args.dir, args.timeout, coverage=True) if args.run else None
         try:
             with corpus.open_campaign_store(args.dir, readonly=False, create=True) as store:
                 for path, case in cases:
                     cid = serialize.case_id(case)
+                    data = serialize.encode(case)
                     measured = {}
                     features = []
+                    note = ""
                     if worker is not None:
-                        result = worker.run(case, timeout=args.timeout, coverage=True)
+                        result = worker.run(_as_a_campaign_runs(case), timeout=args.timeout,
+                                            coverage=True)
                         features = result.features
+                        arcs, lines = unit_counts(as_features(features))
                         measured = dict(exec_time=result.timings.get("total", 0.0),
                                         outcome=result.outcome, n_features=len(features))
+                        note = f"{result.outcome}, {arcs} features ({lines} lines)"
+                        if is_failure(result.outcome):
+                            failed += 1
+                            note += "; " + _record_failure(store, args.dir, case, data, result)
+                        if result.outcome not in KEEP_OUTCOMES:
+                            # A campaign keeps no seed of a crash or an invalid case either.
+                            print(printable(f"{path}: {note}; not added as a seed"))
+                            continue
                     # Fields of corpus.seed_meta; the store builds the meta with it and fills
                     # in features_found (the features no other seed had).
                     meta = dict(mutators=["import"], nodes=len(case.graph.nodes),
                                 imported_from=os.path.basename(path)[:200], **measured)
                     if store.has_seed(cid):
-                        print(f"{path}: already in the corpus as {cid}")
+                        print(printable(f"{path}: already in the corpus as {cid}"
+                                        + (f" ({note})" if note else "")))
                         continue
-                    store.add_seed(cid, serialize.encode(case), meta, features)
+                    store.add_seed(cid, data, meta, features)
                     added += 1
-                    print(f"{path}: added as {cid} ({len(features)} features)")
+                    print(printable(f"{path}: added as {cid}" + (f" ({note})" if note else "")))
         finally:
             if worker is not None:
                 worker.close()
     finally:
         held.close()
-    print(f"imported {added} of {len(cases)} test cases into {args.dir}")
+    print(f"imported {added} of {len(cases)} test cases into {printable(args.dir)}"
+          + (f"; {failed} failed (see covfuzz crashes {printable(args.dir)})" if failed else ""))
     return 0
 
 
@@ -338,35 +397,80 @@ def cmd_salvage(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- coverage
+
+
+def cmd_coverage(args) -> int:
+    from covfuzz.triage import compiler_view  # imports the harness: only this command pays
+    _check_campaign_dir(args.dir)
+    if args.bucket:
+        with open_campaign_store(args.dir) as store:
+            for line in compiler_view.bucket_view(store, args.bucket, limit=args.top):
+                print(printable(line))
+        return 0
+    if os.path.lexists(args.html) and not os.path.isdir(args.html):
+        raise CovfuzzError(f"{args.html}: exists and is not a directory")
+    rep = compiler_view.corpus_html(args.dir, args.html, limit=args.limit, timeout=args.timeout,
+                                    progress=lambda text: print(printable(text), flush=True))
+    print(printable(f"{rep['ran']} seeds re-run ({rep['failed']} did not pass), "
+                    f"{rep['percent']:.1f}% of torch/_inductor + torch/_dynamo covered: "
+                    f"{rep['index']}"))
+    return 0
+
+
 # ----------------------------------------------------------------------------- parsers
 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("cmin", help=summary("cmin"))
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="campaign directory (not while a campaign runs in it)")
     p.add_argument("-o", "--out", metavar="OUT", help="write a new campaign dir instead of rewriting DIR")
-    p.add_argument("--rerun", action="store_true", help="re-measure every seed's features first")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    p.add_argument("--rerun", action="store_true",
+                   help="re-measure every seed's features first (a warm worker, as a campaign's)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="per-case timeout of --rerun in seconds (default %(default)s)")
     p.set_defaults(func=cmd_cmin)
 
     p = sub.add_parser("merge", help=summary("merge"))
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
-    p.add_argument("-o", "--out", required=True, metavar="C")
+    p.add_argument("a", metavar="A", help="first campaign directory (only read)")
+    p.add_argument("b", metavar="B", help="second campaign directory (only read)")
+    p.add_argument("-o", "--out", required=True, metavar="C", help="new campaign directory")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("export", help=summary("export"))
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("-o", "--out", required=True, metavar="FOLDER")
+    p.add_argument("dir", metavar="DIR", help="campaign directory")
+    p.add_argument("-o", "--out", required=True, metavar="FOLDER",
+                   help="folder for the files (<seed id>.cfz, or .json)")
     p.add_argument("--json", action="store_true", help="JSON form instead of the stored form")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help=summary("import"))
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--run", action="store_true", help="measure their features (else empty)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    p.add_argument("dir", metavar="DIR", help="campaign directory (created if missing)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="test-case files (.cfz or .json)")
+    p.add_argument("--run", action="store_true",
+                   help="run each case in a warm worker: measure its features as a campaign "
+                        "does, and put a failing case into its failure bucket (not a seed)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="per-case timeout of --run in seconds (default %(default)s)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("coverage", help=summary("coverage"),
+                       description="--html: re-run the corpus seeds under coverage.py and write "
+                                   "its HTML report of torch/_inductor and torch/_dynamo. "
+                                   "--bucket: the compiler functions and files a bucket's "
+                                   "example reaches that few executions reach (from stored "
+                                   "features and hit counts; nothing is re-run).")
+    p.add_argument("dir", metavar="DIR", help="campaign directory (only read)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--html", metavar="OUT", help="folder for the HTML report (index.html)")
+    what.add_argument("--bucket", metavar="SIG", help="a bucket's signature id (covfuzz crashes)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="--html: re-run at most N seeds (default: all)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="--html: per-seed timeout in seconds (default %(default)s)")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="--bucket: list at most N functions (default %(default)s)")
+    p.set_defaults(func=cmd_coverage)
 
     p = sub.add_parser("salvage", help=summary("salvage"))
     p.add_argument("dir", metavar="DIR", help="the damaged campaign directory (only read)")

@@ -1,10 +1,12 @@
-"""`covfuzz run FILE_OR_ID... [--dir DIR] [--device cpu|cuda] [--timeout S] [--json] [--no-coverage]`.
+"""`covfuzz run FILE_OR_ID... [--dir DIR] [--original] [--device cpu|cuda] [--timeout S] [--json] [--no-coverage]`.
 
 Runs test cases through the harness and prints the outcome, the time split and the coverage
 feature count (or, with --json, one JSON object per case). A case is a stored (b"CFZT"...) or
-JSON test-case file, or, with --dir DIR, the id of a seed, failure example or signature of
-that campaign (or a unique prefix of one). Exit status: 0 all passed (or were invalid), 1 some
-failure outcome, 2 bad input.
+JSON test-case file (DIR/reduced/<signature id>.json names its reduced case), or, with
+--dir DIR, the id of a seed, failure example, reduced case or signature of that campaign (or a
+unique prefix of one; a signature id means the reduced case when there is one, --original its
+first example). Which case each argument picked is said on stderr. Exit status: 0 all passed
+(or were invalid), 1 some failure outcome, 2 bad input.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     p.add_argument("cases", nargs="+", metavar="FILE_OR_ID",
                    help="test-case file (stored or JSON form), or an id of the campaign --dir")
     p.add_argument("--dir", metavar="DIR", default=None,
-                   help="campaign directory the ids name (seed, example or signature ids, or "
-                        "unique prefixes)")
+                   help="campaign directory the ids name (seed, example, reduced-case or "
+                        "signature ids, or unique prefixes; a signature id means the bucket's "
+                        "reduced case when there is one)")
+    p.add_argument("--original", action="store_true",
+                   help="for a signature id, the bucket's first example instead of its reduced case")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="device to run on (default: the case's own device)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
@@ -69,10 +74,12 @@ def main(args) -> int:
     loaded = []
     for arg in args.cases:  # every case loads before any runs: bad input fails fast
         try:
-            loaded.append((arg, load_case(arg, args.dir).case))
+            target = load_case(arg, args.dir, prefer_reduced=not args.original)
         except CovfuzzError as exc:
             print(f"covfuzz run: {one_line(exc)}", file=sys.stderr)
             return 2
+        print(f"picked {target.describe()}", file=sys.stderr)
+        loaded.append((arg, target.case))
 
     status = 0
     worker = None  # started on the first valid case
@@ -85,8 +92,10 @@ def main(args) -> int:
                                    exc_type="covfuzz.errors.InvalidGraph")
             else:
                 if worker is None:
-                    worker = start_worker(WorkerSpec.for_run(timeout=args.timeout,
-                                                             coverage=not args.no_coverage))
+                    # Measured as a campaign measures (a warm-up case first): one coverage unit.
+                    worker = start_worker(
+                        WorkerSpec.for_run(timeout=args.timeout, coverage=False)
+                        if args.no_coverage else WorkerSpec.for_campaign(timeout=args.timeout))
                 result = worker.run(encode(case), device=args.device)
             if is_failure(result.outcome):
                 status = 1

@@ -1,8 +1,14 @@
-"""Reading a campaign: `covfuzz status` and `covfuzz plot`. Light on purpose (no torch), so
-that `covfuzz status` answers at once while a campaign runs.
+"""Reading a campaign: `covfuzz status` and `covfuzz plot`. Light on purpose (no torch, no
+numpy, no LMDB), so that `covfuzz status` answers at once while a campaign runs, whatever the
+corpus size: everything it shows comes from `DIR/fuzzer_stats.json`.
 
 `read_status` returns the validated status record; what it holds came from a file in the
 campaign directory, so every name and value is printed through `printable`.
+
+`--since last` remembers when you last looked in `DIR/status_seen.json` (a small file of its
+own, written only when that option is given; nothing of the campaign is changed or dropped).
+`--watch` redraws a live view every `--interval` seconds (rich, on a terminal; plain text, once
+per interval, when stdout is not a terminal); Ctrl-C leaves it.
 """
 
 from __future__ import annotations
@@ -10,48 +16,44 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from covfuzz import workdir
 from covfuzz.cli.commands import summary
 from covfuzz.outfile import check_output
-from covfuzz.status import plot, read_status, status_line, triage_line
+from covfuzz.status import (parse_since, plot, read_seen, read_status, status_view,
+                            write_seen)
 from covfuzz.text import printable
 
 PLOT_FILE = "progress.png"  # `covfuzz plot`'s default output, inside the campaign directory
 
 
+def _since(args, now: float) -> float | None:
+    """The `--since` time; for `last`, the previous look (never looked: the campaign's first
+    history snapshot, i.e. everything is new), and this look is remembered."""
+    if args.since is None:
+        return None
+    if args.since != "last":
+        return parse_since(args.since, now)
+    seen = read_seen(args.dir)
+    if not write_seen(args.dir, now):
+        print(f"note: {printable(args.dir)} is not writable: this look is not remembered",
+              file=sys.stderr)
+    return seen if seen is not None else 0.0
+
+
 def cmd_status(args) -> int:
+    if args.watch or args.once:
+        from covfuzz.cli.status_watch import watch  # rich: only the live view imports it
+        return watch(args.dir, interval=args.interval, iterations=1 if args.once else args.iterations)
     status = read_status(args.dir)
     if args.json:
         json.dump(status, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
         return 0
-    state = "running" if status.get("running") else "stopped"
-    print(printable(f"{args.dir}: {state} ({status.get('mode')}, {status.get('workers')} workers, "
-                    f"{status.get('device')})"))
-    print(printable(status_line(status)))
-    triage = triage_line(status)
-    if triage:
-        print(printable(triage))
-    outcomes = status.get("outcomes") or {}
-    if outcomes:
-        print(printable("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))))
-    rows = status.get("mutators") or {}
-    if rows:
-        print("mutators (proposals / valid / executed / ran eagerly / wins):")
-        for name, row in sorted(rows.items()):
-            print(printable(f"  {name:<18} {row.get('proposals', 0):>6} {row.get('valid', 0):>6} "
-                            f"{row.get('executed', 0):>6} {row.get('ran', 0):>6} "
-                            f"{row.get('wins', 0):>5}"))
-    for title, key in (("strategies", "strategies"), ("best settings moves", "settings_moves")):
-        table = status.get(key) or {}
-        if table:
-            print(f"{title} (tries, new features per second, decayed):")
-            for name, row in sorted(table.items(), key=lambda kv: -kv[1].get("rate", 0)):
-                print(printable(f"  {name:<34} {row.get('tries', 0):>6} {row.get('rate', 0):>10.3f}"))
-    rss = status.get("supervisor_rss_mb")
-    if rss is not None:
-        print(printable(f"supervisor RSS: {rss} MiB"))
+    now = time.time()
+    for line in status_view(status, args.dir, since=_since(args, now), now=now):
+        print(printable(line))
     return 0
 
 
@@ -62,16 +64,37 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 3600:
+        raise ValueError(text)
+    return value
+
+
 def add_parsers(sub) -> None:
     status = sub.add_parser("status", help=summary("status"),
-                            description=f"Read DIR/{workdir.STATS}; safe while a campaign runs.")
-    status.add_argument("dir", metavar="DIR")
-    status.add_argument("--json", action="store_true")
+                            description=f"Read DIR/{workdir.STATS}; safe while a campaign runs, "
+                                        "and fast (it never opens the corpus).")
+    status.add_argument("dir", metavar="DIR", help="campaign directory")
+    status.add_argument("--json", action="store_true",
+                        help="the validated status record as JSON (every field)")
+    status.add_argument("--since", metavar="WHEN",
+                        help="also show what is new since WHEN: 30m, 2h, 1d ago, 07:00 today, "
+                             "2026-11-30T07:00, or 'last' (the previous `--since last` look, "
+                             "remembered in DIR/status_seen.json)")
+    status.add_argument("--watch", action="store_true",
+                        help="live view, redrawn every --interval seconds until Ctrl-C (plain "
+                             "text once per interval when stdout is not a terminal)")
+    status.add_argument("--once", action="store_true", help="draw the live view once and exit")
+    status.add_argument("--interval", type=_positive, default=2.0, metavar="S",
+                        help="seconds between redraws of --watch (default %(default)s)")
+    status.add_argument("--iterations", type=int, default=None, metavar="N",
+                        help="--watch: stop after N redraws (default: until Ctrl-C)")
     status.set_defaults(func=cmd_status)
 
     plot_cmd = sub.add_parser("plot", help=summary("plot"),
                               description="Plot features and unique failures over time.")
-    plot_cmd.add_argument("dir", metavar="DIR")
+    plot_cmd.add_argument("dir", metavar="DIR", help="campaign directory")
     plot_cmd.add_argument("-o", "--out", help=f"PNG path (default DIR/{PLOT_FILE})")
     plot_cmd.add_argument("--compare", nargs="*", metavar="DIR", help="other campaigns on the same axes")
     plot_cmd.set_defaults(func=cmd_plot)

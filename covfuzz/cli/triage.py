@@ -1,14 +1,19 @@
 """Triage commands: what a campaign found, and what to do with it.
 
   covfuzz crashes DIR [--json] [--known-issues F] [--sort recent|count]
-  covfuzz replay DIR|FILE [ID|SIGNATURE ...] [--reduced] [--timeout S] [--json]
-  covfuzz repro ID|FILE -o repro.py [--dir DIR] [--report report.md]
+  covfuzz replay DIR|FILE [ID|SIGNATURE ...] [--original] [--timeout S] [--json]
+  covfuzz repro ID|FILE -o repro.py [--dir DIR] [--original] [--report report.md] [--no-run]
   covfuzz export-tests DIR -o test_repros.py
-  covfuzz reduce ID|FILE [--dir DIR] [--timeout S] [--max-steps N] [--budget S] [-o FILE]
+  covfuzz reduce ID|FILE [--dir DIR] [--original] [--timeout S] [--max-steps N] [--budget S] [-o FILE]
+
+`show`, `run`, `replay`, `repro` and `reduce` name cases alike (covfuzz.triage.resolve): a file,
+DIR/reduced/<signature id>.json (or .cfz), or with a campaign directory a seed, example,
+reduced-case or signature id or a unique prefix of one; a signature means the bucket's reduced
+case when there is one (`--original`: its first example). Each says on stderr which it picked.
 
 Every func takes the parsed args and returns an exit code; bad input raises CovfuzzError
 (`covfuzz.cli.main` prints it as one line and exits 2). Ids are resolved by
-`covfuzz.triage.resolve`; reduced examples live in DIR/reduced/ (see covfuzz/triage/failures.py).
+`covfuzz.triage.resolve`; reduced cases live in DIR/reduced/ (see covfuzz/triage/failures.py).
 Everything read from a campaign (kinds, signatures, messages, ids, labels) is printed through
 `printable`, and output files are written by `covfuzz.outfile` (never through a symlink).
 """
@@ -141,19 +146,20 @@ def _replay_one(worker: WorkerHandle, target, timeout) -> dict:
 
 
 def cmd_replay(args) -> int:
-    from covfuzz.triage.resolve import bucket_case, campaign_case, file_case
+    from covfuzz.triage.resolve import bucket_case, load_case
     targets = []
-    if os.path.isdir(args.target):
+    reduced = not args.original  # a signature means the reduced case, as in every command
+    if os.path.isdir(args.target) and args.ids:  # ids, or files (DIR/reduced/<signature id>.json)
+        targets = [load_case(i, args.target, reduced) for i in args.ids]
+    elif os.path.isdir(args.target):
         with open_campaign_store(args.target) as store:
-            if args.ids:
-                targets = [campaign_case(store, i, args.target, args.reduced) for i in args.ids]
-            else:
-                targets = [bucket_case(store, rec, args.target, args.reduced)
-                           for rec in store.failures()]
+            targets = [bucket_case(store, rec, args.target, reduced) for rec in store.failures()]
     else:
         if args.ids:
             raise CovfuzzError(f"{args.target} is a test-case file: ids need a campaign directory")
-        targets = [file_case(args.target)]
+        targets = [load_case(args.target, prefer_reduced=reduced)]
+    for t in targets:
+        print(f"picked {t.describe()}", file=sys.stderr)
     if not targets:
         print(f"{printable(args.target)}: no failures to replay")
         return 0
@@ -191,12 +197,15 @@ def cmd_replay(args) -> int:
 
 
 def cmd_repro(args) -> int:
+    if args.run_timeout <= 0:
+        raise CovfuzzError("--run-timeout must be positive")
     for out in (args.out, args.report):
         if out:
             check_output(out)  # before loading torch and the case: refuse a link at once
     from covfuzz.triage import repro
     from covfuzz.triage.resolve import load_case
     target = load_case(args.id, args.dir, prefer_reduced=not args.original)
+    print(f"picked {target.describe()}", file=sys.stderr)
     if any(n.out is None for n in target.case.graph.nodes):
         raise CovfuzzError(f"{args.id}: the test case is invalid on this torch (propagation fails)")
     failure = dict(target.failure)
@@ -204,10 +213,13 @@ def cmd_repro(args) -> int:
     write_output(args.out, script)
     print(printable(f"wrote {args.out} (python {args.out})"))
     if args.report:
-        if not failure:
-            failure = {"kind": "failure", "message": "(not recorded: run the reproducer)",
-                       "signature": "?"}
-        write_output(args.report, repro.markdown_report(target.case, failure, script))
+        run = None
+        if not args.no_run:
+            print(f"running the repro for the report (at most {args.run_timeout:.0f} s; --no-run "
+                  "skips this)...", file=sys.stderr, flush=True)
+            run = repro.run_repro(script, timeout=args.run_timeout)
+        write_output(args.report, repro.markdown_report(target.case, failure, script,
+                                                        target.triage, run))
         print(printable(f"wrote {args.report}"))
     return 0
 
@@ -221,7 +233,10 @@ def cmd_export_tests(args) -> int:
     with open_campaign_store(args.dir) as store:
         # no `directory`: a bad reduced case raises in bucket_case below, skipping its bucket only
         rows = F.sort_rows(F.buckets(store), "count")
+        hidden = {r["signature_id"] for r in F.hidden_rows(rows)}  # triaged flaky or not a bug
         for row in rows:
+            if row["signature_id"] in hidden:
+                continue
             try:
                 rec = store.get_failure(row["signature_id"]) or find_bucket(store, row["signature_id"])
                 target = bucket_case(store, rec, args.dir, prefer_reduced=True)
@@ -234,45 +249,54 @@ def cmd_export_tests(args) -> int:
                 skipped += 1
                 continue
             entries.append({"sig_id": row["signature_id"], "kind": row["kind"],
-                            "signature": row["signature"],
+                            "signature": row["signature"], "exc_type": row["exc_type"],
                             "script": repro.repro_script(target.case, target.failure)})
     write_output(args.out, repro.pytest_file(entries))
     print(printable(f"wrote {args.out}: {len(entries)} tests")
-          + (f" ({skipped} buckets skipped)" if skipped else ""))
+          + (f" ({skipped} buckets skipped)" if skipped else "")
+          + (f"; {len(hidden)} buckets triaged flaky or not a bug left out" if hidden else ""))
     return 0
 
 
 # ----------------------------------------------------------------------------- reduce
 
 
-def _reduce_output(args) -> str | None:
-    """Where `reduce` writes a file the user named or derived from one (None: into DIR/reduced/)."""
+def _reduce_output(args, target) -> str | None:
+    """Where `reduce` writes: the file the user named; None (DIR/reduced/) for a case of a
+    campaign's bucket; else FILE.reduced.cfz beside a plain file."""
     if args.out:
         return args.out
-    if args.dir and not os.path.isfile(args.id):
+    if target.directory is not None and F.is_signature_id(target.sig_id):
         return None
-    return f"{os.path.splitext(args.id)[0]}.reduced.cfz"
+    if os.path.isfile(args.id):
+        return f"{os.path.splitext(args.id)[0]}.reduced.cfz"
+    raise CovfuzzError(f"{args.id}: {target.describe()} belongs to no bucket: name the output with -o")
 
 
 def cmd_reduce(args) -> int:
     if args.max_steps < 1 or args.budget <= 0 or args.timeout <= 0:
         raise CovfuzzError("--max-steps, --budget and --timeout must be positive")
-    out = _reduce_output(args)
-    if out is not None:
-        check_output(out)  # before minutes of reduction, not after
+    if args.out:
+        check_output(args.out)  # before loading torch, and minutes of reduction
     from covfuzz import serialize
     from covfuzz.triage.reduce import reduce_case
     from covfuzz.triage.resolve import load_case
-    target = load_case(args.id, args.dir, prefer_reduced=False)
+    target = load_case(args.id, args.dir, prefer_reduced=not args.original)
+    print(f"picked {target.describe()}", file=sys.stderr)
+    out = _reduce_output(args, target)
+    if out is not None:
+        check_output(out)
     log = ((lambda text: print(printable(text), file=sys.stderr, flush=True))
            if not args.quiet else None)
     res = reduce_case(target.case, target.signature, timeout=args.timeout,
                       max_steps=args.max_steps, budget=args.budget, log=log)
     sig_id = target.sig_id if F.is_signature_id(target.sig_id) else signature_id(res.signature)
-    example_id = target.example_id if F.is_case_id(target.example_id) else None
-    meta = dict(res.to_dict(), signature_id=sig_id, example_id=example_id)
+    # the metadata names the campaign's example the reduction started from
+    example_id = target.original_id if target.kind == "reduced" else target.example_id
+    meta = dict(res.to_dict(), signature_id=sig_id,
+                example_id=example_id if F.is_case_id(example_id) else None)
     if out is None:
-        out = F.write_reduced(args.dir, sig_id, res.case, meta)
+        out = F.write_reduced(target.directory, sig_id, res.case, meta)
     else:
         write_output(out, serialize.to_json(res.case).encode() if out.endswith(".json")
                      else serialize.encode(res.case))
@@ -295,10 +319,11 @@ def add_parsers(sub) -> None:
                                    "triaged as flaky or not a bug are counted, not listed (--all). "
                                    "Failures matching the known-issues file (DIR/known_issues.json "
                                    "or --known-issues) are marked known.")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("dir", metavar="DIR", help="campaign directory")
+    p.add_argument("--json", action="store_true", help="the summary, causes and buckets as JSON")
     p.add_argument("--known-issues", metavar="FILE", help="JSON or TOML known-issues file")
-    p.add_argument("--sort", choices=("recent", "count"), default="recent")
+    p.add_argument("--sort", choices=("recent", "count"), default="recent",
+                   help="newest last-seen first (default), or most frequent first")
     p.add_argument("--all", action="store_true",
                    help="also list buckets triage found flaky or not a bug")
     p.set_defaults(func=cmd_crashes)
@@ -309,38 +334,63 @@ def add_parsers(sub) -> None:
                                    "example; or a test-case FILE alone. Says per input: reproduces, "
                                    "fixed, or changed signature. Exit 0 if nothing still fails, 1 if "
                                    "something does, 2 on bad input.")
-    p.add_argument("target", metavar="DIR|FILE")
-    p.add_argument("ids", nargs="*", metavar="ID|SIGNATURE")
-    p.add_argument("--reduced", action="store_true", help="replay the reduced example where one exists")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("target", metavar="DIR|FILE", help="campaign directory, or a test-case file")
+    p.add_argument("ids", nargs="*", metavar="ID|SIGNATURE",
+                   help="seed, example, reduced-case or signature ids (or unique prefixes) of DIR; "
+                        "default: every bucket")
+    p.add_argument("--original", action="store_true",
+                   help="replay each bucket's first example, not its reduced case")
+    p.add_argument("--reduced", action="store_true",
+                   help="replay the reduced case where one exists (the default; kept for old scripts)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="per-case timeout in seconds (default 120)")
+    p.add_argument("--json", action="store_true", help="one JSON object with every verdict")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("repro", help=summary("repro"),
-                       description="ID is an example id or signature id of --dir DIR (the reduced "
-                                   "example is preferred), or a test-case FILE.")
-    p.add_argument("id", metavar="ID|FILE")
-    p.add_argument("-o", "--out", required=True, metavar="repro.py")
-    p.add_argument("--dir", metavar="DIR")
-    p.add_argument("--report", metavar="report.md")
+                       description="Write a standalone repro.py (it imports only torch) for a "
+                                   "case: ID is a seed, example, reduced-case or signature id (or "
+                                   "a unique prefix) of --dir DIR, or a test-case FILE (e.g. "
+                                   "DIR/reduced/<signature id>.json); a signature id means the "
+                                   "reduced case when there is one. --report also writes an "
+                                   "upstream-ready markdown report: it runs the repro (TORCH_LOGS="
+                                   "output_code) to record what happens on this torch and the "
+                                   "culprit's Inductor kernel.")
+    p.add_argument("id", metavar="ID|FILE", help="case id or test-case file")
+    p.add_argument("-o", "--out", required=True, metavar="repro.py", help="the script to write")
+    p.add_argument("--dir", metavar="DIR", help="campaign directory the id names")
+    p.add_argument("--report", metavar="report.md", help="also write a markdown bug report")
+    p.add_argument("--no-run", action="store_true",
+                   help="write the report from stored data only: do not run the repro (no "
+                        "observed values from this torch, no Inductor output code)")
+    p.add_argument("--run-timeout", type=float, default=600.0, metavar="S",
+                   help="limit on the report's run of the repro (default 600)")
     p.add_argument("--original", action="store_true", help="use the original example, not the reduced one")
     p.set_defaults(func=cmd_repro)
 
-    p = sub.add_parser("export-tests", help=summary("export-tests"))
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("-o", "--out", required=True, metavar="test_repros.py")
+    p = sub.add_parser("export-tests", help=summary("export-tests"),
+                       description="One pytest test per bucket of DIR, running its repro (the "
+                                   "reduced case when there is one) as __main__; each test is "
+                                   "xfail(raises=<the error the repro raises>, strict=True): a "
+                                   "broken script fails, a fixed bug XPASSes and fails strictly.")
+    p.add_argument("dir", metavar="DIR", help="campaign directory")
+    p.add_argument("-o", "--out", required=True, metavar="test_repros.py", help="the file to write")
     p.set_defaults(func=cmd_export_tests)
 
     p = sub.add_parser("reduce", help=summary("reduce"),
-                       description="Reduce a failing case (example id / signature id of --dir DIR, or a "
-                                   "FILE) while the same signature reproduces. With DIR the result is "
-                                   "stored as DIR/reduced/<signature id>.cfz (+ .json).")
-    p.add_argument("id", metavar="ID|FILE")
-    p.add_argument("--dir", metavar="DIR")
+                       description="Reduce a failing case (a seed, example, reduced-case or "
+                                   "signature id of --dir DIR, or a FILE; a signature id means the "
+                                   "reduced case when there is one) while the same signature "
+                                   "reproduces. A case of a bucket is stored as DIR/reduced/"
+                                   "<signature id>.cfz (+ .json); a FILE's as FILE.reduced.cfz.")
+    p.add_argument("id", metavar="ID|FILE", help="case id or test-case file")
+    p.add_argument("--dir", metavar="DIR", help="campaign directory the id names")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per-run timeout (default 60)")
     p.add_argument("--max-steps", type=int, default=300, metavar="N", help="at most N runs (default 300)")
     p.add_argument("--budget", type=float, default=900.0, metavar="S",
                    help="wall-clock budget of the reduction (default 900)")
+    p.add_argument("--original", action="store_true",
+                   help="for a signature id, reduce the bucket's first example, not its reduced case")
     p.add_argument("-o", "--out", metavar="FILE", help="write the reduced case here instead")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not log each reduction step")
     p.set_defaults(func=cmd_reduce)

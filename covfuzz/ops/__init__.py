@@ -9,16 +9,17 @@ from __future__ import annotations
 import torch
 
 from covfuzz.ops import (helpers, hops, indexing, inplace, layout, matmul, nn, pointwise,
-                         pyconstructs, reductions, scalars)
+                         pyconstructs, reductions, scalars, streams)
 from covfuzz.ops.base import ArgSpec, AttrDomain, OpDef
 
-__all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "get_op", "unavailable_reason"]
+__all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "allowed_on", "get_op",
+           "unavailable_reason"]
 
 
 def _declared() -> dict[str, OpDef]:
     ops: dict[str, OpDef] = {}
     for module in (pointwise, reductions, layout, matmul, nn, indexing, scalars, hops,
-                   pyconstructs, inplace):
+                   pyconstructs, inplace, streams):
         for op in module.OPS:
             if op.name in ops:
                 raise AssertionError(f"op {op.name} declared twice")
@@ -66,3 +67,8 @@ def unavailable_reason(name: str) -> str | None:
 
 def get_op(name: str) -> OpDef:
     return AVAILABLE[name]
+
+
+def allowed_on(op: OpDef, device: str) -> bool:
+    """Whether `op` may appear in a case on `device`: CUDA stream constructs only on cuda."""
+    return op.category != "streams" or device == streams.DEVICE

@@ -126,6 +126,50 @@ def region(t):
     """A subgraph Dynamo compiles once and invokes (invoke_subgraph)."""
     return t.sin() * t.cos() + 1
 ''',
+    "on_streams": '''
+def on_streams(a, b, n, f, g):
+    """f(a) on a side stream, g(b) on a second side stream (n == 3) or on the current one
+    (n == 2); the current stream joins the first with wait_stream, the second with an event."""
+    if a.device.type != "cuda":
+        raise RuntimeError("covfuzz: CUDA stream constructs need tensors on a CUDA device")
+    main = torch.cuda.current_stream()
+    side = torch.cuda.Stream()
+    side.wait_stream(main)  # a and b were made on the current stream
+    with torch.cuda.stream(side):
+        x = f(a)
+    if n == 3:
+        other = torch.cuda.Stream()
+        other.wait_stream(main)
+        with torch.cuda.stream(other):
+            y = g(b)
+        done = torch.cuda.Event()
+        done.record(other)
+        main.wait_event(done)
+    else:
+        y = g(b)
+    main.wait_stream(side)
+    return x + y
+
+
+def stream_chain(a, f):
+    """f(a) on one side stream and its consumer on another, ordered by an event, joined back
+    on the current stream by a second event."""
+    if a.device.type != "cuda":
+        raise RuntimeError("covfuzz: CUDA stream constructs need tensors on a CUDA device")
+    main = torch.cuda.current_stream()
+    producer, consumer = torch.cuda.Stream(), torch.cuda.Stream()
+    producer.wait_stream(main)
+    with torch.cuda.stream(producer):
+        x = f(a)
+        made = producer.record_event()
+    consumer.wait_event(made)
+    with torch.cuda.stream(consumer):
+        y = x * 2
+    done = torch.cuda.Event()
+    done.record(consumer)
+    main.wait_event(done)
+    return y
+''',
     "score_mods": '''
 def score_scale(score, b, h, q, kv):
     return score * 0.5
