@@ -471,8 +471,10 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
         collector.erase()
         collector.start()
         timings["coverage"] += time.perf_counter() - t
-    code_capture = gencode.capture() if "gencode" in trace.families else contextlib.nullcontext()
-    codes = None  # the generated modules, when the capture is on
+    # The capture hook is installed on every run, gencode family or not: Inductor runs one more
+    # line when a hook is set, and a case must cover the same lines in every command.
+    code_capture = gencode.capture()
+    codes = None  # the generated modules
     try:
         with code_capture as codes, torch._inductor.config.patch(program.inductor_config), \
                 torch._dynamo.config.patch(program.ns["DYNAMO_CONFIG"]):

@@ -19,6 +19,7 @@ from covfuzz.triage import failures, resolve
 from covfuzz.triage.signature import signature_id
 
 SIG = "compile_crash|RuntimeError|boom|torch/x.py:f"
+ROOT = "abcdef012345"  # the root-cause id triage gave the bucket (`covfuzz crashes` lists it)
 
 
 def _case(seed: int, op: str = "torch.sin") -> TestCase:
@@ -46,6 +47,7 @@ def store(tmp_path_factory):
         st.record_failure(sid, "compile_crash", "boom", "RuntimeError", serialize.case_id(example),
                           serialize.encode(example), {"outcome": "compile_crash", "message": "boom"},
                           extra={"signature": SIG})
+        st.update_failure_extra(sid, {"triage": {"state": "confirmed", "root_id": ROOT}})
     failures.write_reduced(d, sid, reduced, {"signature_id": sid,
                                              "reduced_id": serialize.case_id(reduced)})
     plain = tmp / "plain.cfz"
@@ -66,6 +68,8 @@ def store(tmp_path_factory):
         "reduced id": (ids["reduced"], False, ids["reduced"]),
         "reduced metadata file": (reduced_json, False, ids["reduced"]),
         "reduced case file": (reduced_json[:-5] + ".cfz", False, ids["reduced"]),
+        "root-cause id": (ROOT, False, ids["reduced"]),
+        "root-cause prefix": (ROOT[:6], False, ids["reduced"]),
         "signature id --original": (sid, True, ids["example"]),
         "reduced metadata file --original": (reduced_json, True, ids["example"]),
         "plain file": (str(plain), False, ids["seed"]),

@@ -169,9 +169,16 @@ def campaign_case(store, ident: str, directory: str | None = None,
     found = _exact_case(store, ident, directory, prefer_reduced)
     if found is not None:
         return found
+    roots = root_buckets(store)
+    if ident in roots:  # a root-cause id as `covfuzz crashes` lists it: its first bucket
+        found = _exact_case(store, roots[ident], directory, prefer_reduced)
+        if found is not None:
+            found.asked = ident
+            return found
     matches = prefix_matches(store, ident, directory)
     if len(matches) == 1:
-        found = _exact_case(store, next(iter(matches)), directory, prefer_reduced)
+        full = next(iter(matches))
+        found = _exact_case(store, roots.get(full, full), directory, prefer_reduced)
         if found is not None:
             found.asked = ident
             return found
@@ -183,6 +190,21 @@ def campaign_case(store, ident: str, directory: str | None = None,
     more = len(matches) - SHOWN_CANDIDATES
     raise CovfuzzError(f"{ident}: ambiguous id prefix{where}: {shown}"
                        + (f" and {more} more" if more > 0 else ""))
+
+
+def root_buckets(store) -> dict[str, str]:
+    """{root-cause id: signature id of its first bucket} over the confirmed buckets whose root
+    id is not a bucket's own id (`covfuzz crashes` lists a merged root cause by its root id)."""
+    out: dict[str, tuple[float, str]] = {}
+    for rec in store.failures():
+        t = triage_record(rec)
+        root = t.get("root_id") if t and t.get("state") == "confirmed" else None
+        if not root:
+            continue
+        first = rec.get("first_seen") if isinstance(rec.get("first_seen"), (int, float)) else 0.0
+        if root not in out or first < out[root][0]:
+            out[root] = (first, bucket_id(rec))
+    return {root: sid for root, (_, sid) in out.items()}
 
 
 def prefix_matches(store, prefix: str, directory: str | None = None) -> dict[str, str]:
@@ -206,6 +228,9 @@ def prefix_matches(store, prefix: str, directory: str | None = None) -> dict[str
         for rid in reduced_ids(directory):
             if rid.startswith(prefix):
                 found.setdefault(rid, "reduced")
+    for root in root_buckets(store):
+        if root.startswith(prefix):
+            found.setdefault(root, "root cause")
     return dict(sorted(found.items()))
 
 
