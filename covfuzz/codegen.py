@@ -426,14 +426,14 @@ def program(case: TestCase) -> str:
 # ----------------------------------------------------------------------------- compact programs
 
 # The check of a compact program: the first element where compiled differs from eager, with
-# the float64 reference beside it (integer and bool outputs exactly; floats within the dtype's
-# tolerance, NaN equal to NaN).
+# the float64 reference beside it (dtypes and shapes must match; integer and bool outputs
+# exactly; floats within the dtype's tolerance, NaN equal to NaN).
 COMPACT_CHECK = r'''
 TOL = {torch.float16: 1e-2, torch.bfloat16: 1.6e-2, torch.float32: 1e-4, torch.float64: 1e-7}
 for i, (e, c, r) in enumerate(zip(eager, compiled, reference)):
-    tol = TOL.get(torch.as_tensor(e).dtype, 0.0)
-    e, c, r = (torch.as_tensor(t).detach().double() for t in (e, c, r))
-    assert e.shape == c.shape, f"output {i}: eager shape {list(e.shape)}, compiled {list(c.shape)}"
+    e, c, r = (torch.as_tensor(t).detach() for t in (e, c, r))
+    assert (e.dtype, e.shape) == (c.dtype, c.shape), f"output {i}: eager {e.dtype} {list(e.shape)}, compiled {c.dtype} {list(c.shape)}"
+    tol, e, c, r = TOL.get(e.dtype, 0.0), e.double(), c.double(), r.double()
     bad = ~torch.isclose(e, c, rtol=tol, atol=tol, equal_nan=True)
     if bad.any():
         at = tuple(bad.nonzero()[0].tolist())
