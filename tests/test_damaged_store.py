@@ -86,9 +86,9 @@ def _zero_pages(path, pages):
             fh.write(bytes(PAGE))
 
 
-def _truncate_half(path):
+def _truncate_half(path, fraction=0.5):
     size = os.path.getsize(_data(path))
-    os.truncate(_data(path), size // 2)
+    os.truncate(_data(path), int(size * fraction))
 
 
 def _covfuzz(*args, cwd=None):
@@ -242,8 +242,10 @@ def test_salvage_of_a_zeroed_page_keeps_every_seed_and_lists_what_it_lost(tmp_pa
 
 def test_salvage_of_a_truncated_store_copies_what_is_readable(tmp_path):
     camp, new = tmp_path / "camp", tmp_path / "new"
-    seeds = _campaign(camp, compact=False)  # as written: the main database in the first half
-    _truncate_half(camp)
+    seeds = _campaign(camp, compact=False)  # as written: the main database in the first part
+    # 60% keeps the main database's pages and loses some seeds (the generated cases decide the
+    # exact layout: with these, the main database ends past the half).
+    _truncate_half(camp, 0.6)
     report = salvage(str(camp), env_path(new))
     assert any("truncated" in note for note in report.notes)
     assert report.lost and 0 < report.copied["testcases"] < 40

@@ -234,7 +234,7 @@ def test_seeds_near_a_divergence_get_more_energy_and_families_are_credited_alike
 def test_a_short_campaign_records_features_of_every_family(tmp_path):
     seed_file = tmp_path / "row_sum.cfz"
     seed_file.write_bytes(serialize.encode(_row_sum((64, 64))))  # diverges a little: bucket > 0
-    opts = CampaignOptions(workers=1, hours=75 / 3600, seed_files=[str(seed_file)],
+    opts = CampaignOptions(workers=1, execs=3, seed_files=[str(seed_file)],
                            initial_seeds=2, status_interval=5.0, quiet=True,
                            gen=GenOptions(max_nodes=4), drain_limit=0.0)
     assert opts.families == ("coverage", "gencode", "values", "divergence")

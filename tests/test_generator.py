@@ -92,7 +92,9 @@ def test_propagation_fills_specs_like_eager():
 def test_every_available_op_can_be_generated():
     missing = []
     for name, op in sorted(ops.AVAILABLE.items()):
-        opts = GenOptions(op_weights={name: 1.0}, max_nodes=3, data_dependent=op.data_dependent)
+        device = "cpu" if ops.allowed_on(op, "cpu") else "cuda"  # CUDA streams: cuda cases only
+        opts = GenOptions(op_weights={name: 1.0}, max_nodes=3, data_dependent=op.data_dependent,
+                          device=device)
         if not any(name in {n.op for n in generate(seed, opts).graph.nodes} for seed in range(12)):
             missing.append(name)
     assert not missing, missing

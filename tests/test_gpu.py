@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from covfuzz import codegen, config_space, ops
+from covfuzz.errors import InvalidGraph
 from covfuzz.generator import GenOptions, cudagraph_friendly, generate
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
@@ -42,12 +43,13 @@ def small_case(device: str = "cpu", seed: int = 0, mode: str | None = None, op: 
     return propagate(TestCase(graph, CompileSettings(device=device, mode=mode), seed=seed))
 
 
-def streams_case(device: str, n: int = 3) -> TestCase:
+def streams_case(device: str, n: int = 3, checked: bool = True) -> TestCase:
     x = TensorSpec.contiguous((4, 8), device=device)
     graph = Graph((Input(x), Input(x)),
                   (Node("cuda.streams", (0, 1), {"f": "sin", "g": "exp", "n": n}),
                    Node("cuda.stream_chain", (2,), {"f": "tanh"})), (3,))
-    return propagate(TestCase(graph, CompileSettings(device=device), seed=1))
+    case = TestCase(graph, CompileSettings(device=device), seed=1)
+    return propagate(case) if checked else case
 
 
 @pytest.fixture(scope="module")
@@ -247,11 +249,14 @@ def test_gpu_faults_in_a_real_worker(fault_worker):
     assert w.ping()["cuda_visible_devices"] == "5"  # a restarted worker keeps its GPU
 
 
-def test_stream_ops_on_a_cpu_case_are_refused_in_the_eager_run(fault_worker):
-    """Propagation accepts the spec (meta tensors have no device); the program refuses CPU
-    tensors, so such a case is `invalid`, never a finding."""
-    r = fault_worker.run(streams_case("cpu"), device="cpu")
-    assert r.outcome == "invalid" and r.details["stage"] == "eager", r
+def test_stream_ops_on_a_cpu_case_are_refused(fault_worker):
+    """Meta tensors carry no device, so the validity check looks at the case's: a stream op in
+    a CPU case is invalid before anything runs, and a worker handed one anyway (a file from
+    elsewhere) answers `invalid`, never a finding."""
+    with pytest.raises(InvalidGraph, match="not available on device cpu"):
+        streams_case("cpu")
+    r = fault_worker.run(streams_case("cpu", checked=False), device="cpu")
+    assert r.outcome == "invalid", r
 
 
 # ----------------------------------------------------------------------------- on a real GPU

@@ -167,9 +167,14 @@ def test_watch_leaves_on_ctrl_c(camp):
     proc = subprocess.Popen([sys.executable, "-m", "covfuzz", "status", d, "--watch",
                              "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    time.sleep(3)
+    first = ""
+    while "kill -INT" not in first:  # the first frame's pid line is out: the view is running
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()[-2000:]
+        first += line
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
+    out = first + out
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "kill -INT" in out
 

@@ -283,15 +283,7 @@ class Campaign:
                 queue.append(self.candidates.next())
             done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                candidate = in_flight.pop(future)
-                try:
-                    ex = future.result()
-                except CaseLost as exc:  # its Ray node died, twice: no result to judge
-                    self.lost_cases += 1
-                    self.log(f"[lost] {exc} (origin {candidate.origin.get('mutators')})")
-                    continue
-                self.handle(ex)
-                budget.executed += 1
+                budget.executed += self._finished(future, in_flight.pop(future))
             self.pool_status = getattr(executor.pool, "status", dict)()
             self.counters.restarts = executor.restarts() + self.counters.restarts_before
             self.counters.elapsed = base_elapsed + time.time() - started
@@ -300,6 +292,18 @@ class Campaign:
                 last_report = time.time()
             if self.stop_requested and in_flight:
                 return  # abandon in-flight cases: they are re-generated after a resume
+
+    def _finished(self, future: cf.Future, candidate: Candidate) -> int:
+        """Handle a finished case; 1 when it counts as executed, 0 when it was lost with its
+        Ray node (its slot died twice: there is no result to judge)."""
+        try:
+            ex = future.result()
+        except CaseLost as exc:
+            self.lost_cases += 1
+            self.log(f"[lost] {exc} (origin {candidate.origin.get('mutators')})")
+            return 0
+        self.handle(ex)
+        return 1
 
     def close(self) -> None:
         """Close the store and release the campaign directory's lock."""

@@ -547,7 +547,7 @@ def pytest_file(entries: list[dict]) -> str:
                     f"    _run_program(REPRO_{ident}, 'repro_{ident}.py')")
         tests += ["", "", f"REPRO_{ident} = {python_text(e['script'])}", "", "",
                   f"@pytest.mark.xfail(raises={raises}, strict=True,",
-                  f"                   reason={_text(e.get('signature'), 160)!r})",
+                  f"                   reason={_text(e.get('signature'), 300)!r})",
                   call]
     if any(t.startswith("def test_") and "(tmp_path)" in t for t in tests):
         modules |= {"subprocess", "sys"}
