@@ -35,6 +35,7 @@ from covfuzz.propagate import propagate
 from covfuzz.subgraph import ancestors, sub_case
 from harness import labels, oracle
 from harness.execute import probe_case
+from harness.values import regime  # which loop of a CPU kernel runs: tail / vec / vec+tail
 
 MAX_PROBES = 12  # prefixes compiled per localization (each costs one compile, ~1.5 s on CPU)
 MAX_CLASS_PROBES = 8  # more, to tell which value classes the culprit needs
@@ -56,34 +57,6 @@ def attr_class(value) -> object:
     if isinstance(value, tuple):
         return f"len{len(value)}"
     return type(value).__name__
-
-
-def vector_lanes(dtype: torch.dtype) -> int:
-    """Elements per vector in Inductor's CPU kernels for `dtype` (its own choice of ISA)."""
-    try:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
-        isa = pick_vec_isa()
-        if isa:
-            return int(isa.nelements(dtype))
-    except Exception:  # noqa: BLE001 - an older torch, or no vector ISA: scalar code only
-        pass
-    return 1
-
-
-def regime(values: list, device: str) -> str:
-    """Which loop of a CPU kernel the largest tensor runs: `tail` (fewer elements than a
-    vector), `vec` (whole vectors only) or `vec+tail`; `gpu` on a GPU."""
-    if device != "cpu":
-        return "gpu"
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if not tensors:
-        return "scalar"
-    big = max(tensors, key=lambda t: t.numel())
-    lanes = vector_lanes(big.dtype)
-    n = big.numel()
-    if lanes <= 1 or n < lanes:
-        return "tail"
-    return "vec" if n % lanes == 0 else "vec+tail"
 
 
 _ORDINARY_FLOAT = 0.5  # what a special float value is replaced by when testing if it matters
