@@ -1,5 +1,6 @@
 """A campaign on a real local Ray cluster: a head and a second node as separate processes on
-loopback; the second node is killed mid-run (its whole process group, SIGKILL)."""
+loopback. The second node joins after the campaign started (and gets work), then is killed
+mid-run (its whole process group, SIGKILL)."""
 
 import json
 import os
@@ -61,18 +62,24 @@ def _kill_group(proc) -> None:
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def cluster(tmp_path):
+    """(head address, a function that starts a second node): the head runs from the start."""
     port = _free_port()
     address = f"127.0.0.1:{port}"
     head = _ray_start("--head", "--port", str(port), "--include-dashboard=false")
     head.wait(timeout=180)
     assert head.returncode == 0, "ray start --head failed"
-    node2 = _ray_start("--address", address, block=True, log=open(tmp_path / "node2.log", "w"))
+    nodes = []
+
+    def add_node():
+        nodes.append(_ray_start("--address", address, block=True,
+                                log=open(tmp_path / "node2.log", "w")))
+        return nodes[-1]
     try:
-        _wait(lambda: _alive_nodes(address) == 2, 180, "the second node to join")
-        yield address, node2
+        yield address, add_node
     finally:
-        _kill_group(node2)
+        for node in nodes:
+            _kill_group(node)
         _kill_group(head)  # the head's daemons stay in the group `ray start` made
 
 
@@ -97,19 +104,26 @@ def _worker_node(stats: dict) -> dict | None:
     return None
 
 
-def test_campaign_survives_losing_a_node(two_node_cluster, tmp_path):
-    address, node2 = two_node_cluster
+def test_a_node_that_joins_gets_work_and_losing_it_loses_nothing(cluster, tmp_path):
+    address, add_node = cluster
     d = str(tmp_path / "camp")
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen(
         [sys.executable, "-m", "covfuzz", "fuzz", d, "--ray", address, "--workers-per-node", "1",
-         "--execs", "10", "--max-nodes", "4", "--no-triage", "--status-interval", "1"],
+         "--execs", "500", "--max-nodes", "4", "--no-triage", "--status-interval", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        _wait(lambda: _stats(d).get("execs", 0) >= 1, 900, "the head's first result", proc)
+        node2 = add_node()  # joins a running campaign: the pool's watcher gives it a slot
         _wait(lambda: (_worker_node(_stats(d)) or {}).get("execs", 0) >= 1, 900,
-              "the second node's first result", proc)
-        before = _seeds(d)
+              "the joined node's first result", proc)
+        before, execs_before = _seeds(d), _stats(d)["execs"]
         _kill_group(node2)  # the node's raylet and everything it started, at once
+        # The campaign carries on with the head: the node is marked lost, results keep coming.
+        _wait(lambda: (not _worker_node(_stats(d))["alive"]
+                       and _stats(d)["execs"] >= execs_before + 2), 900,
+              "the node marked lost and two more results", proc)
+        proc.send_signal(signal.SIGINT)  # stop cleanly (the budget is only a bound)
         _, err = proc.communicate(timeout=1200)
     finally:
         if proc.poll() is None:
@@ -117,8 +131,8 @@ def test_campaign_survives_losing_a_node(two_node_cluster, tmp_path):
     assert proc.returncode == 0, err[-3000:]
     stats = _stats(d)
     lost_node = _worker_node(stats)
-    # The campaign completed its budget on the head alone, and knows the node is gone.
-    assert stats["execs"] + stats["lost"] >= 10 and not lost_node["alive"]
+    # The campaign went on with the head alone, stopped cleanly, and knows the node is gone.
+    assert stats["execs"] >= 4 and not lost_node["alive"] and stats["running"] is False
     # The case the node was running when it died was queued again (and ran elsewhere) or,
     # failing twice, counted lost: every case submitted has a result or is counted.
     assert lost_node["requeued"] + lost_node["lost"] >= 1, lost_node

@@ -225,6 +225,7 @@ class Campaign:
                 executor.close()
             except KeyboardInterrupt:
                 pass
+            self.pool_status = getattr(executor.pool, "status", dict)()  # with what close cancelled
             for stage in self.stages:
                 stage.poll(self)  # record what finished meanwhile
                 stage.close()
