@@ -7,6 +7,8 @@ prints the plain-text view instead; `--once` draws one frame. Ctrl-C leaves clea
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 from rich.console import Console, Group
@@ -114,6 +116,10 @@ def watch(directory: str, interval: float = 2.0, iterations: int | None = None,
     """Redraw the view every `interval` seconds, `iterations` times (None: until Ctrl-C)."""
     console = console or Console()
     done = 0
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C must end the view even when the process started with SIGINT ignored (a
+        # background job of a script, a test runner's worker): Python then installs no handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not console.is_terminal:
             while iterations is None or done < iterations:
