@@ -25,26 +25,22 @@ PY=.venv/bin/python
 if [ -z "${COVFUZZ_DEVICE:-}" ]; then
     COVFUZZ_DEVICE=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 fi
-RAY_ARGS=()
 if [ -n "${COVFUZZ_RAY:-}" ]; then
-    RAY_ARGS=(--ray "$COVFUZZ_RAY")
-    [ -n "${COVFUZZ_WORKERS_PER_NODE:-}" ] && RAY_ARGS+=(--workers-per-node "$COVFUZZ_WORKERS_PER_NODE")
-    [ -n "${COVFUZZ_WORKERS_PER_GPU:-}" ] && RAY_ARGS+=(--workers-per-gpu "$COVFUZZ_WORKERS_PER_GPU")
-fi
-if [ -n "${COVFUZZ_RAY:-}" ]; then
+    # Each node's workers: --workers-per-node (default its CPU count) or --workers-per-gpu.
+    WORKER_ARGS=(--ray "$COVFUZZ_RAY")
+    [ -n "${COVFUZZ_WORKERS_PER_NODE:-}" ] && WORKER_ARGS+=(--workers-per-node "$COVFUZZ_WORKERS_PER_NODE")
+    [ -n "${COVFUZZ_WORKERS_PER_GPU:-}" ] && WORKER_ARGS+=(--workers-per-gpu "$COVFUZZ_WORKERS_PER_GPU")
     COVFUZZ_WORKERS=cluster
-elif [ -z "${COVFUZZ_WORKERS:-}" ]; then
-    COVFUZZ_WORKERS=$($PY -c "import sys; from harness.pool import default_workers_here; \
+else
+    if [ -z "${COVFUZZ_WORKERS:-}" ]; then
+        COVFUZZ_WORKERS=$($PY -c "import sys; from harness.pool import default_workers_here; \
 print(default_workers_here(sys.argv[1], int(sys.argv[2]) or None))" \
-        "$COVFUZZ_DEVICE" "${COVFUZZ_WORKERS_PER_GPU:-0}")
+            "$COVFUZZ_DEVICE" "${COVFUZZ_WORKERS_PER_GPU:-0}")
+    fi
+    WORKER_ARGS=(--workers "$COVFUZZ_WORKERS")
 fi
 mkdir -p "$DIR"
 LOG="$DIR/campaign.log"
-if [ -n "${COVFUZZ_RAY:-}" ]; then
-    WORKER_ARGS=("${RAY_ARGS[@]}")       # each node's workers: --workers-per-node / -per-gpu
-else
-    WORKER_ARGS=(--workers "$COVFUZZ_WORKERS")
-fi
 CMD=("$PY" -m covfuzz fuzz "$DIR" --hours "$HOURS" "${WORKER_ARGS[@]}" --device "$COVFUZZ_DEVICE" "$@")
 echo "covfuzz: campaign $DIR ($COVFUZZ_DEVICE, $COVFUZZ_WORKERS workers, $HOURS h); log: $LOG" >&2
 if [ "$DETACH" = 1 ]; then

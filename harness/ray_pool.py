@@ -116,7 +116,6 @@ class NodeStats:
     address: str
     head: bool = False      # the head node (where the cluster was started)
     alive: bool = True
-    workers: int = 0        # live slots now
     execs: int = 0          # results received
     restarts: int = 0       # worker processes restarted, all of this node's slots together
     lost: int = 0           # cases lost with this node (after their one re-queue)
@@ -194,7 +193,8 @@ class RayPool(WorkerPool):
         """Per node (by Ray node id): address, alive, workers, execs, restarts, lost,
         requeued, last_heard."""
         with self._lock:
-            return {node_id: stats.to_dict() for node_id, stats in self._nodes.items()}
+            return {node_id: dict(stats.to_dict(), workers=len(self._slots.get(node_id, ())))
+                    for node_id, stats in self._nodes.items()}
 
     def status(self) -> dict:
         """The pool's keys in the campaign's status: per-node stats and the case accounting."""
@@ -260,7 +260,6 @@ class RayPool(WorkerPool):
                                           name=f"covfuzz-ray-{node_id[:8]}")
                 with self._lock:
                     self._slots.setdefault(node_id, []).append(actor)
-                    stats.workers += 1
                     self._threads.append(thread)
                 thread.start()
 
@@ -308,7 +307,6 @@ class RayPool(WorkerPool):
                 actors = self._slots.get(node_id, [])
                 if actor in actors:
                     actors.remove(actor)
-                    self._nodes[node_id].workers -= 1
             self._stop_actor(actor)
 
     def _wait_ready(self, actor) -> bool:
