@@ -1038,6 +1038,79 @@ def ill_conditioned(ctx: CulpritContext) -> str | None:
             f"{ILL_CONDITIONED_FACTOR:g}*eps*(|x f'|+|f|) = {bound[idx].item():.3g}")
 
 
+# ----------------------------------------------------------------------------- zero_weight_special
+
+# Ops that compute each output as a weighted sum of neighbouring input taps, where some weights
+# can be exactly 0 (bicubic/linear interpolation on a grid point). Eager's kernel may skip a
+# zero-weight tap; compiled code multiplies it, and IEEE 754 gives 0*inf = 0*NaN = NaN.
+_RESAMPLING_OPS = ("F.interpolate",)
+# Finite stand-ins for the special inputs: two different ones, so an output that does not move
+# between them does not depend on those inputs at all.
+_STAND_INS = (0.0, 1.0)
+
+
+# Taps per output along one spatial dim, as offsets from floor(source coordinate).
+_TAPS = {"linear": (0, 1), "bilinear": (0, 1), "trilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}
+
+
+def _tap_windows_hold(specials: torch.Tensor, out_shape, attrs: dict) -> torch.Tensor:
+    """Per output position: whether a special input lies among the taps that position reads
+    (F.interpolate without align_corners: source = (o + 0.5) / scale - 0.5 along every
+    spatial dim, taps at floor(source) + offsets, clamped to the edge)."""
+    offsets = _TAPS.get(attrs.get("mode"))
+    scale = attrs.get("scale_factor")
+    spatial = specials.dim() - 2
+    held = torch.zeros(out_shape, dtype=torch.bool)
+    if offsets is None or not isinstance(scale, (int, float)) or scale <= 0 or spatial < 1:
+        return held
+    # reads[d][o, i]: output index o along spatial dim d reads input index i
+    reads = []
+    for d in range(spatial):
+        n_in, n_out = specials.shape[2 + d], out_shape[2 + d]
+        src = (torch.arange(n_out, dtype=torch.float64) + 0.5) / scale - 0.5
+        base = src.floor().long()
+        r = torch.zeros(n_out, n_in, dtype=torch.bool)
+        for k in offsets:
+            r[torch.arange(n_out), (base + k).clamp(0, n_in - 1)] = True
+        reads.append(r.to(torch.float64))
+    s = specials.to(torch.float64)
+    for d in range(spatial):  # contract input dim 2+d with reads[d]: (.., in, ..) -> (.., out, ..)
+        s = torch.movedim(torch.movedim(s, 2 + d, -1) @ reads[d].T, -1, 2 + d)
+    return (s > 0).broadcast_to(out_shape)
+
+
+def zero_weight_special(ctx: CulpritContext) -> str | None:
+    """A resampling op whose input holds NaN/inf: compiled is NaN/inf where eager is finite,
+    a special input lies among the taps of every such position, and eager's value at every such position stays bitwise the same when the special inputs are
+    replaced by finite stand-ins (the output does not depend on them: their weight is 0)."""
+    if ctx.grad or ctx.op not in _RESAMPLING_OPS or not ctx.args:
+        return None
+    mask = _diff_or_none(ctx)
+    x = ctx.args[0]
+    if mask is None or not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return None
+    e, c = _pair(ctx)
+    if not e.is_floating_point():
+        return None
+    e64, c64 = e.to(torch.float64), c.to(torch.float64)
+    specials = ~x.isfinite()
+    if not bool(specials.any()) or not bool((e64.isfinite() & ~c64.isfinite())[mask].all()):
+        return None
+    if not bool(_tap_windows_hold(specials, e.shape, ctx.attrs)[mask].all()):
+        return None  # a NaN away from every special input is the compiled code's own doing
+    for value in _STAND_INS:
+        other = _tensor(_call(ctx.evaluate, [x.masked_fill(specials, value), *ctx.args[1:]]))
+        if other is None or other.shape != e.shape:
+            return None
+        same = (other.to(torch.float64) == e64)
+        if not bool(same[mask].all()):
+            return None
+    idx = _first(mask)
+    return (f"{ctx.op}: compiled {_fmt(c64, idx)} where eager gives {_fmt(e64, idx)}; eager's "
+            f"value does not depend on the {int(specials.sum())} NaN/inf input(s) (same with "
+            "them replaced by 0 and 1): a zero-weight tap, 0*inf = NaN under IEEE 754")
+
+
 # ----------------------------------------------------------------------------- low precision
 
 # The inductor setting that makes compiled code round to fp16/bf16 after every op, as eager does.
@@ -1086,6 +1159,8 @@ LABELS: dict[str, str] = {
     "compiled_closer": "compiled closer than eager to an independent exact result",
     "low_precision_intermediate": "fp16/bf16 intermediates kept in float32; agrees under "
                                   "emulate_precision_casts=True",
+    "zero_weight_special": "NaN/inf input at a zero-weight tap of a resampling op: eager "
+                           "skips it, compiled multiplies it (0*inf = NaN)",
     "ill_conditioned": "ulp noise amplified by the op's condition number at these inputs",
 }
 
@@ -1103,6 +1178,7 @@ ORDER: tuple[tuple[str, Callable[[CulpritContext], str | None]], ...] = (
     ("eager_not_ieee", eager_not_ieee),
     ("compiled_closer", compiled_closer),
     ("low_precision_intermediate", low_precision_intermediate),
+    ("zero_weight_special", zero_weight_special),
     ("ill_conditioned", ill_conditioned),
 )
 assert [name for name, _ in ORDER] == list(LABELS)

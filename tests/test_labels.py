@@ -417,3 +417,46 @@ def test_nan_from_an_infinity_without_overflowing_terms_is_reported():
     c = ctx("F.adaptive_avg_pool2d", [x], torch.full((1, 1, 1, 1), math.nan),
             {"output_size": 1})
     assert label(c) is None
+
+
+# ----------------------------------------------------------------------------- zero_weight_special
+
+
+def _bicubic_case(special: float):
+    """A 5x6 float64 image with one special value, upsampled 3x bicubic: on grid points some
+    cubic weights are exactly 0 (found by a campaign, bucket d5f7b9e4384a)."""
+    x = torch.linspace(-2.0, 3.0, 30, dtype=torch.float64).reshape(1, 1, 5, 6)
+    x[0, 0, 2, 3] = special
+    return x, {"scale_factor": 3.0, "mode": "bicubic"}
+
+
+@pytest.mark.parametrize("special", [math.nan, math.inf])
+def test_zero_weight_tap_real_compile(special):
+    x, attrs = _bicubic_case(special)
+    # the op itself, not run_op: Dynamo does not trace through eval()
+    compiled = torch.compile(lambda t: torch.nn.functional.interpolate(t, **attrs))(x)
+    c = ctx("F.interpolate", [x], compiled, attrs)
+    assert bool((c.eager.isfinite() & ~compiled.isfinite()).any())  # the divergence is real
+    name, reason = label(c)
+    assert name == "zero_weight_special" and "does not depend" in reason
+
+
+def test_zero_weight_near_miss_nan_far_from_the_special():
+    """Compiled NaN at an output none of whose taps is the special input (a wrong index, an
+    uninitialised read): eager's value does not depend on the special there either, but no
+    zero-weight tap explains it, so it is reported."""
+    x, attrs = _bicubic_case(math.nan)
+    eager = run_op("F.interpolate", attrs, [x])
+    compiled = eager.clone()
+    compiled[0, 0, 0, 0] = math.nan  # reads input rows/cols 0-1, the NaN is at (2, 3)
+    c = ctx("F.interpolate", [x], compiled, attrs, eager=eager)
+    assert labels.zero_weight_special(c) is None
+    assert label(c) is None
+
+
+def test_zero_weight_near_miss_no_special_input():
+    x, attrs = _bicubic_case(1.0)
+    eager = run_op("F.interpolate", attrs, [x])
+    compiled = eager.clone()
+    compiled[0, 0, 0, 0] = math.nan
+    assert label(ctx("F.interpolate", [x], compiled, attrs)) is None

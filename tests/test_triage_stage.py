@@ -2,6 +2,7 @@
 reduced, and recorded on the bucket; what a fresh process does not reproduce is `flaky` and is
 not listed as a root cause. Real workers, real torch.compile, a real LMDB store."""
 
+import dataclasses
 import json
 
 import pytest
@@ -21,6 +22,7 @@ from cli_inprocess import run_covfuzz
 pytestmark = pytest.mark.slow
 
 RAISE_COMPILE = next(k for k, v in FAULT_SEEDS.items() if v == "raise_compile")
+HANG = next(k for k, v in FAULT_SEEDS.items() if v == "hang")
 
 
 def index_add_crash() -> TestCase:
@@ -79,6 +81,28 @@ def test_new_buckets_are_confirmed_reduced_or_found_flaky(tmp_path):
     assert "flaky: fresh process gave pass" in run_covfuzz("crashes", d, "--all").stdout
     shown = run_covfuzz("show", crash["signature_id"], "--dir", d, "--no-code")
     assert "failing check: " in shown.stdout and "index.is_vec" in shown.stdout, shown.stdout
+
+
+def test_a_different_failure_in_the_fresh_process_opens_its_own_bucket(tmp_path, capsys):
+    """The campaign's worker times out (fault injection hangs it before the compile); the fresh
+    process that confirms the timeout has no injection and meets the real Inductor crash. The
+    timeout bucket is flaky, the crash becomes a bucket of its own and is triaged too."""
+    case = dataclasses.replace(index_add_crash(), seed=HANG)
+    path = tmp_path / "hang.cfz"
+    path.write_bytes(serialize.encode(case))
+    d = str(tmp_path / "camp")
+    opts = CampaignOptions(workers=1, execs=1, seed_files=[str(path)], initial_seeds=0,
+                           quiet=False, inject_faults=1e-12, no_feedback=True, timeout=20.0)
+    stage = TriageStage(d, Budgets(localize=60, reduce=60, timeout=60))
+    Campaign(d, opts, stages=[stage]).run()
+    with CorpusStore(workdir.corpus_path(d), readonly=True) as store:
+        rows = F.buckets(store, d)
+    states = sorted((r["kind"], r["triage"]["state"]) for r in rows)
+    assert states == [("compile_crash", "confirmed"), ("timeout", "flaky")], rows
+    flaky = next(r for r in rows if r["kind"] == "timeout")
+    assert flaky["triage"]["fresh_outcome"] == "compile_crash"
+    log = capsys.readouterr().err
+    assert f"(seen when confirming {flaky['signature_id']} in a fresh process)" in log
 
 
 def test_a_bucket_left_untriaged_is_queued_on_resume(tmp_path):

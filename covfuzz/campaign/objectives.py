@@ -32,16 +32,22 @@ class FailureObjective:
     def judge(self, ex: Execution) -> bool:
         if not is_failure(ex.outcome):
             return False
-        result = ex.result
-        sig, sig_id = signature_of(ex.case, result)
-        ex.bucket, ex.signature = sig_id, sig
-        extra = {"signature": sig}
-        check = check_of(result)
-        if check:
-            extra["check"] = check  # the failing check, shown by `crashes`
-        ex.new_bucket = self.store.record_failure(sig_id, ex.outcome, result.message or "",
-                                                  result.exc_type or "", ex.case_id, ex.data,
-                                                  result.to_dict(), extra=extra)
+        ex.bucket, ex.signature, ex.new_bucket = record_failure(
+            self.store, ex.case, ex.case_id, ex.data, ex.result)
         if ex.new_bucket:
-            self.log(f"[new failure] {ex.outcome} {sig_id} {sig[:150]}")
+            self.log(f"[new failure] {ex.outcome} {ex.bucket} {ex.signature[:150]}")
         return True
+
+
+def record_failure(store, case, case_id: str, data: bytes, result) -> tuple[str, str, bool]:
+    """Count a failing run (`result`: a RunResult) in the bucket of its signature, keeping the
+    example: (bucket id, signature, whether the bucket is new)."""
+    sig, sig_id = signature_of(case, result)
+    extra = {"signature": sig}
+    check = check_of(result)
+    if check:
+        extra["check"] = check  # the failing check, shown by `crashes`
+    new = store.record_failure(sig_id, result.outcome, result.message or "",
+                               result.exc_type or "", case_id, data, result.to_dict(),
+                               extra=extra)
+    return sig_id, sig, new

@@ -20,6 +20,7 @@ from collections import deque
 
 from covfuzz import serialize, workdir
 from covfuzz.campaign.execution import Execution
+from covfuzz.campaign.objectives import record_failure
 from covfuzz.campaign.stages import Stage
 from covfuzz.errors import CovfuzzError
 from covfuzz.triage import failures as failure_files
@@ -63,12 +64,14 @@ class TriageStage(Stage):
         """Record finished triages; start the next one when idle."""
         while True:
             try:
-                bucket, outcome, error = self.done.get_nowait()
+                bucket, outcome, error, data = self.done.get_nowait()
             except queue.Empty:
                 break
             self.worker_seconds += time.monotonic() - self.started_at
             self.current = None
             self._record(campaign, bucket, outcome, error)
+            if outcome is not None and outcome.fresh_failure is not None:
+                self._record_fresh_failure(campaign, bucket, data, outcome.fresh_failure)
         if self.current is None and self.todo:
             bucket, data, result = self.todo.popleft()
             self.current, self.started_at = bucket, time.monotonic()
@@ -92,9 +95,9 @@ class TriageStage(Stage):
             case = serialize.decode(data)
             outcome = triage_failure(case, result, cache_dir=workdir.inductor_cache(self.dir),
                                      budgets=self.budgets)
-            self.done.put((bucket, outcome, None))
+            self.done.put((bucket, outcome, None, data))
         except Exception as exc:  # noqa: BLE001 - recorded on the bucket, the campaign goes on
-            self.done.put((bucket, None, f"{type(exc).__name__}: {exc}"[:300]))
+            self.done.put((bucket, None, f"{type(exc).__name__}: {exc}"[:300], data))
 
     # ------------------------------------------------------------------ main thread
     def _queue_bucket(self, store, rec: dict) -> None:
@@ -107,6 +110,17 @@ class TriageStage(Stage):
             if ex is not None:
                 self.todo.append((bid, ex["case_bytes"], ex["result"]))
                 return
+
+    def _record_fresh_failure(self, campaign, bucket: str, data: bytes, result) -> None:
+        """The fresh process failed, but not as the bucket did: that failure is a finding of
+        its own (a timeout on a loaded worker can hide a mismatch), bucketed and triaged."""
+        case = serialize.decode(data)
+        new_id, sig, new = record_failure(campaign.store, case, serialize.case_id(case), data,
+                                          result)
+        if new:
+            campaign.log(f"[new failure] {result.outcome} {new_id} {sig[:150]} (seen when "
+                         f"confirming {bucket} in a fresh process)")
+            self.todo.append((new_id, data, result.to_dict()))
 
     def _record(self, campaign, bucket: str, outcome, error: str | None) -> None:
         if outcome is None:

@@ -58,6 +58,9 @@ class TriageOutcome:
     reduced: TestCase | None = None
     reduction: dict | None = None  # ReduceResult.to_dict()
     seconds: dict = field(default_factory=dict)  # confirm / localize / reduce
+    # The fresh process's RunResult when it failed differently (another kind): a failure of its
+    # own, which the campaign buckets and triages like any other.
+    fresh_failure: object | None = None
 
     def record(self) -> dict:
         culprit = self.culprit or {}
@@ -128,7 +131,8 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
                                  root=raw_sig, root_id=roots.root_id(raw_sig), seconds=seconds)
         if fresh.outcome != kind:
             return TriageOutcome("flaky", kind, facts, root=raw_sig,
-                                 root_id=roots.root_id(raw_sig), seconds=seconds)
+                                 root_id=roots.root_id(raw_sig), seconds=seconds,
+                                 fresh_failure=fresh)
         out = TriageOutcome("confirmed", kind, facts, seconds=seconds)
         starts: list[TestCase] = []
         accept = None
