@@ -12,7 +12,9 @@ The program defines
 - `COMPILE_KWARGS`, `INDUCTOR_CONFIG`, `DYNAMO_CONFIG`, `MARK_DYNAMIC`, `BACKWARD`, `NO_GRAD`:
   settings (`NO_GRAD`: a model with parameters and no backward runs as in inference, under
   torch.no_grad(), where Inductor's `freezing` applies);
-- a `__main__` block that runs eager and compiled and prints the largest difference.
+- a `__main__` block that runs eager and compiled and prints the largest difference; for a
+  case whose settings name a metamorphic variant (issue 19), the `VARIANT_*` settings and a
+  block that compiles under both and compares the two compiled results (METAMORPHIC_MAIN).
 The harness executes exactly this text, so what is fuzzed is what a bug report shows.
 
 Only catalog templates, value names generated here, attribute literals that passed the
@@ -33,7 +35,7 @@ from covfuzz import __version__, config_space, materialize, ops
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.ops import helpers
 from covfuzz.ir import (Graph, Node, TensorSpec, TestCase, contiguous_stride, literal_values_problem,
-                        numel)
+                        metamorphic_case, numel, storage_numel)
 from covfuzz.serialize import SCHEMA_VERSION, case_id
 
 SEED_STRIDE = 1_000_003  # input i of a case with seed s draws from seed s * SEED_STRIDE + i
@@ -232,11 +234,16 @@ def _config_literal(section: str, overrides: dict) -> dict:
     return {k: config_space.torch_value(section, k, v) for k, v in sorted(overrides.items())}
 
 
-def _settings_lines(case: TestCase) -> list[str]:
-    s = case.settings
+def _compile_kwargs(s) -> dict:
     kwargs = {"backend": s.backend, "fullgraph": s.fullgraph, "dynamic": s.dynamic}
     if s.mode is not None:
         kwargs["mode"] = s.mode
+    return kwargs
+
+
+def _settings_lines(case: TestCase) -> list[str]:
+    s = case.settings
+    kwargs = _compile_kwargs(s)
     return [
         f"COMPILE_KWARGS = {kwargs!r}",
         f"INDUCTOR_CONFIG = {_config_literal('inductor_config', s.inductor_config)!r}",
@@ -419,32 +426,155 @@ def program(case: TestCase) -> str:
     lines += ["    ]", "", ""]
     lines += _bind_lines(g) + ["", ""]
     lines += _settings_lines(case)
-    lines.append(MAIN)
+    variant = metamorphic_case(case)
+    if variant is None:
+        lines.append(MAIN)
+    else:  # both compiles, compared with each other (issue 19's metamorphic check)
+        lines += _variant_lines(case, variant)
+        lines.append(MAIN.split(_MAIN_GUARD, 1)[0] + METAMORPHIC_MAIN)
     return "\n".join(lines)
+
+
+def _variant_lines(case: TestCase, variant: TestCase) -> list[str]:
+    """The settings of the case's metamorphic variant (`variant`: the case under them)."""
+    s = variant.settings
+    return [
+        f"METAMORPHIC = {case.settings.metamorphic!r}  # compiled under this variant too: "
+        "the two compiled results must agree",
+        f"VARIANT_COMPILE_KWARGS = {_compile_kwargs(s)!r}",
+        f"VARIANT_INDUCTOR_CONFIG = {_config_literal('inductor_config', s.inductor_config)!r}",
+        f"VARIANT_DYNAMO_CONFIG = {_config_literal('dynamo_config', s.dynamo_config)!r}",
+        f"VARIANT_MARK_DYNAMIC = {list(s.mark_dynamic)!r}",
+        f"SEED = {case.seed % (1 << 32)}  # torch.manual_seed before each call, as covfuzz seeds",
+    ]
+
+
+_MAIN_GUARD = '\nif __name__ == "__main__":'
+# The main of a case whose settings name a metamorphic variant (after MAIN's helpers): the case
+# compiled with its own settings and with the variant's, each afresh on fresh inputs, and the two
+# results compared as covfuzz compares them where eager cannot decide (harness/metamorphic.py):
+# integers and bools exactly, floats within the dtype's tolerance and in the same value class.
+METAMORPHIC_MAIN = r'''
+def compile_variant(target):
+    """torch.compile(target) under the metamorphic variant's settings."""
+    compiled = torch.compile(target, **VARIANT_COMPILE_KWARGS)
+
+    def run(*args):
+        with torch._inductor.config.patch(VARIANT_INDUCTOR_CONFIG), \
+                torch._dynamo.config.patch(VARIANT_DYNAMO_CONFIG), torch.set_grad_enabled(not NO_GRAD):
+            return compiled(*args)
+    return run
+
+
+def compiled_outputs(compile_with, marks):
+    """The outputs of one compiled call on fresh inputs, compiled afresh (Dynamo's cache reset)."""
+    torch._dynamo.reset()
+    args = make_inputs(DEVICE)
+    for index, dim in marks:
+        torch._dynamo.mark_dynamic(args[index], dim)
+    target, call_args, _ = bind(args)
+    torch.manual_seed(SEED)
+    return [o.detach().clone() if isinstance(o, torch.Tensor) else o
+            for o in compile_with(target)(*call_args)]
+
+
+def disagreements(default, variant, eager):
+    """Where the two compiled results differ: integers and bools exactly, floats beyond the
+    dtype's tolerance or in their class (finite, NaN, +inf, -inf); eager shown beside them."""
+    problems = []
+    for i, (d, v, e) in enumerate(zip(default, variant, eager)):
+        if not isinstance(d, torch.Tensor):
+            if d != v and not (d != d and v != v):  # NaN equals NaN
+                problems.append(f"output {i}: compiled {d!r}, under {METAMORPHIC} {v!r}, eager {e!r}")
+            continue
+        if not isinstance(v, torch.Tensor) or (d.dtype, d.shape) != (v.dtype, v.shape):
+            problems.append(f"output {i}: compiled {d.dtype}{list(d.shape)}, under {METAMORPHIC} {v!r:.80}")
+            continue
+        d, v = d.detach().cpu(), v.detach().cpu()
+        if d.is_floating_point():
+            rtol, atol = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2),
+                          torch.float64: (1e-7, 1e-7)}.get(d.dtype, (1e-4, 1e-5))
+            bad = ~torch.isclose(d.double(), v.double(), rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            bad = d != v
+        if bad.any():
+            at = tuple(bad.nonzero()[0].tolist())
+            e_at = e.detach().cpu()[at].item() if isinstance(e, torch.Tensor) and e.shape == d.shape else e
+            problems.append(f"output {i}: {d.dtype}{list(d.shape)} at {list(at)} ({int(bad.sum())} of "
+                            f"{bad.numel()} differ): compiled {d[at].item()}, under {METAMORPHIC} "
+                            f"{v[at].item()}, eager {e_at}")
+    return problems
+
+
+if __name__ == "__main__":
+    print(f"torch {torch.__version__}, device {DEVICE}: torch.compile({COMPILE_KWARGS}) vs the "
+          f"metamorphic variant {METAMORPHIC!r}: torch.compile({VARIANT_COMPILE_KWARGS}), "
+          f"inductor config {VARIANT_INDUCTOR_CONFIG}")
+    torch.manual_seed(SEED)
+    eager_out, _ = eager(make_inputs(DEVICE))
+    default = compiled_outputs(compile_fn, MARK_DYNAMIC)
+    variant = compiled_outputs(compile_variant, VARIANT_MARK_DYNAMIC)
+    problems = disagreements(default, variant, eager_out)
+    if problems:
+        raise AssertionError(f"compiled under the metamorphic variant {METAMORPHIC!r} differs from "
+                             "the default compile:\n  " + "\n  ".join(problems))
+    print("the two compiled results agree")
+'''
 
 
 # ----------------------------------------------------------------------------- compact programs
 
-# The check of a compact program: the first element where compiled differs from eager, with
-# the float64 reference beside it (dtypes and shapes must match; integer and bool outputs
-# exactly; floats within the dtype's tolerance, NaN equal to NaN).
+# The check of a compact program, for the outputs and then the gradients (the loop's header,
+# written by `compact_program`, zips names with eager, compiled and float64 reference values):
+# harness/oracle.py's `compare_tensor` in a few lines, so the script fails exactly when covfuzz
+# reports. Integers and bools exactly; floats: a NaN/inf class where compiled differs from eager
+# and the reference agrees with eager, or values beyond the dtype's tolerance with
+# RMSE(ref, compiled) > k * RMSE(ref, eager) + atol / 10 (torch._dynamo.utils.same with
+# fp64_ref); it names the first such position.
+COMPACT_TOL = ("TOL = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2), "
+               "torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7)}")
 COMPACT_CHECK = r'''
-TOL = {torch.float16: 1e-2, torch.bfloat16: 1.6e-2, torch.float32: 1e-4, torch.float64: 1e-7}
-for i, (e, c, r) in enumerate(zip(eager, compiled, reference)):
     e, c, r = (torch.as_tensor(t).detach() for t in (e, c, r))
-    assert (e.dtype, e.shape) == (c.dtype, c.shape), f"output {i}: eager {e.dtype} {list(e.shape)}, compiled {c.dtype} {list(c.shape)}"
-    tol, e, c, r = TOL.get(e.dtype, 0.0), e.double(), c.double(), r.double()
-    bad = ~torch.isclose(e, c, rtol=tol, atol=tol, equal_nan=True)
+    assert (e.dtype, e.shape) == (c.dtype, c.shape), f"{name}: eager {e.dtype} {list(e.shape)}, compiled {c.dtype} {list(c.shape)}"
+    bad = e != c  # integers and bools: exactly
+    if e.is_floating_point():  # a NaN/inf where float64 agrees with eager, or clearly worse values
+        (rtol, atol), k = TOL.get(e.dtype, (1e-4, 1e-5)), 3 if e.numel() <= 10 or e.element_size() == 2 else 2
+        e, c, r = e.double(), c.double(), r.double()
+        kind = [t.isnan() + 2 * t.isposinf() + 3 * t.isneginf() for t in (e, c, r)]
+        bad, both = (kind[0] != kind[1]) & (kind[2] == kind[0]), e.isfinite() & c.isfinite()
+        far, m = both & ((e - c).abs() > atol + rtol * e.abs()), both & r.isfinite()
+        if not bad.any() and far.any() and m.any() and (c - r)[m].pow(2).mean().sqrt() > k * (e - r)[m].pow(2).mean().sqrt() + atol / 10:
+            bad = far  # root mean square errors against float64: compiled's more than k times eager's
     if bad.any():
         at = tuple(bad.nonzero()[0].tolist())
-        raise AssertionError(f"output {i} at {list(at)} ({int(bad.sum())} of {bad.numel()} differ): "
-                             f"eager {e[at].item()}, compiled {c[at].item()}, "
-                             f"float64 reference {r[at].item()}")
+        raise AssertionError(f"{name} at {list(at)} ({int(bad.sum())} of {bad.numel()} differ): eager {e[at].item()}, compiled {c[at].item()}, float64 reference {r[at].item()}")
 print("eager and compiled agree")
+'''
+
+# What a compact program of a backward case runs: the call, then the gradients harness/execute.py
+# compares: of covfuzz.propagate.backward_loss (the float64 sum of every float output that
+# requires grad; none: no backward), a gradient autograd leaves None counted as zeros (compiled
+# code may hand back zeros).
+COMPACT_RUN = r'''
+def run(f, args, leaves=None):  # f's outputs, then the gradients of the leaves (the args needing them)
+    out, leaves = f(*args), leaves or [a for a in args if torch.is_tensor(a) and a.requires_grad]
+    loss = sum(o.double().sum() for o in out if torch.is_tensor(o) and o.requires_grad and o.is_floating_point())
+    found = torch.autograd.grad(loss, leaves, allow_unused=True) if torch.is_tensor(loss) else [None] * len(leaves)
+    return [*out, *(torch.zeros_like(a) if g is None else g for a, g in zip(leaves, found))]  # None: zeros
 '''
 
 
 ROW_WIDTH = 88  # characters of literal values per row of a compact program
+
+
+def _rows(items: list[str]) -> list[str]:
+    """Comma-separated rows of `items` of at most ROW_WIDTH characters each."""
+    rows: list[list[str]] = [[]]
+    for item in items:
+        if rows[-1] and sum(len(i) + 2 for i in rows[-1]) + len(item) > ROW_WIDTH:
+            rows.append([])
+        rows[-1].append(item)
+    return [", ".join(r) for r in rows]
 
 
 def _compact_tensor(spec: TensorSpec, values: tuple, indent: str) -> str:
@@ -452,25 +582,18 @@ def _compact_tensor(spec: TensorSpec, values: tuple, indent: str) -> str:
     flat list reshaped for a contiguous one, `as_strided` only when the layout matters."""
     dense = spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 \
         and len(values) == numel(spec.shape)
-    if not dense:
-        return literal_tensor_expr(spec, values, '"cpu"', indent=indent)
-    grad = ", requires_grad=True" if spec.requires_grad else ""
-    if not spec.shape:
+    if dense and not spec.shape:
+        grad = ", requires_grad=True" if spec.requires_grad else ""
         return f"torch.tensor({literal(values[0])}, dtype=torch.{spec.dtype}{grad})"
     items = [literal(v) for v in values]
     if len(items) <= VALUES_PER_LINE and sum(len(i) + 2 for i in items) <= ROW_WIDTH:
         items = ", ".join(items)
     else:  # rows of at most ROW_WIDTH characters: the value that triggers the bug stays visible
-        rows = [[]]
-        for item in items:
-            if rows[-1] and sum(len(i) + 2 for i in rows[-1]) + len(item) > ROW_WIDTH:
-                rows.append([])
-            rows[-1].append(item)
-        items = f"\n{indent}    " + f",\n{indent}    ".join(", ".join(r) for r in rows) + f",\n{indent}"
-    shape = f".reshape({spec.shape!r})" if len(spec.shape) > 1 else ""
-    if grad:
-        return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}.requires_grad_(True)"
-    return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){shape}"
+        items = f"\n{indent}    " + f",\n{indent}    ".join(_rows(items)) + f",\n{indent}"
+    view = (f".as_strided({spec.shape!r}, {spec.stride!r}, {spec.offset})" if not dense
+            else f".reshape({spec.shape!r})" if len(spec.shape) > 1 else "")
+    grad = ".requires_grad_(True)" if spec.requires_grad else ""
+    return f"torch.tensor([{items}], dtype=torch.{spec.dtype}){view}{grad}"
 
 
 def _compact_tensor_lines(name: str, spec: TensorSpec, values: tuple, indent: str) -> list[str]:
@@ -500,6 +623,77 @@ def _compact_tensor_lines(name: str, spec: TensorSpec, values: tuple, indent: st
     if spec.requires_grad:
         lines.append(f"{indent}{name}.requires_grad_(True)")
     return lines
+
+
+def _seeded_draw(fill: str, dtype: torch.dtype, n: int, gen: str, high: int) -> tuple[list[str], str]:
+    """(statements, expression): the storage `materialize.make_tensor` draws for `fill`, as
+    int64/float64/bool values before the cast to `dtype`; the same torch calls in the same order
+    on generator `gen` (an expression, or `g` set by the statements). The expression takes a
+    method suffix (`.to(...)`) as it is: a product comes parenthesized."""
+    if dtype == torch.bool:
+        return [], f"torch.randint(0, 2, ({n},), generator={gen}).bool()"
+    if fill in ("zeros", "ones"):
+        return [], f"torch.{fill}({n}, dtype=torch.{'float64' if dtype.is_floating_point else 'int64'})"
+    pre = [f"g = {gen}"]
+    if dtype.is_floating_point:
+        if fill == "uniform":
+            return [], f"torch.rand({n}, generator={gen}, dtype=torch.float64)"
+        if fill == "positive":
+            return [], f"(torch.rand({n}, generator={gen}, dtype=torch.float64) * 2 + 0.05)"
+        if fill == "nonzero":
+            return pre, (f"((torch.rand({n}, generator=g, dtype=torch.float64) + 0.5) * "
+                         f"(torch.randint(0, 2, ({n},), generator=g) * 2 - 1))")
+        if fill != "edge":
+            return [], f"torch.randn({n}, generator={gen}, dtype=torch.float64)"
+        first, table = f"torch.randn({n}, generator=g, dtype=torch.float64)", \
+            materialize._edge_floats(dtype)
+        table_dtype = "float64"
+    else:
+        signed = dtype != torch.uint8
+        if fill == "index":
+            return ([], f"torch.zeros({n}, dtype=torch.int64)") if high <= 0 else \
+                ([], f"torch.randint(0, {high}, ({n},), generator={gen})")
+        if fill in ("positive", "uniform"):
+            return [], f"torch.randint(1, {10 if fill == 'positive' else 100}, ({n},), generator={gen})"
+        if fill == "nonzero":
+            if not signed:
+                return [], f"torch.randint(1, 9, ({n},), generator={gen})"
+            return pre, (f"(torch.randint(1, 9, ({n},), generator=g) * "
+                         f"(torch.randint(0, 2, ({n},), generator=g) * 2 - 1))")
+        first = f"torch.randint({-8 if signed else 0}, {9 if signed else 17}, ({n},), generator=g)"
+        if fill != "edge":
+            return [], first.replace("generator=g", f"generator={gen}")
+        table = materialize._edge_ints(dtype) if signed else [0, 1, 2, 127, 128, 254, 255]
+        table_dtype = "int64"
+    # `edge`: half the elements (where a uniform draw < 0.5) become one of the table's values
+    rows = _rows([literal(v) for v in table])
+    return (["special = torch.tensor([  # covfuzz's edge values"] + ["    " + r + "," for r in rows[:-1]]
+            + [f"    {rows[-1]}], dtype=torch.{table_dtype})"] + pre
+            + [f"v, pick = {first}, torch.randint(0, {len(table)}, ({n},), generator=g)"],
+            f"torch.where(torch.rand({n}, generator=g) < 0.5, special[pick], v)")
+
+
+def _seeded_tensor_lines(case: TestCase, index: int, name: str, indent: str) -> list[str]:
+    """The statements that build seeded input `index` (too large to spell out) exactly as the
+    full program's `make_tensor` does on the CPU: a generator seeded as covfuzz seeds it, the
+    same draws in the same order, the same cast and strides (tests compare them bit for bit)."""
+    inp = case.graph.inputs[index]
+    spec = inp.spec
+    dtype = getattr(torch, spec.dtype)
+    n = storage_numel(spec.shape, spec.stride, spec.offset)
+    high = index_bound(case.graph, index) if inp.fill == "index" else 1
+    gen = f"torch.Generator().manual_seed({input_seed(case, index)})"
+    pre, expr = _seeded_draw(inp.fill, dtype, n, gen, high)
+    if spec.dtype not in ("float64", "int64", "bool"):
+        expr += f".to(torch.{spec.dtype})"
+    dense = spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 and n == numel(spec.shape)
+    if not dense:
+        expr += f".as_strided({spec.shape!r}, {spec.stride!r}, {spec.offset})"
+    elif len(spec.shape) != 1:
+        expr += f".reshape({spec.shape!r})"
+    if spec.requires_grad:
+        expr += ".requires_grad_(True)"
+    return [indent + s for s in pre] + [f"{indent}{name} = {expr}  # covfuzz's draw"]
 
 
 _DEFINES = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", re.M)
@@ -536,16 +730,16 @@ def used_helper_source(helper_text: str, body: str) -> tuple[list[str], str]:
 
 
 def compact_program(case: TestCase) -> str | None:
-    """A short standalone program for a small case whose tensor inputs are all literal values
-    (a reduced case): the inputs spelled out (inputs no node reads left out), the function, the
-    compile call with only the settings that differ from torch's defaults (parameters in a
-    small Model, run under no_grad as in inference, where `freezing` applies), and one check
-    that names the first differing position with eager, compiled and float64 values. None when
-    the case needs the full program (seeded inputs, backward, a device other than the CPU)."""
+    """A short standalone program for a CPU case (a reduced one): the inputs spelled out as
+    literal values, or for an input too large to print drawn exactly as covfuzz draws it (inputs
+    no node reads left out); the function; the compile call with only the settings that differ
+    from torch's defaults (parameters in a small Model, run under no_grad as in inference, where
+    `freezing` applies, unless the case runs backward); for a backward case the gradients of the
+    inputs that require grad, with the harness's loss; and one check (COMPACT_CHECK) that names
+    the first differing position with eager, compiled and float64 values. None when the case
+    needs the full program (a device other than the CPU, literal values that do not fit)."""
     g, s = case.graph, case.settings
-    literal_inputs = all(inp.values is not None or not isinstance(inp.spec, TensorSpec)
-                         for inp in g.inputs)
-    if not literal_inputs or s.backward or s.device != "cpu":
+    if s.device != "cpu" or metamorphic_case(case) is not None:  # a metamorphic check: full
         return None
     for inp in g.inputs:
         if inp.values is not None and literal_values_problem(inp.spec, inp.values):
@@ -554,6 +748,9 @@ def compact_program(case: TestCase) -> str | None:
     used = [i for i in range(len(g.inputs)) if i in read]
     params = [i for i in param_indices(g) if i in read]
     names = [value_name(g, i) for i in used]
+    # the inputs the harness differentiates (an input no node reads gets zeros in both runs)
+    grad = [i for i in used if s.backward and isinstance(g.inputs[i].spec, TensorSpec)
+            and g.inputs[i].spec.requires_grad]
     body = [f"def fn({', '.join(names)}):"]
     base = len(g.inputs)
     body += [f"    {value_name(g, base + j)} = {node_expr(g, node)}" for j, node in enumerate(g.nodes)]
@@ -564,8 +761,8 @@ def compact_program(case: TestCase) -> str | None:
              *helper_imports, "import torch",
              *submodule_imports(node_expr(g, node) for node in g.nodes)]
     if helper_text:
-        lines += ["", "", helper_text]
-    lines += ["", ""] + body + ["", ""]
+        lines += ["", helper_text]
+    lines += [""] + body + [""]
     target = "fn"
     if params:  # the weights a model holds: static to Dynamo, constants to Inductor's freezing
         pnames = [value_name(g, i) for i in params]
@@ -575,14 +772,20 @@ def compact_program(case: TestCase) -> str | None:
                   for n in pnames]
         lines += ["", f"    def forward(self, {', '.join(value_name(g, i) for i in used if i not in params)}):",
                   f"        return fn({', '.join(('self.' + n) if i in params else n for i, n in zip(used, names))})",
-                  "", ""]
-        target = f"Model({', '.join(pnames)})"
+                  ""]
+        target = "model" if grad else f"Model({', '.join(pnames)})"
     lines.append("def make_args():  # fresh inputs for each run: in-place ops mutate them")
     for i, name in zip(used, names):
         inp = g.inputs[i]
-        lines += ([f"    {name} = {inp.value!r}"] if not isinstance(inp.spec, TensorSpec) else
-                  _compact_tensor_lines(name, inp.spec, inp.values, "    "))
-    lines += [f"    return [{', '.join(names)}]", "", ""]
+        if not isinstance(inp.spec, TensorSpec):
+            lines.append(f"    {name} = {inp.value!r}")
+        elif inp.values is not None:
+            lines += _compact_tensor_lines(name, inp.spec, inp.values, "    ")
+        else:
+            lines += _seeded_tensor_lines(case, i, name, "    ")
+    lines += [f"    return [{', '.join(names)}]", ""]
+    if grad:
+        lines += [COMPACT_RUN.strip("\n"), ""]
     kwargs = {}
     if s.backend != "inductor":
         kwargs["backend"] = s.backend
@@ -595,20 +798,41 @@ def compact_program(case: TestCase) -> str | None:
     settings = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     plain = ", ".join(value_name(g, i) for i in used if i not in params)
     unpack = f"[{', '.join(names)}] = make_args()"
-    ind = "    " if params else ""
-    if params:
+    model = [f"model = Model({', '.join(value_name(g, i) for i in params)})"] if params and grad else []
+    ind = "    " if params and not grad else ""
+    if ind:  # no backward: the harness runs a model as in inference
         lines.append("with torch.no_grad():  # a model's inference, where Inductor's freezing applies")
-    lines += [ind + unpack, f"{ind}eager = {target}({plain})", ind + unpack]
-    lines += [f"{ind}torch._dynamo.mark_dynamic({value_name(g, i)}, {d})"
-              for i, d in s.mark_dynamic if i in used]
+    marks = [f"{ind}torch._dynamo.mark_dynamic({value_name(g, i)}, {d})"
+             for i, d in s.mark_dynamic if i in used]
+    if grad:  # run(): the outputs, then the gradients of the inputs that require grad
+        leaves = ", [" + ", ".join(f"model.{value_name(g, i)}" if i in params else value_name(g, i)
+                                   for i in grad) + "]" if params else ""
+        held = bool(params or marks)  # the inputs are named: a model holds some, or marks
+        eager = f"run({target}, [{plain}]{leaves})" if held else "run(fn, make_args())"
+        lines += [unpack, *model, f"eager = {eager}"] if params else [f"eager = {eager}"]
+        lines += [unpack, *model, *marks] if held else []
+        call = (f"compiled = run(torch.compile({target}{settings}), [{plain}]{leaves})" if held else
+                f"compiled = run(torch.compile(fn{settings}), make_args())")
+    elif params or marks:
+        lines += [ind + unpack, f"{ind}eager = {target}({plain})", ind + unpack, *marks]
+        call = f"compiled = torch.compile({target}{settings})({plain})"
+    else:  # the function on fresh inputs, nothing else to hold on to
+        lines.append("eager = fn(*make_args())")
+        call = f"compiled = torch.compile(fn{settings})(*make_args())"
     patches = []  # only the settings the case needs: reduction made them 1-minimal
     if s.inductor_config:
         patches.append(f"torch._inductor.config.patch({_config_literal('inductor_config', s.inductor_config)!r})")
     if s.dynamo_config:
         patches.append(f"torch._dynamo.config.patch({_config_literal('dynamo_config', s.dynamo_config)!r})")
-    call = f"compiled = torch.compile({target}{settings})({plain})"
     lines += [f"{ind}with {', '.join(patches)}:", f"{ind}    {call}"] if patches else [ind + call]
-    lines.append("reference = fn(*[a.double() if torch.is_tensor(a) and a.is_floating_point() else a "
-                 "for a in make_args()])")
+    upcast = "[a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in make_args()]"
+    labels = [f"output {k}" for k in range(len(g.outputs))]
+    if grad:  # the float64 copies of the inputs that require grad are the reference's leaves
+        lines.append(f"reference = run(fn, {upcast})")
+        labels += [f"gradient of {value_name(g, i)}" for i in grad]
+    else:
+        lines.append(f"reference = fn(*{upcast})")
+    lines += [COMPACT_TOL,
+              f"for name, e, c, r in zip({labels!r}, eager, compiled, reference):  # judged as covfuzz judges"]
     lines.append(COMPACT_CHECK.strip("\n"))
     return "\n".join(lines) + "\n"

@@ -6,13 +6,21 @@ with existing values of the shape the op proposes (or fresh inputs of that shape
 (meta propagation) whether the call is valid. Invalid proposals are dropped, never repaired by
 hand-written shape rules. Depth, node count, op weights and dtypes are options.
 
-Determinism: everything is drawn from one `random.Random(seed)`, so the same seed with the same
-covfuzz version gives the same bytes.
+Which ops (issue 18: ~700 of them once OpInfo's are in the catalog): each case has a *lead* op
+that the seed alone picks, so that every op is tried early, and its other ops are drawn by
+weight. Without a yield table the lead walks a fixed permutation of the op table (seeds
+s .. s+n-1 lead with n different ops); with one (`GenOptions.op_yield`, from the campaign's
+trait table, covfuzz/traits.py) the lead is one of the ops no execution has had yet, and the
+weights are scaled by what each op has paid in new coverage per second.
+
+Determinism: everything is drawn from one `random.Random(seed)` (and the lead from the seed and
+the options), so the same seed with the same options and covfuzz version gives the same bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -28,6 +36,9 @@ from covfuzz.propagate import WriteRules, eval_node, meta_value, needs_real_tens
 
 SIZES = (1, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33)
 MAX_FRESH_NUMEL = 4096
+LEAD_TRIES = 3          # proposals of the lead op before the case goes on without it
+LEAD_ORDER_SEED = 18    # the fixed permutation the lead walks without a yield table
+YIELD_RANGE = (0.1, 10.0)  # an op's yield scales its weight within these bounds
 
 
 class OptionError(CovfuzzError, ValueError):
@@ -49,6 +60,9 @@ class GenOptions:
     layouts: bool = True  # non-contiguous, gapped, stride-0 and offset inputs
     edge_values: bool = True
     extra_settings: dict = field(default_factory=dict)
+    # What each op has paid (TraitYield.op_yield()): name -> (new features per second relative
+    # to the mean execution, executions that had it). None: no feedback (a fixed lead order).
+    op_yield: dict[str, tuple[float, int]] | None = None
 
 
 def parse_supported_ops(text: str) -> dict[str, float]:
@@ -84,8 +98,10 @@ class GraphBuilder:
     """A graph being drawn with `rng` under `opts`: `generate` grows one node at a time; the
     mutators use `fresh` / `fresh_scalar` to draw new inputs exactly as generation does."""
 
-    def __init__(self, rng: random.Random, opts: GenOptions):
+    def __init__(self, rng: random.Random, opts: GenOptions, seed: int = 0):
         self.rng, self.opts = rng, opts
+        # The case's seed: real-tensor propagation draws the very values the program will.
+        self.seed = seed
         self.inputs: list[Input] = []
         self.nodes: list[Node] = []
         self.depth: list[int] = []
@@ -99,6 +115,7 @@ class GraphBuilder:
         # Which in-place writes the graph so far allows (see propagate.WriteRules); updated as
         # nodes are accepted on the meta path, as whole-graph propagation does.
         self.writes = WriteRules()
+        self.first_existing = False  # the last proposal's first argument was an existing value
 
     # ------------------------------------------------------------------ values
     def spec(self, vid: int):
@@ -109,8 +126,14 @@ class GraphBuilder:
     def graph(self, outputs=()) -> Graph:
         return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs))
 
-    def _allowed_dtypes(self, arg: ArgSpec) -> list[str]:
-        return [d for d in DTYPE_CLASSES[arg.dtypes] if d in self.opts.dtypes or arg.dtypes == "long"]
+    def _allowed_dtypes(self, arg: ArgSpec, op: OpDef | None = None) -> list[str]:
+        allowed = [d for d in DTYPE_CLASSES[arg.dtypes]
+                   if d in self.opts.dtypes or arg.dtypes == "long"]
+        # An OpInfo-derived op lists its dtypes per device: keep the device's own.
+        on_device = (op.dtypes_by_device or {}).get(self.opts.device) if op is not None else None
+        if on_device is not None and arg.dtypes not in ("long", "bool"):
+            allowed = [d for d in allowed if d in on_device]
+        return allowed
 
     # ------------------------------------------------------------------ fresh inputs
     def random_shape(self, min_rank: int, max_rank: int) -> tuple[int, ...]:
@@ -155,10 +178,10 @@ class GraphBuilder:
             return self.rng.choice(["uniform", "positive"])
         return "normal"
 
-    def fresh(self, arg: ArgSpec, shape=None, dtype=None) -> int | None:
+    def fresh(self, arg: ArgSpec, shape=None, dtype=None, op: OpDef | None = None) -> int | None:
         if len(self.inputs) >= self.opts.max_inputs and not arg.fresh:
             return None
-        dtypes = self._allowed_dtypes(arg)
+        dtypes = self._allowed_dtypes(arg, op)
         if not dtypes:
             return None
         if dtype not in dtypes:
@@ -192,14 +215,17 @@ class GraphBuilder:
         return index
 
     # ------------------------------------------------------------------ existing values
-    def existing(self, arg: ArgSpec, shape=None) -> int | None:
-        dtypes = set(self._allowed_dtypes(arg)) if arg.dtypes != "any" else set(DTYPES)
+    def existing(self, arg: ArgSpec, shape=None, op: OpDef | None = None,
+                 dtype: str | None = None) -> int | None:
+        dtypes = set(self._allowed_dtypes(arg, op)) if arg.dtypes != "any" else set(DTYPES)
+        if dtype is not None:
+            dtypes &= {dtype}
         candidates = []
         for vid in range(len(self.inputs) + len(self.nodes)):
             spec = self.spec(vid)
             if not isinstance(spec, TensorSpec) or spec.dtype not in DTYPE_CLASSES[arg.dtypes]:
                 continue
-            if spec.dtype not in dtypes and arg.dtypes != "any":
+            if spec.dtype not in dtypes and (arg.dtypes != "any" or dtype is not None):
                 continue
             if not arg.min_rank <= spec.rank <= arg.max_rank or self.depth[vid] >= self.opts.max_depth:
                 continue
@@ -222,17 +248,19 @@ class GraphBuilder:
         return self.fresh_scalar(kind)
 
     # ------------------------------------------------------------------ nodes
-    def propose(self, op: OpDef) -> tuple[tuple[int, ...], dict] | None:
+    def propose(self, op: OpDef, fresh_first: bool = False) -> tuple[tuple[int, ...], dict] | None:
         rng = self.rng
         first = op.args[0]
+        self.first_existing = False
         if first.kind == "scalar":
             a0 = self.scalar_value(first.scalar_kind)
         elif first.fresh:
-            a0 = self.fresh(first)
+            a0 = self.fresh(first, self._first_shape(op), op=op)
         else:
-            a0 = self.existing(first) if rng.random() < 0.85 else None
+            a0 = self.existing(first, op=op) if not fresh_first and rng.random() < 0.85 else None
+            self.first_existing = a0 is not None
             if a0 is None:
-                a0 = self.fresh(first)
+                a0 = self.fresh(first, self._first_shape(op), op=op)
         if a0 is None:
             return None
         args = self.pending = [a0]
@@ -249,19 +277,35 @@ class GraphBuilder:
             dtype = specs[0].dtype if arg.same_dtype and isinstance(specs[0], TensorSpec) else None
             vid = None
             if not arg.fresh and rng.random() < 0.5:
-                vid = self.existing(arg, shape)
+                # OpInfo-derived ops: its samples share one dtype; meta kernels often do not
+                # check it (hand-written ops keep drawing mixed dtypes, as they always have).
+                vid = self.existing(arg, shape, op, dtype if op.source == "opinfo" else None)
             if vid is None:
-                vid = self.fresh(arg, shape, dtype)
+                vid = self.fresh(arg, shape, dtype, op)
             if vid is None:
                 return None
             args.append(vid)
             specs = [self.spec(a) for a in args]
         return tuple(args), attrs
 
+    def _first_shape(self, op: OpDef):
+        """A fresh first argument's shape: an OpInfo-derived op's proposal (a sample's shape:
+        many of those ops want square matrices or matching channels), else a random one (the
+        hand-written ops' shape proposals are for later arguments)."""
+        first = op.args[0]
+        return first.shape(self.rng, [], {}) if op.source == "opinfo" and first.shape else None
+
     def try_add(self, op: OpDef) -> bool:
+        if self._try_add(op):
+            return True
+        # An OpInfo-derived op whose first argument was an existing value gets one more try on
+        # a fresh input of a sample's shape: its shape rules are unknown to us, not to torch.
+        return op.source == "opinfo" and self.first_existing and self._try_add(op, True)
+
+    def _try_add(self, op: OpDef, fresh_first: bool = False) -> bool:
         saved = (list(self.inputs), list(self.nodes), list(self.depth))
         self.pending = []
-        proposal = self.propose(op)
+        proposal = self.propose(op, fresh_first)
         if proposal is not None:
             args, attrs = proposal
             node = Node(op.name, args, attrs)
@@ -295,7 +339,8 @@ class GraphBuilder:
                 self.meta_nodes.append(value)
                 return dataclasses.replace(graph.nodes[-1], out=spec)
         try:  # real tensors (data-dependent ops, no meta kernel): the whole graph
-            checked = propagate(TestCase(graph, CompileSettings(device=self.opts.device)))
+            checked = propagate(TestCase(graph, CompileSettings(device=self.opts.device),
+                                         self.seed))
         except (InvalidGraph, CovfuzzError):
             return None
         self.real = True
@@ -310,6 +355,7 @@ def _numel(shape) -> int:
 
 
 def op_table(opts: GenOptions) -> tuple[list[OpDef], list[float]]:
+    """The ops a case may use, with their base weights."""
     if opts.op_weights:
         names = sorted(opts.op_weights)
         table = [ops.get_op(n) for n in names]
@@ -320,6 +366,43 @@ def op_table(opts: GenOptions) -> tuple[list[OpDef], list[float]]:
                  and ops.allowed_on(op, opts.device)]
         weights = [op.weight for op in table]
     return table, weights
+
+
+_LEAD_ORDERS: dict[tuple[str, ...], list[int]] = {}
+
+
+def _lead_order(names: tuple[str, ...]) -> list[int]:
+    """A fixed permutation of the table (so that neighbouring seeds lead with unrelated ops)."""
+    order = _LEAD_ORDERS.get(names)
+    if order is None:
+        order = list(range(len(names)))
+        random.Random(LEAD_ORDER_SEED).shuffle(order)
+        if len(_LEAD_ORDERS) > 64:
+            _LEAD_ORDERS.clear()
+        _LEAD_ORDERS[names] = order
+    return order
+
+
+class OpDraw:
+    """The ops of one case: its lead op (chosen by the seed: see the module docstring) and the
+    weights of the rest (base weight x yield, when the options carry a yield table)."""
+
+    def __init__(self, seed: int, opts: GenOptions):
+        self.table, weights = op_table(opts)
+        paid = opts.op_yield
+        if paid is None:
+            order = _lead_order(tuple(op.name for op in self.table))
+            self.lead = self.table[order[seed % len(order)]] if order else None
+        else:
+            lo, hi = YIELD_RANGE
+            weights = [w * min(hi, max(lo, paid.get(op.name, (1.0, 0))[0]))
+                       for op, w in zip(self.table, weights)]
+            untried = [op for op in self.table if paid.get(op.name, (1.0, 0))[1] == 0]
+            self.lead = untried[seed % len(untried)] if untried else None
+        self.cum_weights = list(itertools.accumulate(weights))
+
+    def draw(self, rng: random.Random) -> OpDef:
+        return rng.choices(self.table, cum_weights=self.cum_weights)[0]
 
 
 # GPU cases: compile modes drawn for a share of them (CPU cases keep mode None: CUDA graphs and
@@ -339,13 +422,20 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
     """A valid (propagated) random test case, determined by `seed` and `opts`."""
     opts = opts or GenOptions()
     rng = random.Random(seed)
-    table, weights = op_table(opts)
-    builder = GraphBuilder(rng, opts)
+    draw = OpDraw(seed, opts)
+    builder = GraphBuilder(rng, opts, seed)
     target = rng.randint(1, max(opts.max_nodes, 1))
+    lead_at = rng.randrange(target)  # the lead may read values made before it
     attempts = 0
     while len(builder.nodes) < target and attempts < target * 10:
+        if draw.lead is not None and len(builder.nodes) == lead_at:
+            for _ in range(LEAD_TRIES):
+                if builder.try_add(draw.lead):
+                    break
+            lead_at = -1
+            continue
         attempts += 1
-        builder.try_add(rng.choices(table, weights)[0])
+        builder.try_add(draw.draw(rng))
     if not builder.nodes:  # keep the contract "at least one node": a plain copy of an input
         arg = ArgSpec("tensor", "any", 0, 3)
         vid = builder.existing(arg) if builder.inputs else None

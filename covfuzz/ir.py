@@ -280,6 +280,55 @@ class CompileSettings:
     dynamo_config: dict = field(default_factory=dict)
     device: str = "cpu"
     backward: bool = False
+    # A METAMORPHIC_VARIANTS name: when the case passes, also compile it under this variant of
+    # its settings and compare the two compiled results (harness/metamorphic.py). None: no.
+    metamorphic: str | None = None
+
+
+# Issue 19's metamorphic variants: named changes of the compile settings under which a case
+# must compute what it computes under its own (the vectorized C++ path off, shapes dynamic or
+# static, the C++ wrapper flipped). The name is what a case stores; `variant_settings` applies it.
+METAMORPHIC_VARIANTS = ("novec", "dynamic", "static", "cpp_wrapper")
+# Inductor's vector ISA is picked by `cpp.simdlen`: a width no ISA has (0) leaves the invalid
+# ISA, so every C++ kernel is scalar (no at::vec in the generated code).
+NOVEC_CONFIG = {"cpp.simdlen": 0}
+
+
+def applicable_variants(settings: CompileSettings) -> tuple[str, ...]:
+    """The variants that change something for a case compiled with `settings`: `novec` on
+    the CPU under Inductor (unless already scalar), `dynamic` unless dynamic=True, `static`
+    when some shape is dynamic (dynamic=True or marked dims), `cpp_wrapper` under Inductor."""
+    out = []
+    inductor = settings.backend == "inductor"
+    config = settings.inductor_config
+    if inductor and settings.device == "cpu" and config.get("cpp.simdlen") != 0 \
+            and config.get("cpp.vec_isa_ok") is not False:
+        out.append("novec")
+    if settings.dynamic is not True:
+        out.append("dynamic")
+    if settings.dynamic is True or settings.mark_dynamic:
+        out.append("static")
+    if inductor:
+        out.append("cpp_wrapper")
+    return tuple(out)
+
+
+def variant_settings(settings: CompileSettings, name: str) -> CompileSettings:
+    """`settings` under metamorphic variant `name` (its own `metamorphic` field cleared: the
+    result is an ordinary case's settings). ValueError for a name that is not a variant."""
+    if name not in METAMORPHIC_VARIANTS:
+        raise ValueError(f"not a metamorphic variant: {name!r:.40}")
+    config = dict(settings.inductor_config)
+    changes: dict = {"metamorphic": None}
+    if name == "novec":
+        changes["inductor_config"] = {**config, **NOVEC_CONFIG}
+    elif name == "dynamic":
+        changes["dynamic"] = True
+    elif name == "static":
+        changes.update(dynamic=False, mark_dynamic=())
+    else:  # cpp_wrapper: the other wrapper than the case's (torch's default is the Python one)
+        changes["inductor_config"] = {**config, "cpp_wrapper": not config.get("cpp_wrapper", False)}
+    return dataclasses.replace(settings, **changes)
 
 
 @dataclass(frozen=True)
@@ -292,3 +341,12 @@ class TestCase:
 
     def replace(self, **changes) -> "TestCase":
         return dataclasses.replace(self, **changes)
+
+
+def metamorphic_case(case: TestCase) -> TestCase | None:
+    """`case` under the metamorphic variant its settings name, as an ordinary case (no variant
+    of its own); None when it names none, or one that changes nothing for its settings."""
+    name = case.settings.metamorphic
+    if name is None or name not in applicable_variants(case.settings):
+        return None
+    return case.replace(settings=variant_settings(case.settings, name))

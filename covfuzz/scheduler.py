@@ -309,6 +309,14 @@ class RateBandit:
         row[1] += max(seconds, 0.01)
         row[2] += 1
 
+    def credit(self, name: str, gain: float) -> None:
+        """A late reward for an arm already played: `gain` more (capped), no time and no try
+        (what it paid was learned after its execution was rewarded: a bucket's root cause,
+        once triage names it). Unplayed arms are left alone."""
+        row = self.arms.get(name)
+        if row is not None:
+            row[0] += min(max(gain, 0.0), self.gain_cap)
+
     def table(self) -> dict[str, dict]:
         prior_cost = self.PRIOR_GAIN / self.pooled_rate()
         return {n: {"gain": round(g, 3), "cost": round(c, 3), "tries": int(t),

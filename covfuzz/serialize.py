@@ -8,6 +8,8 @@ Formats (schema version `SCHEMA_VERSION`):
 - Id: the first 16 hex digits of sha256 over the canonical JSON *without* node output specs
   (they are derived by propagation, so an id does not change when torch infers a new stride).
 
+The settings' `metamorphic` (a variant name, issue 19) is likewise written only when set.
+
 A tensor input may carry literal `values` (its flat storage elements): written only when present,
 so cases drawn from the seed encode and hash as before; non-finite floats are the strings "nan",
 "inf", "-inf" (JSON has neither), every other float its shortest exact repr (-0.0 included).
@@ -27,7 +29,8 @@ import zlib
 from covfuzz import jsondata
 from covfuzz.errors import TestCaseFormatError
 from covfuzz.ir import (DEVICES, DTYPES, FILLS, MAX_DIM, MAX_INPUTS, MAX_LITERAL_VALUES, MAX_NODES,
-                        MAX_NUMEL, MAX_OUTPUTS, MAX_RANK, MAX_SEED, SCALAR_KINDS, CompileSettings,
+                        MAX_NUMEL, MAX_OUTPUTS, MAX_RANK, MAX_SEED, METAMORPHIC_VARIANTS,
+                        SCALAR_KINDS, CompileSettings,
                         Graph, Input, Node, ScalarSpec, TensorSpec, TestCase, dtype_class,
                         literal_values_problem, numel, storage_numel)
 from covfuzz.config_space import check_config_override
@@ -126,6 +129,8 @@ def to_dict(case: TestCase, with_specs: bool = True) -> dict:
                 "inductor_config": {k: _plain(v) for k, v in s.inductor_config.items()},
                 "dynamo_config": {k: _plain(v) for k, v in s.dynamo_config.items()},
                 "device": s.device, "backward": s.backward}
+    if s.metamorphic is not None:  # written only when set: other cases encode (and hash) as before
+        settings["metamorphic"] = s.metamorphic
     return {"format": FORMAT, "version": SCHEMA_VERSION, "seed": case.seed, "settings": settings,
             "inputs": inputs, "nodes": nodes, "outputs": list(g.outputs)}
 
@@ -385,7 +390,7 @@ def from_dict(obj) -> TestCase:
 def _settings_from_dict(obj) -> CompileSettings:
     r = _Reader(obj, "settings")
     r.only("backend", "mode", "dynamic", "fullgraph", "mark_dynamic", "inductor_config",
-           "dynamo_config", "device", "backward")
+           "dynamo_config", "device", "backward", "metamorphic")
     marks = []
     for i, pair in enumerate(r.list("mark_dynamic", 64) if "mark_dynamic" in obj else []):
         marks.append(_int_list(pair, f"settings.mark_dynamic[{i}]", 0, MAX_INPUTS, max_len=2))
@@ -414,4 +419,5 @@ def _settings_from_dict(obj) -> CompileSettings:
         dynamo_config=configs["dynamo_config"],
         device=r.choice("device", DEVICES, "cpu", required=False),
         backward=r.bool("backward", default=False),
+        metamorphic=r.choice("metamorphic", (None,) + METAMORPHIC_VARIANTS, None, required=False),
     )

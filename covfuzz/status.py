@@ -172,6 +172,10 @@ _HISTORY_ROW = _row({"t": (_time, 0.0), "elapsed": (_amount, 0.0), "execs": (_co
 _NODE_ROW = _row({"address": (_name, ""), "head": (_bool, False), "alive": (_bool, False),
                   "workers": (_count, 0), "execs": (_count, 0), "restarts": (_count, 0),
                   "lost": (_count, 0), "requeued": (_count, 0), "last_heard": (_amount, 0.0)})
+# Where worker time went (the campaign's monitor: `time_split`): worker slot-seconds, the
+# executions summed, seconds by stage (harness.result.STAGES, triage_<step>, idle).
+_TIME_SPLIT_ROW = _row({"worker_seconds": (_amount, 0.0), "execs": (_count, 0),
+                        "stages": (_table(_amount), {})})
 _SYNC_ROW = _row({"name": (_name, ""), "dir": (_text, ""), "exported": (_count, 0),
                   "imported": (_count, 0), "rejected": (_count, 0)})
 _REQUIRED = object()
@@ -206,6 +210,7 @@ STATUS_FIELDS = {
     "pool": (_table(_count), {}),       # --ray: submitted / results / lost / cancelled
     "lost": (_count, 0),                # --ray: cases lost with a node this run
     "sync": (_or_none(_SYNC_ROW), None),  # --sync-dir: what was shared
+    "time_split": (_or_none(_TIME_SPLIT_ROW), None),  # absent from status files made before it
 }
 
 
@@ -288,13 +293,15 @@ def stats_series(directory: str) -> list[dict]:
 
 def plot(directory: str, out: str, compare: list[str] = ()) -> str:
     """PNG with features, covered lines and unique failures against elapsed minutes (one line
-    per campaign)."""
+    per campaign), and where each campaign's worker time went (one bar each)."""
     import matplotlib  # lazily: importing it costs a second that other commands need not pay
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_features, ax_lines, ax_failures) = plt.subplots(1, 3, figsize=(15, 4))
-    for campaign in [directory, *compare]:
+    fig, (ax_features, ax_lines, ax_failures, ax_time) = plt.subplots(
+        1, 4, figsize=(20, 4), gridspec_kw={"width_ratios": [1, 1, 1, 1.3]})
+    campaigns = [directory, *compare]
+    for campaign in campaigns:
         series = stats_series(campaign)
         if not series:
             raise CovfuzzError(f"{campaign}: no stats recorded yet")
@@ -309,6 +316,7 @@ def plot(directory: str, out: str, compare: list[str] = ()) -> str:
     ax_lines.set(title="covered lines of torch/_inductor + torch/_dynamo", xlabel="minutes",
                  ylabel="lines")
     ax_failures.set(title="unique failures", xlabel="minutes", ylabel="signatures")
+    _time_bars(ax_time, campaigns)
     for ax in (ax_features, ax_lines, ax_failures):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -318,6 +326,38 @@ def plot(directory: str, out: str, compare: list[str] = ()) -> str:
     plt.close(fig)
     write_output(out, png.getvalue())  # never through a symlink planted at `out`
     return out
+
+
+def _time_bars(ax, campaigns: list[str]) -> None:
+    """One bar per campaign: its worker time's shares by stage (`time_shares`), stacked."""
+    import matplotlib.pyplot as plt
+    colors = plt.get_cmap("tab20").colors
+    names: list[str] = []  # one color per stage name, across campaigns
+    labels = []
+    for row, campaign in enumerate(campaigns):
+        try:
+            split = read_status(campaign).get("time_split")
+        except CovfuzzError:
+            split = None
+        shares = time_shares(split) if split else []
+        rate = 3600 * split["execs"] / split["worker_seconds"] if shares else 0.0
+        labels.append(f"{printable(os.path.basename(os.path.abspath(campaign)))}\n"
+                      + (f"{rate:.0f} execs/h/worker" if shares else "no time split"))
+        left = 0.0
+        for name, share in shares:
+            if name not in names:
+                names.append(name)
+            ax.barh(row, 100 * share, left=left, color=colors[names.index(name) % len(colors)],
+                    label=printable(name).replace("$", r"\$"))  # no mathtext from a file
+            left += 100 * share
+    ax.set_yticks(range(len(campaigns)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(title="where worker time goes", xlabel="% of worker time", xlim=(0, 100))
+    handles, texts = ax.get_legend_handles_labels()
+    if handles:
+        seen = dict(zip(texts, handles))  # one legend entry per stage
+        ax.legend(seen.values(), seen.keys(), fontsize=7, loc="center left",
+                  bbox_to_anchor=(1.0, 0.5))
 
 
 def _mode(directory: str) -> str:
@@ -360,6 +400,31 @@ def triage_line(s: dict) -> str | None:
             + (f" ({queue} in the triage queue)" if queue else "")
             + (f"; {100 * share:.1f}% of worker time this run" if share else "")
             + ("; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()) if steps else ""))
+
+
+def time_shares(split: dict) -> list[tuple[str, float]]:
+    """(stage, share of worker time) by decreasing share, and what no stage accounts for (worker
+    start-ups and restarts, the loop's own turns) as "unaccounted"; [] without worker time."""
+    worker = split.get("worker_seconds") or 0.0
+    if worker <= 0:
+        return []
+    stages = split.get("stages") or {}
+    shares = sorted(((k, v / worker) for k, v in stages.items() if v > 0), key=lambda kv: -kv[1])
+    rest = worker - sum(stages.values())
+    return shares + ([("unaccounted", rest / worker)] if rest > 0 else [])
+
+
+def time_line(s: dict) -> str | None:
+    """Where worker time went, in one line: execs per hour per worker and each stage's share of
+    the worker slots' time (None for a status file without the split)."""
+    split = s.get("time_split")
+    shares = time_shares(split) if split else []
+    if not shares:
+        return None
+    worker = split["worker_seconds"]
+    return (f"time: {worker / 3600:.2f} worker-hours, "
+            f"{3600 * split['execs'] / worker:.0f} execs/hour/worker | "
+            + ", ".join(f"{name} {100 * share:.1f}%" for name, share in shares if share >= 5e-4))
 
 
 def status_line(s: dict) -> str:
@@ -590,6 +655,9 @@ def status_view(s: dict, directory: str, since: float | None = None,
     triage = triage_line(s)
     if triage:
         out.append(triage)
+    timing_split = time_line(s)
+    if timing_split:
+        out.append(timing_split)
     if s.get("triage_current"):
         out.append(f"triaging now: {s['triage_current']}")
     rows = s.get("buckets") or []

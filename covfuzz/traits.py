@@ -19,6 +19,11 @@ the node count as well made feedback mode keep graphs of 4.7 nodes on average (t
 size is left out.
 benchmarks/trait_selection.py replays a baseline campaign to compare values of K.
 The no-feedback baseline never uses this.
+
+The same table steers which ops a fresh graph is drawn from (issue 18: ~700 ops): `op_yield`
+gives the generator each op's rate (its `op:` trait's optimistic features per second over the
+mean execution's) and how many executions had it, so ops that paid are drawn more, ops that
+stopped paying fade, and ops never executed lead new graphs first (covfuzz/generator.py).
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class TraitYield:
         self.total_gain = float(state.get("total_gain", 0.0))
         self.total_seconds = float(state.get("total_seconds", 0.0))
         self.executions = int(state.get("executions", 0))
+        self.op_traits = {k for k in self.table if k.startswith("op:")}
 
     def state(self) -> dict:
         return {"table": self.table, "total_gain": self.total_gain,
@@ -110,9 +116,24 @@ class TraitYield:
                 if len(self.table) >= MAX_TRAITS:
                     continue
                 row = self.table[trait] = [0.0, 0, 0.0]
+                if trait.startswith("op:"):
+                    self.op_traits.add(trait)
             row[0] += gain
             row[1] += 1
             row[2] += seconds
+
+    def op_yield(self) -> dict[str, tuple[float, int]]:
+        """Per op with an `op:` trait: (its optimistic new features per second relative to the
+        mean execution's, executions that had it): GenOptions.op_yield. An op missing here has
+        never been executed (the generator treats it as (1.0, 0))."""
+        prior_gain = max(self.mean_gain, 1e-6)
+        prior_seconds = max(self.mean_seconds, 1e-3)
+        mean_rate = prior_gain / prior_seconds
+        out = {}
+        for trait in self.op_traits:
+            got, count, spent = self.table[trait]
+            out[trait[3:]] = ((got + prior_gain) / (spent + prior_seconds) / mean_rate, int(count))
+        return out
 
     def score(self, case: TestCase) -> float:
         """Expected new features per second of executing `case`."""

@@ -13,6 +13,13 @@ Stages and timing keys:
 - coverage: feature extraction (start/stop and data reading; tracing slowdown is inside compile;
   the issue-19 families named in the worker's COVFUZZ_FEATURE_FAMILIES: generated code
   (harness.gencode), per-node values and divergence (harness.values)).
+Parts measured inside them (harness.result.PART_KEYS; `stage_split` makes the partition):
+reference (the float64 reference, in eager), oracle (the verdict), and the compile work torch's
+own instrumentation times (dynamo, aot, inductor, build: per-region deltas of its `dynamo_timed`
+keys and compile callbacks, `_CompileClock`), wherever it ran: the backward graph compiles at the
+first backward.
+Outside the five regions: metamorphic (a passing case whose settings name a metamorphic variant
+compiled again under it, `_metamorphic`; harness/metamorphic.py judges).
 
 Every eager or compiled call gets its own inputs and its own module (parameters included), and
 its outputs are detached clones taken right after it: an in-place write on one call's inputs or
@@ -32,17 +39,18 @@ import warnings
 import torch
 import torch._dynamo
 import torch._dynamo.config
+import torch._dynamo.utils
 import torch._inductor.config
 
 from covfuzz import codegen, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.features import FAMILY_ENV
-from covfuzz.ir import INT_DTYPES, FLOAT_DTYPES, TensorSpec, TestCase
+from covfuzz.ir import INT_DTYPES, FLOAT_DTYPES, TensorSpec, TestCase, metamorphic_case
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
-from harness import gencode, oracle, values
-from harness.faults import GPU_FAULT_SEEDS, fault_of, raise_gpu_fault
-from harness.result import empty_timings
+from harness import gencode, metamorphic, oracle, values
+from harness.faults import GPU_FAULT_SEEDS, fault_of, perturbed, raise_gpu_fault
+from harness.result import COMPILE_KEYS, WINDOWS, compile_parts, empty_timings
 
 
 def _trigger(fault: str) -> None:
@@ -102,13 +110,68 @@ def _f2i_cast_values(case: TestCase) -> set[int]:
     return tainted
 
 
+class _CompileClock:
+    """Compile seconds as torch measures them: per-key durations of its `dynamo_timed` calls
+    (`compilation_time_metrics`, cumulative: one entry appended per call, cleared by
+    torch._dynamo.reset), and the outermost compile windows between torch's compile start and
+    end callbacks (they fire once around nested compiles: a frame compiled while another is
+    traced nests `_compile.compile_inner` in itself, so its durations overlap)."""
+
+    def __init__(self):
+        self.windows = dict.fromkeys(WINDOWS, 0.0)
+        self._started = 0.0
+
+    def _start(self, *args) -> None:
+        self._started = time.perf_counter()
+
+    def _end(self, *args) -> None:  # torch 2.13 passes CallbackArgs (older ones nothing)
+        trigger = getattr(getattr(args[0], "callback_trigger", None), "name", "") if args else ""
+        key = "lazy_backward" if trigger == "LAZY_BACKWARD" else "frame"
+        self.windows[key] += time.perf_counter() - self._started
+
+    def mark(self) -> tuple:
+        handler = getattr(torch._dynamo, "callback_handler", None)  # torch 2.5+
+        callbacks = getattr(handler, "start_callbacks", None)
+        if callbacks is not None and self._start not in callbacks:  # dropped by dynamo.reset
+            handler.register_start_callback(self._start)
+            handler.register_end_callback(self._end)
+        metrics = torch._dynamo.utils.compilation_time_metrics
+        return dict(self.windows), {k: len(metrics.get(k, ())) for k in COMPILE_KEYS}
+
+    def since(self, mark: tuple) -> dict:
+        """Seconds per window and per key since `mark`."""
+        windows, counts = mark
+        metrics = torch._dynamo.utils.compilation_time_metrics
+        spent = {k: self.windows[k] - windows[k] for k in WINDOWS}
+        for key, count in counts.items():
+            entries = metrics.get(key, ())
+            spent[key] = sum(entries[count:] if len(entries) >= count else entries)
+        return spent
+
+
+_COMPILE_CLOCK = _CompileClock()
+
+
+def _charge_compile(timings: dict, region: str, mark: tuple) -> None:
+    """Add the compile work torch timed since `mark` to the compile parts, and note how much
+    of it ran inside `region` when that is not the compile region."""
+    parts = compile_parts(_COMPILE_CLOCK.since(mark))
+    for key, seconds in parts.items():
+        timings[key] += seconds
+    if region != "compile":  # e.g. eager while_loop compiles itself; the lazy backward compile
+        key = f"compile_in_{region}"
+        timings[key] = timings.get(key, 0.0) + sum(parts.values())
+
+
 @contextlib.contextmanager
 def _timed(timings: dict, key: str):
     t = time.perf_counter()
+    mark = _COMPILE_CLOCK.mark()
     try:
         yield
     finally:
         timings[key] += time.perf_counter() - t
+        _charge_compile(timings, key, mark)
 
 
 @contextlib.contextmanager
@@ -148,6 +211,8 @@ def execute(case_bytes: bytes, device: str | None = None, reference: str | None 
         return _finish(result, t_start)
     trace = _Trace(families=_families())
     _execute(case, device, reference, collector, result, trace)
+    if result["outcome"] == "pass" and case.settings.metamorphic is not None:
+        _metamorphic(result, trace, reference)
     if result["outcome"] == "pass":  # divergence is measured on runs within tolerance only
         trace.family_ids += trace.divergence_ids
     if trace.family_ids:
@@ -158,6 +223,27 @@ def execute(case_bytes: bytes, device: str | None = None, reference: str | None 
 def _families() -> frozenset[str]:
     """The feature families beyond coverage this worker computes (its environment says)."""
     return frozenset(n.strip() for n in os.environ.get(FAMILY_ENV, "").split(",") if n.strip())
+
+
+def _metamorphic(result: dict, trace: "_Trace", reference) -> None:
+    """Issue 19's metamorphic check of a passing case: its compiled calls made again under the
+    variant its settings name, on the same eager values (no coverage, no feature families), then
+    `harness.metamorphic.judge` (into `result`). Seconds: timings["metamorphic"]."""
+    t0 = time.perf_counter()
+    case = trace.program.case  # on the device it ran on
+    variant = metamorphic_case(case)
+    if variant is None:
+        result["details"]["metamorphic_note"] = (f"variant {case.settings.metamorphic} changes "
+                                                 "nothing for these settings")
+        return
+    run = _new_result()
+    run["case_id"], run["details"] = result["case_id"], {
+        k: v for k, v in result["details"].items() if k == "eager_deterministic"}
+    other = _Trace(eager=trace.eager, eager_grads=trace.eager_grads,
+                   variant=case.settings.metamorphic)
+    _execute(variant, case.settings.device, reference, None, run, other)
+    metamorphic.judge(case, trace, other, run, result, _f2i_cast_values(case))
+    result["timings"]["metamorphic"] = time.perf_counter() - t0
 
 
 @dataclasses.dataclass
@@ -254,7 +340,7 @@ def _execute(case: TestCase, device, reference, collector, result: dict, trace: 
             program = _Program(case, result["case_id"], device, reference, config)
             trace.program = program
             _run(program, collector, result, trace)
-            _judge(program, trace, result)
+            _timed_judge(program, trace, result)
     except _Failure as f:
         exc_type, message, frames = oracle.describe(f.exc)
         result.update(outcome=f.outcome, message=message, exc_type=exc_type, frames=frames)
@@ -315,6 +401,8 @@ class _Trace:
     families: frozenset = frozenset()  # issue-19 families to compute ("gencode", ...)
     family_ids: list = dataclasses.field(default_factory=list)  # their feature ids
     divergence_ids: list = dataclasses.field(default_factory=list)  # kept for passing runs
+    # A metamorphic variant's compiled calls: only those are made, eager comes from the case's run.
+    variant: str | None = None
 
 
 class _Program:
@@ -427,9 +515,19 @@ class _Program:
 
 
 def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
-    """The calls: eager (+ backward), compiled (+ backward), a second compiled call."""
-    timings, details, fault = result["timings"], result["details"], program.fault
+    """The calls: eager (+ backward), compiled (+ backward), a second compiled call; a
+    metamorphic variant's run (`trace.variant`) makes only the compiled ones."""
     torch._dynamo.reset()
+    if trace.variant is None:
+        _run_eager(program, result, trace)
+    _run_compiled(program, collector, result, trace)
+    if trace.variant is not None and program.fault == "perturb_variant":  # test-only fault
+        trace.compiled, trace.second = perturbed(trace.compiled), perturbed(trace.second)
+
+
+def _run_eager(program: _Program, result: dict, trace: _Trace) -> None:
+    """Eager (+ backward), and the determinism gate of a case with nondeterministic ops."""
+    timings, details, fault = result["timings"], result["details"], program.fault
 
     # -- eager
     try:
@@ -465,7 +563,10 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
     if program.nondet:
         details["eager_deterministic"] = _deterministic(program, trace, timings)
 
-    # -- compiled
+
+def _run_compiled(program: _Program, collector, result: dict, trace: _Trace) -> None:
+    """The compiled calls: compiled (+ backward), a second compiled call on fresh inputs."""
+    timings, details, fault = result["timings"], result["details"], program.fault
     if collector is not None:
         t = time.perf_counter()
         collector.erase()
@@ -556,6 +657,19 @@ def _deterministic(program: _Program, trace: _Trace, timings: dict) -> bool:
     return same
 
 
+def _timed_judge(program: _Program, trace: _Trace, result: dict) -> None:
+    """`_judge`, its own time counted as `oracle` (the reruns it asks for count in eager, the
+    divergence family in coverage)."""
+    timings = result["timings"]
+    elsewhere = timings["eager"] + timings["coverage"]
+    t0 = time.perf_counter()
+    try:
+        _judge(program, trace, result)
+    finally:
+        timings["oracle"] += max(0.0, time.perf_counter() - t0
+                                 - (timings["eager"] + timings["coverage"] - elsewhere))
+
+
 def _judge(program: _Program, trace: _Trace, result: dict) -> None:
     """The oracle's verdict on a run that did not crash (outcome, message, details)."""
     details, timings = result["details"], result["timings"]
@@ -568,7 +682,9 @@ def _judge(program: _Program, trace: _Trace, result: dict) -> None:
     def reference_outputs():
         t0 = time.perf_counter()
         value = program.reference()
-        timings["eager"] += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        timings["eager"] += spent
+        timings["reference"] += spent
         return value
 
     mismatch = oracle.compare_outputs(trace.eager, trace.compiled,

@@ -5,7 +5,10 @@ Active only when COVFUZZ_FAULT_INJECTION=1 in the worker's environment: a case w
 one of these keys misbehaves (harness/execute.py triggers it). Kept apart from execute.py,
 which imports torch's compiler, so a campaign can draw fault seeds without importing it.
 
-`FAULT_SEEDS` are the faults a campaign draws (`--inject-faults`). `GPU_FAULT_SEEDS` are the
+`FAULT_SEEDS` are the faults a campaign draws (`--inject-faults`). `METAMORPHIC_FAULT_SEEDS`
+change only what a metamorphic variant's compiled calls return (issue 19's second compile of a
+passing case): the comparison of the two compiled results is tested on a real disagreement
+without a torch bug; campaigns do not draw them. `GPU_FAULT_SEEDS` are the
 faults of a GPU worker, raised as the real exception types with CUDA's real message text, so
 the classification of GPU failures is tested on any machine; campaigns do not draw them.
 """
@@ -48,6 +51,11 @@ CUDA_DEVICE_ASSERT_MESSAGE = (
     "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
 
 
+METAMORPHIC_FAULT_SEEDS = {
+    0xFA017201: "perturb_variant",  # the variant's compiled outputs: floats + 1, ints + 1
+}
+
+
 def fault_injection_enabled() -> bool:
     return os.environ.get("COVFUZZ_FAULT_INJECTION") == "1"
 
@@ -56,7 +64,19 @@ def fault_of(seed: int) -> str | None:
     """The fault a case with `seed` injects in this worker (None: none, or injection off)."""
     if not fault_injection_enabled():
         return None
-    return FAULT_SEEDS.get(seed) or GPU_FAULT_SEEDS.get(seed)
+    return FAULT_SEEDS.get(seed) or GPU_FAULT_SEEDS.get(seed) or METAMORPHIC_FAULT_SEEDS.get(seed)
+
+
+def perturbed(values: list) -> list:
+    """`values` (a compiled call's output snapshots) with every floating or integer tensor
+    moved by one and every other value kept: the `perturb_variant` fault."""
+    out = []
+    for v in values:
+        floating = getattr(v, "is_floating_point", None)
+        if floating is not None and (floating() or str(v.dtype).startswith("torch.int")):
+            v = v + 1
+        out.append(v)
+    return out
 
 
 def raise_gpu_fault(kind: str) -> None:

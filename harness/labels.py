@@ -1038,11 +1038,13 @@ def ill_conditioned(ctx: CulpritContext) -> str | None:
             f"{ILL_CONDITIONED_FACTOR:g}*eps*(|x f'|+|f|) = {bound[idx].item():.3g}")
 
 
-# ----------------------------------------------------------------------------- zero_weight_special
+# ----------------------------------------------------------------------------- resampling_special
 
-# Ops that compute each output as a weighted sum of neighbouring input taps, where some weights
-# can be exactly 0 (bicubic/linear interpolation on a grid point). Eager's kernel may skip a
-# zero-weight tap; compiled code multiplies it, and IEEE 754 gives 0*inf = 0*NaN = NaN.
+# Ops that compute each output from neighbouring input taps with weights. With an infinite or
+# NaN tap, the formula decides the result, and eager and Inductor use different ones that agree
+# on finite values: eager may skip a tap whose weight is exactly 0 (bicubic on a grid point)
+# where compiled code multiplies it (0*inf = NaN); eager sums w0*a + w1*b where Inductor's
+# decomposition uses the equal-for-finite-values lerp a + t*(b - a) (inf - inf = NaN).
 _RESAMPLING_OPS = ("F.interpolate",)
 # Finite stand-ins for the special inputs: two different ones, so an output that does not move
 # between them does not depend on those inputs at all.
@@ -1079,10 +1081,12 @@ def _tap_windows_hold(specials: torch.Tensor, out_shape, attrs: dict) -> torch.T
     return (s > 0).broadcast_to(out_shape)
 
 
-def zero_weight_special(ctx: CulpritContext) -> str | None:
-    """A resampling op whose input holds NaN/inf: compiled is NaN/inf where eager is finite,
-    a special input lies among the taps of every such position, and eager's value at every such position stays bitwise the same when the special inputs are
-    replaced by finite stand-ins (the output does not depend on them: their weight is 0)."""
+def resampling_special(ctx: CulpritContext) -> str | None:
+    """A resampling op whose input holds NaN/inf, where compiled is NaN/inf at positions with a
+    special input among their taps, and at each of them either
+    - eager is finite and stays bitwise the same with the special inputs replaced by finite
+      stand-ins (the tap's weight is 0: compiled multiplied 0 by inf or NaN), or
+    - eager is +-inf and compiled NaN with an infinity among the taps (the lerp form)."""
     if ctx.grad or ctx.op not in _RESAMPLING_OPS or not ctx.args:
         return None
     mask = _diff_or_none(ctx)
@@ -1094,21 +1098,28 @@ def zero_weight_special(ctx: CulpritContext) -> str | None:
         return None
     e64, c64 = e.to(torch.float64), c.to(torch.float64)
     specials = ~x.isfinite()
-    if not bool(specials.any()) or not bool((e64.isfinite() & ~c64.isfinite())[mask].all()):
+    if not bool(specials.any()):
         return None
     if not bool(_tap_windows_hold(specials, e.shape, ctx.attrs)[mask].all()):
         return None  # a NaN away from every special input is the compiled code's own doing
-    for value in _STAND_INS:
-        other = _tensor(_call(ctx.evaluate, [x.masked_fill(specials, value), *ctx.args[1:]]))
-        if other is None or other.shape != e.shape:
-            return None
-        same = (other.to(torch.float64) == e64)
-        if not bool(same[mask].all()):
-            return None
+    zero_weight = e64.isfinite() & ~c64.isfinite()
+    lerp = e64.isinf() & c64.isnan() & _tap_windows_hold(x.isinf(), e.shape, ctx.attrs)
+    if not bool((zero_weight | lerp)[mask].all()):
+        return None
+    if bool((zero_weight & mask).any()):
+        for value in _STAND_INS:
+            other = _tensor(_call(ctx.evaluate, [x.masked_fill(specials, value), *ctx.args[1:]]))
+            if other is None or other.shape != e.shape:
+                return None
+            if not bool((other.to(torch.float64) == e64)[zero_weight & mask].all()):
+                return None
     idx = _first(mask)
-    return (f"{ctx.op}: compiled {_fmt(c64, idx)} where eager gives {_fmt(e64, idx)}; eager's "
-            f"value does not depend on the {int(specials.sum())} NaN/inf input(s) (same with "
-            "them replaced by 0 and 1): a zero-weight tap, 0*inf = NaN under IEEE 754")
+    head = f"{ctx.op}: compiled {_fmt(c64, idx)} where eager gives {_fmt(e64, idx)}"
+    if bool(zero_weight[idx]):
+        return (f"{head}; eager's value does not depend on the {int(specials.sum())} NaN/inf "
+                "input(s) (same with them replaced by 0 and 1): a zero-weight tap, 0*inf = NaN")
+    return (f"{head}; an infinite tap: eager's weighted sum w0*a + w1*b gives inf, the "
+            "decomposition's lerp a + t*(b - a), equal for finite values, gives inf - inf = NaN")
 
 
 # ----------------------------------------------------------------------------- low precision
@@ -1159,8 +1170,8 @@ LABELS: dict[str, str] = {
     "compiled_closer": "compiled closer than eager to an independent exact result",
     "low_precision_intermediate": "fp16/bf16 intermediates kept in float32; agrees under "
                                   "emulate_precision_casts=True",
-    "zero_weight_special": "NaN/inf input at a zero-weight tap of a resampling op: eager "
-                           "skips it, compiled multiplies it (0*inf = NaN)",
+    "resampling_special": "NaN/inf among a resampling op's taps, where eager's formula and "
+                          "compiled's (0*inf at a zero-weight tap, the lerp form) differ",
     "ill_conditioned": "ulp noise amplified by the op's condition number at these inputs",
 }
 
@@ -1178,7 +1189,7 @@ ORDER: tuple[tuple[str, Callable[[CulpritContext], str | None]], ...] = (
     ("eager_not_ieee", eager_not_ieee),
     ("compiled_closer", compiled_closer),
     ("low_precision_intermediate", low_precision_intermediate),
-    ("zero_weight_special", zero_weight_special),
+    ("resampling_special", resampling_special),
     ("ill_conditioned", ill_conditioned),
 )
 assert [name for name, _ in ORDER] == list(LABELS)

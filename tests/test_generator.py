@@ -81,7 +81,8 @@ def test_propagation_fills_specs_like_eager():
     args = namespace["make_inputs"]("cpu")
     env = dict(zip(range(len(args)), args))
     for j, node in enumerate(case.graph.nodes):
-        local = {"torch": torch, **{codegen.value_name(case.graph, k): v for k, v in env.items()}}
+        # the program's namespace holds the helpers a py.* template calls
+        local = {**namespace, **{codegen.value_name(case.graph, k): v for k, v in env.items()}}
         value = eval(codegen.node_expr(case.graph, node), local)  # noqa: S307 - our own codegen
         env[len(args) + j] = value
         if isinstance(value, torch.Tensor):

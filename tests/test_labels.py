@@ -419,7 +419,7 @@ def test_nan_from_an_infinity_without_overflowing_terms_is_reported():
     assert label(c) is None
 
 
-# ----------------------------------------------------------------------------- zero_weight_special
+# ----------------------------------------------------------------------------- resampling_special
 
 
 def _bicubic_case(special: float):
@@ -438,7 +438,7 @@ def test_zero_weight_tap_real_compile(special):
     c = ctx("F.interpolate", [x], compiled, attrs)
     assert bool((c.eager.isfinite() & ~compiled.isfinite()).any())  # the divergence is real
     name, reason = label(c)
-    assert name == "zero_weight_special" and "does not depend" in reason
+    assert name == "resampling_special" and "does not depend" in reason
 
 
 def test_zero_weight_near_miss_nan_far_from_the_special():
@@ -450,7 +450,7 @@ def test_zero_weight_near_miss_nan_far_from_the_special():
     compiled = eager.clone()
     compiled[0, 0, 0, 0] = math.nan  # reads input rows/cols 0-1, the NaN is at (2, 3)
     c = ctx("F.interpolate", [x], compiled, attrs, eager=eager)
-    assert labels.zero_weight_special(c) is None
+    assert labels.resampling_special(c) is None
     assert label(c) is None
 
 
@@ -460,3 +460,26 @@ def test_zero_weight_near_miss_no_special_input():
     compiled = eager.clone()
     compiled[0, 0, 0, 0] = math.nan
     assert label(ctx("F.interpolate", [x], compiled, attrs)) is None
+
+
+def test_lerp_form_real_compile():
+    """Found by a campaign (bucket 8b25adb3ce18): linear interpolation between -inf and 0 at
+    t = 0.5: eager's weighted sum gives -inf, Inductor's lerp a + t*(b - a) gives NaN."""
+    x = torch.tensor([-math.inf, 0.0], dtype=torch.bfloat16).reshape(1, 1, 2)
+    attrs = {"scale_factor": 0.5, "mode": "linear"}
+    compiled = torch.compile(lambda t: torch.nn.functional.interpolate(t, **attrs))(x)
+    c = ctx("F.interpolate", [x], compiled, attrs)
+    assert c.eager.isinf().all() and compiled.isnan().all()
+    name, reason = label(c)
+    assert name == "resampling_special" and "lerp" in reason
+
+
+def test_lerp_near_miss_nan_without_an_infinite_tap():
+    """Compiled NaN where eager is inf but no infinity is among the position's taps."""
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, -math.inf, 0.0], dtype=torch.float32).reshape(1, 1, 6)
+    attrs = {"scale_factor": 0.5, "mode": "linear"}
+    eager = run_op("F.interpolate", attrs, [x])  # [1.5, 3.5, -inf]
+    compiled = eager.clone()
+    compiled[0, 0, 0] = math.nan
+    compiled[0, 0, 2] = math.nan  # this one has the -inf among its taps, the first does not
+    assert label(ctx("F.interpolate", [x], compiled, attrs, eager=eager)) is None

@@ -2,8 +2,10 @@
 each family (pointwise, higher-order ops with flex_attention, Python constructs, parameters
 with freezing, in-place, data-dependent ops, and a case that needs the full program) is run
 by a plain interpreter where covfuzz cannot be imported, and must reach its verdict ("eager
-and compiled agree") rather than break on a missing import or helper. Exported pytest files
-are multi-line and strict: a broken script fails instead of counting as an expected failure."""
+and compiled agree") rather than break on a missing import or helper; so must the compact
+script of a backward case with an input too large to print (drawn as covfuzz draws it), and
+the full program (`repro_script(full=True)`: what GPU cases get). Exported pytest files are
+multi-line and strict: a broken script fails instead of counting as an expected failure."""
 
 from __future__ import annotations
 
@@ -53,10 +55,18 @@ def family_cases() -> dict[str, TestCase]:
                          [Node("Tensor.add_", (0, 1), {}), Node("torch.mul", (2, 1), {})], [3]),
         "data_dependent": _case([Input(f32((6,)))], [Node("torch.nonzero", (0,), {})], [1],
                                 dynamo_config={"capture_dynamic_output_shape_ops": True}),
-        # seeded inputs too large to spell out, and backward: the full program
+        # an input too large to spell out (drawn from its seed in the script), and backward
+        "backward_seeded": _case([Input(f32((20, 20), requires_grad=True)), Input(f32((20,)))],
+                                 [Node("torch.sin", (0,), {}), Node("torch.mul", (2, 1), {})], [3],
+                                 backward=True),
+        # the same case as the full program (the materializer, BACKWARD, the harness's helpers)
         "full_program": _case([Input(f32((20, 20), requires_grad=True))],
                               [Node("torch.sin", (0,), {})], [1], backward=True),
     }
+
+
+def family_script(name: str, case: TestCase) -> str:
+    return repro_script(case, full=name == "full_program")
 
 
 def torch_only_env(tmp_path) -> dict:
@@ -84,7 +94,7 @@ def runs(tmp_path_factory):
     probe = subprocess.run([sys.executable, "-S", "-c", "import covfuzz"], cwd=tmp, env=env,
                            capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'covfuzz'" in probe.stderr
-    texts = {name: repro_script(case) for name, case in family_cases().items()}
+    texts = {name: family_script(name, case) for name, case in family_cases().items()}
     procs = {name: start_standalone(text, tmp / name, env) for name, text in texts.items()}
     out = {}
     for name, proc in procs.items():
@@ -105,16 +115,19 @@ def test_family_repro_runs_standalone(runs, family):
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert {name.split(".")[0] for name in imported} <= {"torch", "functools", "dataclasses",
                                                           "collections"}
-    if family != "full_program":
-        assert "make_tensor" not in text  # small inputs are spelled out
-    else:
+    if family == "full_program":
         assert "make_tensor(" in text and "BACKWARD = True" in text
+    else:
+        assert "make_tensor" not in text  # small inputs are spelled out, large ones drawn
+    if family == "backward_seeded":
+        assert "torch.Generator().manual_seed(" in text and "def run(f, args" in text
+        assert "'gradient of x0'" in text
     assert rc == 0, f"{family}:\n{text}\n{stderr[-3000:]}"
     assert "eager and compiled agree" in stdout
 
 
 def test_family_repros_hold_what_they_need():
-    texts = {name: repro_script(case) for name, case in family_cases().items()}
+    texts = {name: family_script(name, case) for name, case in family_cases().items()}
     assert "import torch.nn.attention.flex_attention" in texts["flex_attention"]
     flex = texts["flex_attention"]
     assert "def score_causal" in flex and "def score_scale" not in flex  # only its own helper

@@ -58,7 +58,7 @@ def campaign(tmp_path_factory, fault_env):
     d = tmp_path_factory.mktemp("camp")
     info = {"dir": str(d), "sigs": {}}
     cases = {"crash_a": _multi_node_case(1, RAISE_COMPILE),  # one bug via two different graphs
-             "crash_b": _multi_node_case(5, RAISE_COMPILE),
+             "crash_b": _multi_node_case(6, RAISE_COMPILE),
              "segv": _multi_node_case(3, SEGFAULT),          # another bug
              "passing": _small_case()}
     assert serialize.case_id(cases["crash_a"]) != serialize.case_id(cases["crash_b"])
@@ -100,6 +100,20 @@ def test_normalize_message_and_signature_shapes():
     s2 = signature("compile_crash", "E", "boom 2", ["torch/_inductor/a.py:11:f", "torch/_inductor/b.py:99:g"])
     assert s1 == s2 and len(signature_id(s1)) == 12
     assert s1 != signature("compile_crash", "E", "boom", ["torch/_inductor/c.py:1:h"])
+    # a layout assertion repeats its clause per offending dim: a reduced case keeps its bucket
+    clause = "expected size {0}=={0}, stride {1}=={2} at dim={3}"
+    three = "; ".join(clause.format(17, 1, 9, d) for d in range(3))
+    assert normalize_message(three) == normalize_message(clause.format(2, 3, 3, 0))
+    # a check that fired in Inductor's generated code: the shapes in its source line vary
+    frames = ["torch/_inductor/output_code.py:5:__call__"]
+
+    def generated(shape):
+        return {"where": "/tmp/cache/ab/cabcdef.py:40:call", "root_type": "AssertionError",
+                "root_message": "", "source": f"assert_size_stride(arg0_1, {shape}, (51, 1))"}
+    assert (signature("runtime_crash", "E", "", frames, check=generated((2, 17, 3, 3)))
+            == signature("runtime_crash", "E", "", frames, check=generated((1, 1))))
+    in_torch = {**generated((2, 3)), "where": "torch/_inductor/ir.py:9:f"}
+    assert "(2, 3)" in signature("runtime_crash", "E", "", frames, check=in_torch)
 
 
 def test_signature_of_mismatch_uses_output_index():

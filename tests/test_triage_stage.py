@@ -14,8 +14,9 @@ from covfuzz.campaign.triage_stage import TriageStage
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
 from covfuzz.triage import failures as F
-from covfuzz.triage.pipeline import Budgets
+from covfuzz.triage.pipeline import Budgets, triage_failure
 from harness.faults import FAULT_SEEDS
+from harness.pool import WorkerSpec, start_worker
 
 from cli_inprocess import run_covfuzz
 
@@ -121,3 +122,29 @@ def test_a_bucket_left_untriaged_is_queued_on_resume(tmp_path):
     with CorpusStore(workdir.corpus_path(d), readonly=True) as store:
         rows = F.buckets(store, d)
     assert [r["triage"]["state"] for r in rows] == ["confirmed"]
+
+
+def test_a_timeout_is_a_hang_only_when_a_fresh_process_cannot_finish_either():
+    """A campaign timeout whose case a fresh process finishes late (here: a first compile takes
+    seconds, the recorded limit was 2 s) is `slow`, not a bug; one it finishes well inside the
+    limit did not need the time (flaky); one that still runs at the hang limit is confirmed."""
+    case = injected_crash().replace(seed=7)  # a plain relu: passes everywhere
+    timed_out = {"outcome": "timeout", "exc_type": "", "message": "timed out after 2 s",
+                 "frames": [], "details": {"timeout": 2.0}}
+    slow = triage_failure(case, timed_out, budgets=Budgets(timeout=60, hang=120), reduce=False)
+    assert slow.state == "not_a_bug" and slow.label[0] == "slow", slow.record()
+    assert "slow, not hung" in slow.label[1]
+
+    with start_worker(WorkerSpec.for_reducer(timeout=60)) as warm:
+        warm.run(case, timeout=60, coverage=False)  # warm: the next run takes well under 1 s
+        roomy = dict(timed_out, details={"timeout": 100.0})
+        flaky = triage_failure(case, roomy, budgets=Budgets(timeout=60, hang=120), reduce=False,
+                               worker=warm)
+    assert flaky.state == "flaky" and flaky.fresh["outcome"] == "pass"
+
+    hang = dataclasses.replace(case, seed=HANG)
+    with start_worker(WorkerSpec.for_reducer(timeout=60, env={"COVFUZZ_FAULT_INJECTION": "1"})) \
+            as injected:
+        hung = triage_failure(hang, timed_out, budgets=Budgets(timeout=60, hang=5), reduce=False,
+                              worker=injected)
+    assert hung.state == "confirmed" and hung.fresh["outcome"] == "timeout"

@@ -9,22 +9,36 @@ Feedback mode's strategies, chosen per candidate by new features per second:
   mutate             - 1..k stacked mutators (Thompson-sampled) on a corpus seed.
 The setting is itself chosen by its yield: e.g. cpp_wrapper or backward re-lowers every op of a
 graph through different code. The no-feedback baseline runs each generated graph as drawn.
+
+In both modes a `metamorphic_rate` share of candidates carries a metamorphic check (issue 19,
+`CompileSettings.metamorphic`): when the case passes, the worker compiles it again under one
+applicable variant and compares the two compiled results (harness/metamorphic.py).
+
+Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
+settings move, mutators) that found it, at once; when triage later confirms a root cause that
+no other bucket had, `credit_root` adds NEW_ROOT_CREDIT to the strategy of the bucket's first
+example (a late reward: `RateBandit.credit`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import random
 
 import mutators
+from covfuzz import serialize
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.campaign.feedbacks import MAX_FAMILY_CREDIT, normalized_gain
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.state import CampaignState, Counters
 from covfuzz.generator import generate
+from covfuzz.ir import TestCase, applicable_variants
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import RateBandit, Scheduler
 from covfuzz.traits import TraitYield
+from covfuzz.triage import failures as failure_records
 from covfuzz.triage.resolve import read_case_file
 from harness.faults import FAULT_SEEDS
 
@@ -33,6 +47,8 @@ STRATEGIES = ("generate", "generate+settings", "settings", "mutate")
 # each family's finds in units of that family's average execution (feedbacks.normalized_gain):
 # as much as the largest find one family can credit.
 NEW_FAILURE_CREDIT = MAX_FAMILY_CREDIT
+# What a bucket whose triage names a root cause no other bucket has is worth on top of that.
+NEW_ROOT_CREDIT = NEW_FAILURE_CREDIT
 MUTATION_TRIES = 8  # seeds tried before a mutation strategy falls back to a fresh graph
 
 
@@ -50,6 +66,10 @@ class CandidateMaker:
         choose = None if opts.no_feedback else self.setting_moves.choose
         self.ctx = mutators.MutationContext(options=opts.gen, case_source=seeds.random_case,
                                             choose_setting=choose)
+        # bucket id -> the strategy and settings moves of its first example (this run only:
+        # a bucket found before a resume gets no root credit), until its root is credited
+        self.bucket_origins: dict[str, dict] = {}
+        self.known_roots: set[str] | None = None  # confirmed root ids (read from the store once)
 
     def load(self, state: CampaignState) -> None:
         self.strategies.load(state.strategies)
@@ -68,7 +88,7 @@ class CandidateMaker:
         for path in self.opts.seed_files:
             case = propagate(read_case_file(path))
             out.append(Candidate(case, {"parent": None, "mutators": ["seed-file"], "depth": 0}))
-        out += [self.generated() for _ in range(self.opts.initial_seeds)]
+        out += [self.with_metamorphic(self.generated()) for _ in range(self.opts.initial_seeds)]
         return out
 
     def next(self) -> Candidate:
@@ -79,7 +99,17 @@ class CandidateMaker:
             candidate = Candidate(candidate.case.replace(seed=fault_seed),
                                   {**origin, "mutators": list(origin["mutators"]) + ["inject-fault"],
                                    "fault": FAULT_SEEDS[fault_seed]})
-        return candidate
+        return self.with_metamorphic(candidate)
+
+    def with_metamorphic(self, candidate: Candidate) -> Candidate:
+        """`candidate` with a metamorphic check or without (`metamorphic_variant`): a seed's
+        own check is not inherited by its mutants."""
+        case = candidate.case
+        variant = metamorphic_variant(case, self.opts.metamorphic_rate, self.opts.rng_seed)
+        if variant == case.settings.metamorphic:
+            return candidate
+        settings = dataclasses.replace(case.settings, metamorphic=variant)
+        return Candidate(case.replace(settings=settings), candidate.origin)
 
     def _choose(self) -> Candidate:
         """No-feedback: always a fresh graph. Feedback: the strategy with the best rate of new
@@ -98,9 +128,12 @@ class CandidateMaker:
         k = 1 if self.opts.no_feedback else max(1, self.opts.gen_candidates)
         seed = self.counters.next_gen_seed
         self.counters.next_gen_seed = seed + k
+        gen = self.opts.gen
+        if not self.opts.no_feedback:  # ops drawn by what they paid, ops never run first
+            gen = dataclasses.replace(gen, op_yield=self.trait_yield.op_yield())
         drawn = []
         for i in range(k):
-            case, move = generate(seed + i, self.opts.gen), None
+            case, move = generate(seed + i, gen), None
             if with_setting:
                 stacked = mutators.stack(case, self.rng, self.ctx, ["mutate_settings"])
                 if stacked.case is not None:
@@ -156,6 +189,9 @@ class CandidateMaker:
         self.trait_yield.record(ex.case, kept_gain, seconds)
         credit = normalized_gain(self.seeds.feedbacks, ex.novelty) if ex.kept else 0.0
         gain = credit + ex.new_bucket * NEW_FAILURE_CREDIT
+        if ex.new_bucket and ex.bucket and strategy:
+            self.bucket_origins[ex.bucket] = {"strategy": strategy,
+                                              "settings": list(ex.origin.get("settings", ()))}
         if strategy:
             self.strategies.reward(strategy, gain, seconds)
         # A move is credited only where it alone made the difference (not on a fresh graph,
@@ -166,3 +202,48 @@ class CandidateMaker:
         arms = ex.mutator_names()
         if arms and strategy in ("settings", "mutate"):
             self.scheduler.reward(arms, ex.new_bucket or credit >= 1.0)
+
+    def credit_root(self, bucket: str, root_id: str) -> str | None:
+        """Triage confirmed `bucket` with root cause `root_id`: when no other bucket of this
+        campaign has that root, the strategy that made the bucket's first example (and, for
+        `settings`, its settings moves) gets NEW_ROOT_CREDIT more. The strategy credited, or
+        None (a root seen before, a bucket found before this run, no-feedback mode)."""
+        if self.known_roots is None:
+            self.known_roots = {r["root_id"] for r in self._triaged(exclude=bucket)}
+        new = root_id not in self.known_roots
+        self.known_roots.add(root_id)
+        origin = self.bucket_origins.pop(bucket, None)
+        if not new or origin is None:
+            return None
+        self.strategies.credit(origin["strategy"], NEW_ROOT_CREDIT)
+        if origin["strategy"] == "settings":
+            for move in origin["settings"]:
+                self.setting_moves.credit(move, NEW_ROOT_CREDIT)
+        return origin["strategy"]
+
+    def _triaged(self, exclude: str) -> list[dict]:
+        """The validated triage records of the store's confirmed buckets but `exclude`."""
+        out = []
+        for rec in self.seeds.store.failures():
+            triage = failure_records.triage_record(rec)
+            if (triage and triage.get("state") == "confirmed" and triage.get("root_id")
+                    and failure_records.bucket_id(rec) != exclude):
+                out.append(triage)
+        return out
+
+
+def metamorphic_variant(case: TestCase, rate: float, campaign_seed: int) -> str | None:
+    """The metamorphic variant a candidate carries: with probability `rate`, one of the variants
+    that apply to its settings, else None. Drawn from a hash of the campaign's seed and the case
+    without a variant (not the campaign's RNG, whose stream stays as it was; the same case draws
+    the same after a resume)."""
+    if rate <= 0:
+        return None
+    plain = case.replace(settings=dataclasses.replace(case.settings, metamorphic=None))
+    digest = hashlib.blake2b(f"{campaign_seed}:{serialize.case_id(plain)}".encode(),
+                             digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / 2.0 ** 64
+    names = applicable_variants(case.settings)
+    if u >= rate or not names:
+        return None
+    return names[min(int(u / rate * len(names)), len(names) - 1)]

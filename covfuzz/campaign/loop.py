@@ -29,7 +29,7 @@ from covfuzz import __version__, lock, workdir
 from covfuzz.campaign.candidates import CandidateMaker
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.campaign.feedbacks import Feedback, make_feedbacks
-from covfuzz.campaign.monitor import Monitor
+from covfuzz.campaign.monitor import Monitor, SlotClock
 from covfuzz.campaign.objectives import FailureObjective, Objective
 from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
@@ -168,6 +168,7 @@ class Campaign:
     def _count(self, ex: Execution) -> None:
         c = self.counters
         c.execs += 1
+        c.add_execution_time(ex.result.stages())
         c.outcomes[ex.outcome] = c.outcomes.get(ex.outcome, 0) + 1
         ran = ex.outcome != "invalid"
         c.ran += int(ran)
@@ -214,11 +215,13 @@ class Campaign:
         self.counters.restarts_before = self.counters.restarts
         queue = deque(self.candidates.initial() if not len(self.seeds) else [])
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.slot_clock = SlotClock(self.counters)  # worker slots' time, and their idle time
         self.log(f"covfuzz fuzz: {self.dir} ({self.mode}, {opts.workers} worker(s), {opts.device}); "
                  f"corpus {len(self.seeds)} seeds, {self.coverage.arcs} features")
         try:
             self._loop(executor, queue, budget, started, base_elapsed)
         finally:
+            self.slot_clock.tick(0, 0)  # the slots' time ends with the loop (not the close)
             # The pool closes first, while a second SIGINT/SIGTERM still only interrupts the
             # wait: the final status below must be written either way.
             try:
@@ -259,6 +262,7 @@ class Campaign:
                     and len(in_flight) < free:
                 candidate = queue.popleft() if queue else self.candidates.next()
                 in_flight[executor.submit(candidate)] = candidate
+            self.slot_clock.tick(self.opts.workers, free - len(in_flight))
             if not in_flight:
                 pending = sum(stage.pending() for stage in self.stages)
                 if self.stop_requested or not pending:
@@ -283,6 +287,7 @@ class Campaign:
             if not queue and not self.stop_requested and budget.allows(len(in_flight)):
                 queue.append(self.candidates.next())
             done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            self.slot_clock.tick(self.opts.workers, free - len(in_flight) + len(done))
             for future in done:
                 budget.executed += self._finished(future, in_flight.pop(future))
             self.pool_status = getattr(executor.pool, "status", dict)()

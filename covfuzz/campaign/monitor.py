@@ -8,7 +8,10 @@
   bucket (culprit, failing check or divergence, reduced or not, first seen) and a coarse
   history of the counters (`covfuzz status --since`);
 - a status line on stderr at every tick; each new failure's log line is followed by the
-  command that reproduces it.
+  command that reproduces it;
+- where worker time goes (`fuzzer_stats.json`'s `time_split`): the executions' stages
+  (harness.result.stage_split) summed, the triage steps, and the slots' idle time
+  (`SlotClock`), against the worker slots' time; the closing log line shows it.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from covfuzz.campaign.feedbacks import family_counts
 from covfuzz.campaign.state import CampaignState
 from covfuzz.errors import CovfuzzError
 from covfuzz.status import (MAX_BUCKET_ROWS, MAX_HISTORY, MAX_ROW_TEXT, RESTART_REASONS,
-                            read_status, repro_command, status_line, triage_line)
+                            read_status, repro_command, status_line, time_line, triage_line)
 from covfuzz.triage.failures import bucket_id, bucket_signature, triage_record, triage_summary
 from covfuzz.triage.signature import check_of
+from harness.result import STAGES
 from harness.worker import rss_bytes
 
 HISTORY_INTERVAL = 300.0  # seconds between history snapshots (for `covfuzz status --since`)
 # The failure objective's log line; the monitor adds the command that reproduces the bucket.
 NEW_FAILURE = re.compile(r"^\[new failure\] \S+ ([0-9a-f]{12})\b")
+TRIAGE_STEPS = ("confirm", "localize", "reduce")  # covfuzz.triage.pipeline's timed steps
 STATS_KEYS = ("elapsed", "execs", "corpus", "features", "lines", "unique_failures",
               "failures_by_kind", "validity", "worker_restarts", "execs_per_s", "supervisor_rss_mb",
               "families")
@@ -108,6 +113,48 @@ def restart_reasons(outcomes: dict, restarts: int) -> dict:
     return reasons
 
 
+class SlotClock:
+    """Worker-slot time, integrated between the loop's turns into the counters' time split:
+    "worker" (every slot's seconds) and "idle" (slots with no case in flight and not held by a
+    stage: waiting for a candidate, or for the loop to handle a finished case). `tick(slots,
+    idle)` closes the segment since the last tick and opens one with these counts."""
+
+    def __init__(self, counters):
+        self.counters = counters
+        self.t = time.monotonic()
+        self.slots = self.idle = 0
+
+    def tick(self, slots: int, idle: int) -> None:
+        now = time.monotonic()
+        spent = now - self.t
+        self.counters.add_time("worker", spent * self.slots)
+        self.counters.add_time("idle", spent * self.idle)
+        self.t, self.slots, self.idle = now, max(slots, 0), max(idle, 0)
+
+
+def account_triage(counters, steps: dict, base: dict) -> None:
+    """The triage steps' seconds (`steps`: every bucket's record, all runs) into the counters'
+    time split, less `base` (what was recorded before the split was kept: `triage_base`)."""
+    for step in TRIAGE_STEPS:
+        counters.time_split[f"triage_{step}"] = max(0.0, steps.get(step, 0.0) - base.get(step, 0.0))
+
+
+def triage_base(counters, steps: dict) -> dict:
+    """Triage seconds already recorded in the buckets but not in the counters (a campaign made
+    before the time split, or records written after a killed run's last status)."""
+    return {step: max(0.0, steps.get(step, 0.0) - counters.time_split.get(f"triage_{step}", 0.0))
+            for step in TRIAGE_STEPS}
+
+
+def time_split(counters) -> dict:
+    """The status file's `time_split`: worker slot-seconds, the executions summed, and seconds
+    by stage (every key of STAGES, the triage steps and idle)."""
+    split = counters.time_split
+    keys = (*STAGES, *(f"triage_{step}" for step in TRIAGE_STEPS), "idle")
+    return {"worker_seconds": round(split.get("worker", 0.0), 3), "execs": counters.timed_execs,
+            "stages": {k: round(split.get(k, 0.0), 3) for k in keys}}
+
+
 def _thin(history: list[dict]) -> list[dict]:
     """Half the snapshots (every other one, the newest kept) once the history is full."""
     if len(history) < MAX_HISTORY:
@@ -128,6 +175,7 @@ class Monitor:
             self.base_elapsed, self.base_execs = 0.0, 0
         self.run_execs = 0  # executions finished in this run (0: workers still warming up)
         self.history = self._previous_history()
+        self.triage_base: dict | None = None  # set at the first status (it reads the buckets)
 
     def _previous_history(self) -> list[dict]:
         """The history snapshots of the last run's status file (a resume keeps them)."""
@@ -157,6 +205,9 @@ class Monitor:
             record["novelty"] = {k: int(v) for k, v in ex.novelty.items() if v}
         if origin.get("fault"):
             record["fault"] = origin["fault"]
+        if ex.case is not None and ex.case.settings.metamorphic:
+            record["metamorphic"] = ex.case.settings.metamorphic
+        record["stages"] = {k: round(v, 3) for k, v in ex.result.stages().items() if v >= 5e-4}
         with open(workdir.scheduler_log_path(self.campaign.dir), "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -168,6 +219,11 @@ class Monitor:
         for row in failures:
             by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
         proposals = max(counters.proposals, 1)
+        triage = triage_summary(failures)
+        steps = triage.get("seconds_by_step") or {}
+        if self.triage_base is None:
+            self.triage_base = triage_base(counters, steps)
+        account_triage(counters, steps, self.triage_base)
         status = {
             "dir": c.dir, "pid": os.getpid(), "mode": c.opts.mode, "updated": time.time(),
             "elapsed": round(elapsed, 1), "execs": counters.execs,
@@ -186,9 +242,10 @@ class Monitor:
             "strategies": c.candidates.strategies.table(),
             "settings_moves": dict(sorted(c.candidates.setting_moves.table().items(),
                                           key=lambda kv: -kv[1]["rate"])[:10]),
-            "triage": triage_summary(failures),
+            "triage": triage,
             # Features seen per feedback family (coverage, gencode, values, divergence).
             "families": family_counts(c.feedbacks),
+            "time_split": time_split(counters),
         }
         run_seconds = max(elapsed - self.base_elapsed, 0.0)
         status.update({
@@ -228,4 +285,6 @@ class Monitor:
         self.log(status_line(status))
         if status.get("triage_queue"):
             self.log(triage_line(status))
+        if not running and time_line(status):
+            self.log(time_line(status))
         return status

@@ -5,7 +5,7 @@ record per bucket with a few replayable examples.
 An objective's `judge(ex) -> bool` says whether it claimed `ex` as a failure; it notes the
 bucket on `ex` (`bucket`, `signature`, and `new_bucket` when the bucket is new). Objectives are
 asked in order and the first that claims an execution decides its bucket. A new way of judging
-(a confirmation in a fresh process, a metamorphic verdict) is a new class here, added to the
+(a confirmation in a fresh process, say) is a new class here, added to the
 campaign's list.
 """
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from covfuzz.features import FEEDBACK_FAMILIES, parse_families
 from covfuzz.generator import GenOptions
 
+DEFAULT_METAMORPHIC_RATE = 0.1
+
 
 @dataclass
 class CampaignOptions:
@@ -43,8 +45,13 @@ class CampaignOptions:
     ray: str | None = None
     workers_per_node: int | None = None
     workers_per_gpu: int | None = None
+    # Issue 19's metamorphic checks (`--metamorphic`): the share of candidates that, when they
+    # pass, are compiled again under one variant of their settings and compared.
+    metamorphic_rate: float = DEFAULT_METAMORPHIC_RATE
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.metamorphic_rate <= 1.0:
+            raise ValueError(f"metamorphic rate {self.metamorphic_rate!r:.20} is not in [0, 1]")
         if self.feedback is not None:
             self.feedback = parse_families(",".join(self.feedback))  # ValueError: unknown name
 

@@ -22,7 +22,8 @@ from covfuzz.errors import CampaignDataError
 STATE_VERSION = 2
 V1_KEYS = ("scheduler", "bandits", "traits")  # version 1's keys beside `state` in the info
 MUTATOR_COUNTERS = ("proposals", "valid", "ran", "executed", "wins")
-_INT_COUNTERS = ("execs", "next_gen_seed", "restarts", "restarts_before", "proposals", "valid", "ran")
+_INT_COUNTERS = ("execs", "next_gen_seed", "restarts", "restarts_before", "proposals", "valid", "ran",
+                 "timed_execs")
 _TIME_COUNTERS = ("last_new_feature", "last_new_failure")
 _MAX_COUNT = 1 << 62
 _MAX_TIME = 1e11  # unix time in the year 5138: anything larger is not a timestamp
@@ -73,17 +74,35 @@ class Counters:
     ran: int = 0  # executions that were not `invalid`
     by_mutator: dict[str, dict[str, int]] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Where worker time went (seconds): the executions' stages (harness.result.STAGES) summed,
+    # "idle" and "worker" (slot-seconds: every worker slot's time, `monitor.SlotClock`), the
+    # triage steps ("triage_confirm", ...; `monitor.account_triage`); and how many
+    # executions are summed in it (a campaign made before it has none of its earlier ones).
+    time_split: dict[str, float] = field(default_factory=dict)
+    timed_execs: int = 0
 
     def count_mutator(self, name: str, key: str) -> None:
         row = self.by_mutator.setdefault(name, dict.fromkeys(MUTATOR_COUNTERS, 0))
         row[key] = row.get(key, 0) + 1
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        if seconds > 0:
+            self.time_split[stage] = self.time_split.get(stage, 0.0) + seconds
+
+    def add_execution_time(self, stages: dict[str, float]) -> None:
+        """One execution's `stage_split`."""
+        self.timed_execs += 1
+        for stage, seconds in stages.items():
+            self.add_time(stage, seconds)
 
     def to_dict(self) -> dict:
         return {"execs": self.execs, "elapsed": self.elapsed, "next_gen_seed": self.next_gen_seed,
                 "restarts": self.restarts, "restarts_before": self.restarts_before,
                 "last_new_feature": self.last_new_feature, "last_new_failure": self.last_new_failure,
                 "proposals": self.proposals, "valid": self.valid, "ran": self.ran,
-                "by_mutator": self.by_mutator, "outcomes": self.outcomes}
+                "by_mutator": self.by_mutator, "outcomes": self.outcomes,
+                "time_split": {k: round(v, 3) for k, v in self.time_split.items()},
+                "timed_execs": self.timed_execs}
 
     @classmethod
     def from_dict(cls, obj) -> "Counters":
@@ -100,6 +119,8 @@ class Counters:
         out.by_mutator = {str(name): _count_table(row, f"by_mutator[{name!r:.40}]")
                           for name, row in _table(obj.get("by_mutator", {}), "by_mutator").items()}
         out.outcomes = _count_table(obj.get("outcomes", {}), "outcomes")
+        out.time_split = {str(k)[:100]: _seconds(v, f"time_split[{k!r:.40}]")
+                          for k, v in _table(obj.get("time_split", {}), "time_split").items()}
         return out
 
 

@@ -24,9 +24,14 @@ from covfuzz.campaign.objectives import record_failure
 from covfuzz.campaign.stages import Stage
 from covfuzz.errors import CovfuzzError
 from covfuzz.triage import failures as failure_files
-from covfuzz.triage.pipeline import Budgets, triage_failure
+from covfuzz.triage.pipeline import TRIAGE_VERSION, Budgets, triage_failure
 
 TRIAGE_KEY = "triage"  # the key of a bucket's extra that holds its triage record
+
+
+def _needs_triage(rec: dict) -> bool:
+    record = failure_files.triage_record(rec)
+    return record is None or record.get("version", 1) < TRIAGE_VERSION
 
 
 class TriageStage(Stage):
@@ -43,9 +48,9 @@ class TriageStage(Stage):
 
     # ------------------------------------------------------------------ the Stage interface
     def resume(self, campaign) -> None:
-        """Queue every bucket that has no triage record yet (new ones first)."""
-        rows = [r for r in campaign.store.failures()
-                if not isinstance((r.get("extra") or {}).get(TRIAGE_KEY), dict)]
+        """Queue every bucket that has no triage record yet, or one written by an older
+        triage (TRIAGE_VERSION): new ones first."""
+        rows = [r for r in campaign.store.failures() if _needs_triage(r)]
         rows.sort(key=lambda r: -(r.get("first_seen") or 0))
         for rec in rows:
             self._queue_bucket(campaign.store, rec)
@@ -126,7 +131,8 @@ class TriageStage(Stage):
         if outcome is None:
             self.counts["errors"] += 1
             campaign.store.update_failure_extra(bucket, {TRIAGE_KEY: {
-                "state": "error", "error": error, "triaged_at": time.time()}})
+                "state": "error", "error": error, "triaged_at": time.time(),
+                "version": TRIAGE_VERSION}})
             campaign.log(f"[triage] {bucket}: failed: {error}")
             return
         self.counts["triaged"] += 1
@@ -136,6 +142,10 @@ class TriageStage(Stage):
                         root_id=outcome.root_id)
             failure_files.write_reduced(campaign.dir, bucket, outcome.reduced, meta)
         campaign.store.update_failure_extra(bucket, {TRIAGE_KEY: record})
+        if outcome.state == "confirmed" and outcome.root_id:  # a new root pays its strategy
+            who = campaign.candidates.credit_root(bucket, outcome.root_id)
+            if who:
+                campaign.log(f"[triage] {bucket}: new root {outcome.root_id}, credited to {who}")
         text = {"confirmed": f"root {outcome.root_id}", "flaky": "flaky (did not reproduce in "
                 f"a fresh process: {record['fresh_outcome']})", "gone": "no longer fails",
                 "not_a_bug": f"not a bug: {record['label']}"}.get(outcome.state, outcome.state)

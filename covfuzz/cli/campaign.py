@@ -8,6 +8,7 @@ import sys
 import torch
 
 from covfuzz.campaign import Campaign, CampaignOptions
+from covfuzz.campaign.options import DEFAULT_METAMORPHIC_RATE
 from covfuzz.campaign.sync import SyncStage
 from covfuzz.campaign.triage_stage import TriageStage
 from covfuzz.cli.cases import add_gen_arguments, gen_options
@@ -27,6 +28,8 @@ def cmd_fuzz(args) -> int:
                            "--workers-per-node or --workers-per-gpu")
     if args.workers_per_node and not args.ray:
         raise CovfuzzError("--workers-per-node needs --ray (a local campaign uses --workers)")
+    if not 0.0 <= args.metamorphic <= 1.0:
+        raise CovfuzzError(f"--metamorphic: {args.metamorphic} is not a share in [0, 1]")
     workers = args.workers or default_workers_here(args.device, args.workers_per_gpu or None)
     try:
         families = parse_families(args.feedback) if args.feedback else None
@@ -40,7 +43,7 @@ def cmd_fuzz(args) -> int:
                            drain_limit=args.drain_limit, reference=args.reference, feedback=families,
                            ray=args.ray, workers_per_node=args.workers_per_node or None,
                            workers_per_gpu=(args.workers_per_gpu or None) if args.ray else None,
-                           gen=gen_options(args))
+                           metamorphic_rate=args.metamorphic, gen=gen_options(args))
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
               file=sys.stderr)
@@ -106,6 +109,11 @@ def add_parsers(sub) -> None:
     fuzz.add_argument("--gen-candidates", type=int, default=12, metavar="K",
                       help="feedback mode: graphs drawn per generation; the one whose ops, op pairs, "
                            "dtypes and settings have paid most in new coverage runs (default %(default)s)")
+    fuzz.add_argument("--metamorphic", type=float, default=DEFAULT_METAMORPHIC_RATE, metavar="RATE",
+                      help="this share of cases, when they pass, is compiled again under one "
+                           "variant of its settings (vectorization off, dynamic or static shapes, "
+                           "cpp_wrapper flipped) and the two compiled results compared; 0 turns "
+                           "it off (default %(default)s)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
     fuzz.add_argument("--no-triage", action="store_true",
                       help="do not confirm, localize and reduce new buckets in the background "

@@ -8,13 +8,14 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from covfuzz import codegen, ops, serialize
 from covfuzz.cli.commands import summary
 from covfuzz.errors import CovfuzzError
 from covfuzz.generator import GenOptions, generate, parse_dtypes, parse_supported_ops
 from covfuzz.ir import TensorSpec
-from covfuzz.propagate import propagate
+from covfuzz.propagate import backward_loss, propagate
 from covfuzz.text import printable
 from covfuzz.triage.resolve import load_case
 
@@ -58,10 +59,14 @@ def cmd_gen(args) -> int:
 
     op_counts: collections.Counter = collections.Counter()
     dtype_counts: collections.Counter = collections.Counter()
+    invalid: collections.Counter = collections.Counter()  # --stats: why cases fail the checks
+    eager_failed: collections.Counter = collections.Counter()
     started = time.perf_counter()
     for k in range(args.count):
         seed = args.seed + k
         case = generate(seed, opts)
+        if args.stats:
+            _check_case(case, invalid, eager_failed)
         for node in case.graph.nodes:
             op_counts[node.op] += 1
         for value in list(case.graph.inputs) + [n for n in case.graph.nodes]:
@@ -92,10 +97,66 @@ def cmd_gen(args) -> int:
               f"({sum(op_counts.values())} nodes, {len(op_counts)} distinct ops, "
               f"{len(dtype_counts)} dtypes)" + (f" -> {out_dir}" if out_dir else ""), file=sys.stderr)
     if args.stats:
+        n = args.count
+        print(f"valid (stored form decoded and propagated again): {n - sum(invalid.values())}/{n} "
+              f"({100 * (1 - sum(invalid.values()) / n):.1f}%)", file=sys.stderr)
+        print(f"run eagerly on the CPU (program's fn on make_inputs, backward when set): "
+              f"{n - sum(eager_failed.values())}/{n} "
+              f"({100 * (1 - sum(eager_failed.values()) / n):.1f}%)", file=sys.stderr)
+        for title, counter in (("invalid", invalid), ("eager failures", eager_failed)):
+            for why, count in counter.most_common(12):
+                print(f"  {title}: {count} x {why}", file=sys.stderr)
         print("ops: " + ", ".join(f"{n}={c}" for n, c in op_counts.most_common()), file=sys.stderr)
         print("dtypes: " + ", ".join(f"{n}={c}" for n, c in dtype_counts.most_common()),
               file=sys.stderr)
     return 0
+
+
+def _check_case(case, invalid: collections.Counter, eager_failed: collections.Counter) -> None:
+    """`gen --stats`: count whether `case` survives its stored form and propagation again, and
+    whether its program runs eagerly (as tests/test_generator.py runs them): reason -> count."""
+    try:
+        propagate(serialize.decode(serialize.encode(case)))
+    except CovfuzzError as exc:
+        invalid[_reason(exc)] += 1
+        return
+    namespace: dict = {}
+    program = codegen.program(case)
+    stage = "forward"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exec(compile(program, "<case>", "exec"), namespace)  # noqa: S102 - our codegen
+            outputs = namespace["fn"](*namespace["make_inputs"]("cpu"))
+            stage = "backward"
+            if case.settings.backward:
+                loss = backward_loss(outputs)
+                if loss is not None:
+                    loss.backward()
+    except Exception as exc:  # noqa: BLE001 - counting eager failures is the point
+        where = _failing_op(case, program, exc) if stage == "forward" else stage
+        eager_failed[f"{where}: {_reason(exc)}"] += 1
+
+
+def _failing_op(case, program: str, exc: BaseException) -> str:
+    """The op of the line of the program's `fn` that raised, or "(program)"."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == "<case>" and code.co_name == "fn":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    lines = program.splitlines()
+    text = lines[line - 1] if line and line <= len(lines) else ""
+    for j, node in enumerate(case.graph.nodes):
+        if text.strip().startswith(f"{codegen.value_name(case.graph, len(case.graph.inputs) + j)} = "):
+            return node.op
+    return "(program)"
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return printable(f"{type(exc).__name__}: {lines[0][:100] if lines else ''}")
 
 
 # ----------------------------------------------------------------------------- show
@@ -155,7 +216,8 @@ def cmd_ops(args) -> int:
     for name, op in sorted(ops.CATALOG.items()):
         if args.category and op.category != args.category:
             continue
-        rows.append({"name": name, "category": op.category, "available": name in ops.AVAILABLE,
+        rows.append({"name": name, "source": op.source, "category": op.category,
+                     "available": name in ops.AVAILABLE,
                      "arity": len(op.args), "dtypes": [a.dtypes for a in op.args],
                      "attrs": sorted(op.attrs), "data_dependent": op.data_dependent,
                      "nondeterministic": op.nondeterministic, "weight": op.weight})
@@ -168,11 +230,26 @@ def cmd_ops(args) -> int:
                          " nondeterministic" if row["nondeterministic"] else "",
                          "" if row["available"] else " UNAVAILABLE"])
         attrs = ",".join(row["attrs"])
-        print(f"{row['name']:<42} {row['category']:<18} args={row['arity']} "
+        print(f"{row['name']:<42} {row['source']:<12} {row['category']:<18} args={row['arity']} "
               f"({'/'.join(row['dtypes'])}) attrs=[{attrs}]{flags}")
     available = sum(r["available"] for r in rows)
-    print(f"{available} of {len(rows)} ops available in this torch", file=sys.stderr)
+    by_source = collections.Counter(r["source"] for r in rows if r["available"])
+    print(f"{available} of {len(rows)} ops available in this torch ("
+          + ", ".join(f"{n} {s}" for s, n in sorted(by_source.items())) + ")", file=sys.stderr)
+    _print_derivation(ops.DERIVED)
     return 0
+
+
+def _print_derivation(derived) -> None:
+    """What the OpInfo derivation kept and skipped (stderr)."""
+    if derived.status != "ok":
+        print("OpInfo-derived ops: none (see the note above)", file=sys.stderr)
+        return
+    print(f"OpInfo-derived: {len(derived.ops)} ops; {derived.complex_ops} of them also support "
+          "complex dtypes (recorded, filtered until the IR has complex)", file=sys.stderr)
+    for reason, names in sorted(derived.skipped.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        print(f"  skipped {len(names)}: {reason} ({shown})", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -187,7 +264,10 @@ def add_parsers(sub) -> None:
     gen.add_argument("--json", action="store_true", help="write the JSON form instead of the stored form")
     gen.add_argument("--code", action="store_true", help="print the generated Python programs")
     add_gen_arguments(gen)
-    gen.add_argument("--stats", action="store_true", help="print op and dtype counts to stderr")
+    gen.add_argument("--stats", action="store_true",
+                     help="print op and dtype counts to stderr, and check every case: its stored "
+                          "form decoded and propagated again (valid), its program run eagerly on "
+                          "the CPU with backward when set (eager), with the main causes of failures")
     gen.set_defaults(func=cmd_gen)
 
     show = sub.add_parser("show", help=summary("show"),

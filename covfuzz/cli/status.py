@@ -20,9 +20,10 @@ import time
 
 from covfuzz import workdir
 from covfuzz.cli.commands import summary
+from covfuzz.errors import CovfuzzError
 from covfuzz.outfile import check_output
 from covfuzz.status import (parse_since, plot, read_seen, read_status, status_view,
-                            write_seen)
+                            time_line, write_seen)
 from covfuzz.text import printable
 
 PLOT_FILE = "progress.png"  # `covfuzz plot`'s default output, inside the campaign directory
@@ -61,6 +62,12 @@ def cmd_plot(args) -> int:
     out = args.out or os.path.join(args.dir, PLOT_FILE)
     check_output(out)  # a link planted in a shared campaign directory must not be written through
     print(printable(plot(args.dir, out, compare=args.compare or [])))
+    for campaign in [args.dir, *(args.compare or [])]:
+        try:
+            line = time_line(read_status(campaign))
+        except CovfuzzError:
+            line = None
+        print(printable(f"{campaign}: {line or 'no time split in its status file'}"))
     return 0
 
 

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from covfuzz.errors import CovfuzzError, one_line
 from covfuzz.status import (ago, duration, read_status, restarts_text, status_view,
-                            time_left)
+                            time_left, time_line)
 from covfuzz.text import printable
 
 
@@ -97,6 +97,9 @@ def frame(s: dict, directory: str, now: float | None = None):
                     title="newest buckets (covfuzz crashes DIR; covfuzz repro ID --dir DIR)",
                     title_align="left")
     parts = [top, buckets]
+    where = time_line(s)  # where worker time goes (status files without the split: none)
+    if where:
+        parts.insert(1, Text(printable(where)))
     if s.get("note"):
         parts.insert(0, Text(printable("note: " + s["note"]), style="yellow"))
     return Panel(Group(*parts), title=Text(printable(head), style="bold"), title_align="left")

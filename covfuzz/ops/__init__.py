@@ -2,18 +2,23 @@
 
 `CATALOG` holds every declared op by name; `AVAILABLE` only those whose target resolves in the
 installed torch (checked once, at import). Test cases may only name ops in `AVAILABLE`.
+
+Two sources: the hand-written families below, and entries derived from PyTorch's OpInfo
+database (covfuzz/ops/opinfo.py, cached per torch build). A hand-written entry wins over a
+derived one for the same name or callable (it says more: higher-order ops, Python constructs,
+in-place writes, model parameters). `DERIVED` says what the derivation kept and skipped.
 """
 
 from __future__ import annotations
 
 import torch
 
-from covfuzz.ops import (helpers, hops, indexing, inplace, layout, matmul, nn, pointwise,
+from covfuzz.ops import (helpers, hops, indexing, inplace, layout, matmul, nn, opinfo, pointwise,
                          pyconstructs, reductions, scalars, streams)
 from covfuzz.ops.base import ArgSpec, AttrDomain, OpDef
 
-__all__ = ["CATALOG", "AVAILABLE", "ArgSpec", "AttrDomain", "OpDef", "allowed_on", "get_op",
-           "unavailable_reason"]
+__all__ = ["CATALOG", "AVAILABLE", "DERIVED", "ArgSpec", "AttrDomain", "OpDef", "allowed_on",
+           "get_op", "unavailable_reason"]
 
 
 def _declared() -> dict[str, OpDef]:
@@ -53,7 +58,24 @@ def _available(op: OpDef) -> bool:
     return _resolve(_target(op)) and not any(h in helpers.UNAVAILABLE for h in op.helpers)
 
 
-CATALOG: dict[str, OpDef] = _declared()
+def _with_derived(hand: dict[str, OpDef]) -> tuple[dict[str, OpDef], opinfo.Derived]:
+    """The hand-written ops plus the OpInfo-derived ones that no hand-written entry covers."""
+    objects = set()
+    for op in hand.values():
+        path = _target(op)
+        if path.startswith("torch.Tensor."):
+            path = "Tensor." + path[len("torch.Tensor."):]
+        obj = opinfo.resolve(path)
+        if obj is not None:
+            objects.add(id(obj))
+    derived = opinfo.derived_ops(set(hand), objects)
+    ops = dict(hand)
+    for op in derived.ops:
+        ops[op.name] = op
+    return ops, derived
+
+
+CATALOG, DERIVED = _with_derived(_declared())
 AVAILABLE: dict[str, OpDef] = {name: op for name, op in CATALOG.items() if _available(op)}
 
 

@@ -16,7 +16,9 @@ An `OpDef` says:
   expensive outside a compiled region (an eager `torch.cond` compiles its branches with Dynamo:
   ~100 ms) and a plain expression has the same output spec. The harness's eager run still
   calls the real op, so a case the cheap check let through fails there as `invalid`;
-- `helpers`: names of the Python helpers (covfuzz/ops/helpers.py) the template calls.
+- `helpers`: names of the Python helpers (covfuzz/ops/helpers.py) the template calls;
+- `source`: 'hand-written' or 'opinfo' (derived from PyTorch's OpInfo: covfuzz/ops/opinfo.py),
+  with `dtypes_by_device`, every dtype OpInfo lists for the op per device.
 
 Shape rules stay in torch: `ArgSpec.shape` only *proposes* a shape for a fresh input
 (a broadcast partner, the other matmul operand); propagation through torch decides validity.
@@ -151,6 +153,20 @@ DTYPE_CLASSES = {
     "float32_or_less": ("float16", "bfloat16", "float32"),
 }
 
+
+
+def dtype_class_for(dtypes: tuple[str, ...]) -> str:
+    """The DTYPE_CLASSES key of exactly `dtypes` (in DTYPES order), registered when new: the
+    OpInfo-derived ops (covfuzz/ops/opinfo.py) each support their own set of dtypes."""
+    wanted = tuple(d for d in DTYPES if d in dtypes)
+    for key, members in DTYPE_CLASSES.items():
+        if tuple(members) == wanted:
+            return key
+    key = "|".join(wanted)
+    DTYPE_CLASSES[key] = wanted
+    return key
+
+
 ShapeFn = Callable[[random.Random, list, dict], tuple]
 
 
@@ -195,6 +211,12 @@ class OpDef:
     check_template: str = ""
     helpers: tuple[str, ...] = ()
     weight: float = 1.0
+    # Where the entry comes from: 'hand-written' (the families here) or 'opinfo' (derived from
+    # PyTorch's OpInfo database, covfuzz/ops/opinfo.py).
+    source: str = "hand-written"
+    # Every dtype the op supports per device ('cpu', 'cuda'), including ones the IR lacks
+    # (complex): None when the entry does not say (hand-written ops: their ArgSpecs do).
+    dtypes_by_device: dict | None = None
 
     def check_attrs(self, attrs: dict) -> str | None:
         """None when `attrs` has exactly the declared keys with in-domain values."""

@@ -73,7 +73,9 @@ OPS: list[OpDef] = [
             ("weighted_sum",), {"f": Name(*METHODS)}, sample_method),
     _helper("py.side_effect", "logged({0})", (NUMERIC,), ("logged",)),
     _helper("py.autocast", "autocast_matmul({0})", (T("float", 2, 4),), ("autocast_matmul",),
-            check_template="torch.matmul({0}, {0}.transpose(-1, -2)).to(torch.bfloat16)"),
+            # CPU autocast computes matmul in bfloat16 but leaves float64 as it is
+            check_template="torch.matmul({0}, {0}.transpose(-1, -2)).to(torch.float64 if "
+                           "{0}.dtype == torch.float64 else torch.bfloat16)"),
     _helper("py.no_grad", "no_grad_apply({0}, {f})", (FLOAT,), ("no_grad_apply",),
             {"f": METHOD}, sample_method),
     _helper("py.reduce", "functools.reduce(torch.{c}, [{0}, {1}, {0}])", (NUMERIC, PARTNER),

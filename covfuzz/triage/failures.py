@@ -74,6 +74,7 @@ _TRIAGE_FIELDS = {
     "fresh_message": _opt_text,
     "error": _opt_text,
     "reduced_nodes": _count,
+    "version": _count,  # pipeline.TRIAGE_VERSION of the triage that wrote it (absent: 1)
 }
 
 

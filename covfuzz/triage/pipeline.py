@@ -2,7 +2,9 @@
 
 1. Confirm in a fresh process: the example runs in a worker that has run nothing before (warm
    processes carry state from earlier cases, which can make a failure appear or vanish). What
-   does not fail the same way there is `flaky`: recorded with both results, not reported.
+   does not fail the same way there is `flaky`: recorded with both results, not reported; a
+   different failure there is a bucket of its own. A timeout is confirmed only when the fresh
+   process does not finish in HANG_LIMIT either; one that finishes late is `slow` (not a bug).
 2. Localize a mismatch (harness/localize.py): the culprit node, and whether the divergence there
    is a documented non-bug class (harness/labels.py): `not_a_bug` with its label, not reported.
 3. Reduce (covfuzz/triage/reduce.py): a mismatch from the prefix that ends at its culprit,
@@ -10,6 +12,12 @@
    its signature (which names the failing check). Bounded in time.
 4. The root signature (covfuzz/triage/root.py) from the culprit (localized again on the reduced
    case, whose inputs may now be literal values) and the settings the reduced case still needs.
+
+Metamorphic checks (issue 19, harness/metamorphic.py): a failure that the compile under the
+case's metamorphic variant produced (the result's details name the variant) is a failure of the
+case under the variant's settings: that case (`covfuzz.ir.metamorphic_case`) is triaged, like
+any other. A `metamorphic` disagreement keeps the variant (it is what compares the two compiled
+results): confirmed and reduced like a crash, on its signature; no localization (no referee).
 
 `triage_failure` does all of it on worker processes it starts and closes itself; the campaign's
 triage stage calls it in the background, `covfuzz triage` and the tests call it directly.
@@ -23,7 +31,7 @@ from typing import Callable
 
 from covfuzz import serialize
 from covfuzz.errors import CovfuzzError
-from covfuzz.ir import TestCase, type_name
+from covfuzz.ir import TestCase, metamorphic_case, type_name
 from covfuzz.outcomes import FAILURE_KINDS
 from covfuzz.propagate import propagate
 from covfuzz.subgraph import sub_case
@@ -35,6 +43,16 @@ from harness.pool import WorkerSpec, start_worker
 MISMATCH_KINDS = ("mismatch", "grad_mismatch")
 LOCALIZE_BUDGET = 150.0  # seconds for one localization
 REDUCE_BUDGET = 240.0  # seconds of reduction per bucket
+# A campaign's timeout is a hang only when a fresh process cannot finish the case in this long
+# either: on loaded cores a slow compile (an associative_scan with a dynamic dim: 2 minutes)
+# passes the campaign's limit and is not a bug.
+HANG_LIMIT = 600.0
+# ... and a case that a fresh process finishes in under this share of the campaign's limit did
+# not need the time: the timeout came from the warm process (flaky), not from the case (slow).
+SLOW_SHARE = 0.25
+# Bumped when triage learns to judge differently (new labels, stricter confirmation): a campaign
+# resumed by a newer covfuzz triages buckets judged by an older version again.
+TRIAGE_VERSION = 3
 
 
 @dataclass
@@ -42,6 +60,7 @@ class Budgets:
     localize: float = LOCALIZE_BUDGET
     reduce: float = REDUCE_BUDGET
     timeout: float = 60.0  # per run
+    hang: float = HANG_LIMIT  # the fresh run that confirms a timeout
 
 
 @dataclass
@@ -73,7 +92,7 @@ class TriageOutcome:
                 "root": self.root[:400], "root_id": self.root_id,
                 "reduced_nodes": (self.reduction or {}).get("nodes_after"),
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
-                "triaged_at": time.time()}
+                "triaged_at": time.time(), "version": TRIAGE_VERSION}
 
 
 def culprit_text(culprit: dict) -> str:
@@ -116,16 +135,25 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
     log = log or (lambda text: None)
     kind = result.get("outcome", "")
     raw_sig, _ = signature_of(case, result)
+    case = _failing_case(case, result)
     seconds: dict = {}
     own = worker is None
     if own:  # fresh: it has run no case yet
         worker = start_worker(WorkerSpec.for_reducer(timeout=budgets.timeout, cache_dir=cache_dir))
     try:
         t = time.monotonic()
-        fresh = worker.run(case, timeout=budgets.timeout, coverage=False)
+        limit = max(budgets.hang, _timeout_of(result)) if kind == "timeout" else budgets.timeout
+        fresh = worker.run(case, timeout=limit, coverage=False)
         fresh_sig, _ = signature_of(case, fresh)
         seconds["confirm"] = time.monotonic() - t
         facts = {"outcome": fresh.outcome, "message": fresh.message, "signature": fresh_sig}
+        if kind == "timeout" and fresh.outcome in ("pass", "invalid"):
+            took, allowed = seconds["confirm"], _timeout_of(result)
+            if took >= SLOW_SHARE * allowed:
+                return TriageOutcome("not_a_bug", kind, facts, label=[
+                    "slow", f"finished in {took:.0f} s in a fresh process ({fresh.outcome}); "
+                    f"the campaign allowed {allowed:.0f} s: slow, not hung"],
+                    root=raw_sig, root_id=roots.root_id(raw_sig), seconds=seconds)
         if fresh.outcome not in FAILURE_KINDS:
             return TriageOutcome("flaky" if fresh.outcome == "pass" else "gone", kind, facts,
                                  root=raw_sig, root_id=roots.root_id(raw_sig), seconds=seconds)
@@ -175,6 +203,27 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
     finally:
         if own:
             worker.close()
+
+
+def _timeout_of(result: dict) -> float:
+    """The limit a timed-out run had (its details, untrusted), else the campaign default."""
+    details = result.get("details")
+    limit = details.get("timeout") if isinstance(details, dict) else None
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < 1e5:
+        return float(limit)
+    return 120.0
+
+
+def _failing_case(case: TestCase, result: dict) -> TestCase:
+    """The case that fails as `result` says: `case` under its metamorphic variant when the
+    variant's compile made the failure (details["metamorphic"], untrusted: it must name the
+    case's own variant) and it is not a `metamorphic` disagreement, else `case`."""
+    details = result.get("details")
+    name = case.settings.metamorphic
+    if (name is None or result.get("outcome") == "metamorphic" or not isinstance(details, dict)
+            or details.get("metamorphic") != name):
+        return case
+    return metamorphic_case(case) or case
 
 
 def _culprit_case(culprit: dict) -> TestCase | None:

@@ -10,13 +10,17 @@ Greedy passes run to a fixed point (a round of all passes that accepts nothing e
             mode->None, drop mark_dynamic (all, then one at a time), drop config overrides
             (all, then halves/quarters/... down to one at a time: a ddmin-style bisection like
             ConfigFuzzer's)
+  shapes    smaller tensor inputs cut from the values they hold (a block of the same values at
+            the same positions, literal once it fits MAX_LITERAL_VALUES): inputs too large to
+            print halved until they fit, a size shared by several inputs to 1 / halved in all,
+            each dim of each input to 1 / halved, each dim dropped; a window keeps the most
+            special values
   values    small inputs become explicit literal values (the same values), then ordinary
             values move to 0 / 1 and special ones (NaN, inf, limits) go where not needed
             (covfuzz/triage/reduce_values.py)
   unused    drop the inputs no node uses
-  inputs    per tensor input: dtype -> float32, requires_grad off, contiguous stride with
-            offset 0, fill -> normal, each dim -> 1 / halved, drop a dim (rank - 1); literal
-            values keep their first elements
+  inputs    per tensor input: dtype -> float32, requires_grad off, contiguous (the same
+            values), fill -> normal
 Every candidate passes the validity check (`mutators.base.validate`, or plain propagation for
 cases that were never structurally valid) before it costs a run; it is then run in an isolated
 worker (one WorkerHandle, `WorkerSpec.for_reducer`, reused across steps) and accepted only
@@ -31,13 +35,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from covfuzz import ops, serialize, subgraph
+import torch
+
+from covfuzz import codegen, ops, serialize, subgraph
 from covfuzz.errors import CovfuzzError
-from covfuzz.ir import (FLOAT_DTYPES, Input, ScalarSpec, TensorSpec, TestCase,
-                        contiguous_stride, storage_numel, with_spec)
+from covfuzz.ir import (FLOAT_DTYPES, MAX_LITERAL_VALUES, Input, ScalarSpec, TensorSpec, TestCase,
+                        contiguous_stride, numel, permuted_stride, with_spec)
 from covfuzz.outcomes import FAILURE_KINDS
 from covfuzz.propagate import propagate
-from covfuzz.triage.reduce_values import pass_values
+from covfuzz.triage.reduce_values import pass_values, special_mask
 from covfuzz.triage.signature import signature_of
 from harness.pool import WorkerHandle, WorkerSpec, start_worker
 from mutators.base import validate
@@ -244,20 +250,107 @@ def _with_input(case: TestCase, i: int, inp: Input) -> TestCase:
     return case.replace(graph=dataclasses.replace(case.graph, inputs=tuple(inputs)))
 
 
-def _reshaped(inp: Input, shape: tuple) -> Input:
-    """`inp` contiguous with `shape`; literal values keep their first elements (the values pass
-    then finds which of them matter)."""
-    spec = inp.spec
-    new = TensorSpec(tuple(shape), contiguous_stride(tuple(shape)), spec.dtype, 0, spec.device,
-                     spec.requires_grad)
-    if inp.values is not None:
-        need = storage_numel(new.shape, new.stride, 0)
-        if need <= len(inp.values):
-            return dataclasses.replace(inp, spec=new, values=tuple(inp.values[:need]))
-    return with_spec(inp, new)
+def _relaid(inp: Input, t: torch.Tensor, order_of: tuple | None) -> Input:
+    """Input `inp` holding exactly tensor `t` (its values at the same positions), dense, with
+    the dims laid out in memory in the order of strides `order_of` (a transposed input stays
+    transposed), or contiguous when None. Literal when it fits MAX_LITERAL_VALUES; else drawn
+    again from the seed with the new shape (other values: the run decides)."""
+    shape = tuple(t.shape)
+    if order_of is None:
+        stride = contiguous_stride(shape)
+    else:
+        stride = permuted_stride(shape, sorted(range(len(shape)), key=lambda d: (-order_of[d], d)))
+    spec = dataclasses.replace(inp.spec, shape=shape, stride=stride, offset=0)
+    n = numel(shape)
+    if not 0 < n <= MAX_LITERAL_VALUES:
+        return dataclasses.replace(inp, spec=spec, values=None)
+    dense = torch.empty_strided(shape, stride, dtype=t.dtype)
+    dense.copy_(t)
+    return dataclasses.replace(inp, spec=spec, values=tuple(dense.as_strided((n,), (1,)).tolist()))
+
+
+def _window(members: list[tuple[torch.Tensor, int]], new: int) -> int:
+    """Where a window of `new` elements along each (tensor, dim) of `members` (all of one size)
+    starts: the one holding the most special values (NaN, inf, limits: what a bug needs most
+    often), the first on ties; a halved dim keeps its first or its last half."""
+    size = members[0][0].shape[members[0][1]]
+    starts = range(size) if new == 1 else sorted({0, size - new})
+    def specials(start: int) -> int:
+        return sum(int(special_mask(t.narrow(d, start, new)).sum()) for t, d in members)
+    return max(starts, key=lambda start: (specials(start), -start))
+
+
+def _cut(case: TestCase, cuts: dict[int, torch.Tensor]) -> TestCase:
+    """`case` with each input i in `cuts` holding the block `cuts[i]` of its values."""
+    inputs = list(case.graph.inputs)
+    for i, t in cuts.items():
+        inputs[i] = _relaid(inputs[i], t, inputs[i].spec.stride)
+    return case.replace(graph=dataclasses.replace(case.graph, inputs=tuple(inputs)))
+
+
+def pass_shapes(case: TestCase) -> Iterator[TestCase]:
+    """Smaller tensor inputs, cut from the values they hold now (a block of the same values at
+    the same positions; literal once it fits, so the repro can print it):
+    1. when an input is too large to print (MAX_LITERAL_VALUES): its largest dims halved until
+       every input fits, in one candidate;
+    2. a size several inputs share at the same dim (counted from the last, as broadcasting
+       does: attention's batch and heads, a conv's channels): to 1, then halved, in all of them;
+    3. each input alone, each dim: to 1, then halved;
+    4. each input alone, each dim dropped (rank - 1).
+    A window keeps the most special values (see `_window`). A dim marked dynamic does not go to 1
+    (Dynamo specializes sizes 0 and 1)."""
+    g = case.graph
+    now = {i: codegen.build_input(case, i, "cpu").detach() for i, inp in enumerate(g.inputs)
+           if isinstance(inp.spec, TensorSpec) and inp.spec.numel > 0}
+    if not now:
+        return
+    marked = set(case.settings.mark_dynamic)
+
+    def shared(tensors: dict, p: int, size: int) -> list[int]:
+        """The inputs whose dim `p` from the last has `size`."""
+        return [i for i, t in tensors.items() if t.dim() > p and t.shape[-1 - p] == size]
+
+    def narrowed(tensors: dict, members: list[int], p: int, new: int) -> dict:
+        dims = [(tensors[i], tensors[i].dim() - 1 - p) for i in members]
+        start = _window(dims, new)
+        return {i: t.narrow(d, start, new) for i, (t, d) in zip(members, dims)}
+
+    fit = dict(now)
+    while any(t.numel() > MAX_LITERAL_VALUES for t in fit.values()):
+        big = max(fit.values(), key=lambda t: t.numel())
+        d = max(range(big.dim()), key=lambda d: big.shape[d])
+        p, size = big.dim() - 1 - d, big.shape[d]
+        fit.update(narrowed(fit, shared(fit, p, size), p, size // 2))
+    if any(fit[i] is not now[i] for i in fit):
+        yield _cut(case, {i: t for i, t in fit.items() if t is not now[i]})
+    groups = {(p, t.shape[-1 - p]) for t in now.values() for p in range(t.dim()) if t.shape[-1 - p] > 1}
+    for p, size in sorted(groups, key=lambda ps: (-ps[1], ps[0])):
+        members = shared(now, p, size)
+        if len(members) < 2:
+            continue
+        for new in (1, size // 2) if size > 3 else (1,):
+            if new == 1 and any((i, now[i].dim() - 1 - p) in marked for i in members):
+                continue
+            yield _cut(case, narrowed(now, members, p, new))
+    for i, t in now.items():
+        for d, size in enumerate(t.shape):
+            for new in (1, size // 2) if size > 3 else (1,) if size > 1 else ():
+                if not (new == 1 and (i, d) in marked):
+                    yield _cut(case, narrowed({i: t}, [i], t.dim() - 1 - d, new))
+    for i, t in now.items():
+        for d in range(t.dim()):
+            start = _window([(t, d)], 1)
+            inp = g.inputs[i]
+            order = inp.spec.stride[:d] + inp.spec.stride[d + 1:]
+            cand = _with_input(case, i, _relaid(inp, t.select(d, start), order))
+            marks = tuple((k, m if m < d else m - 1) for k, m in case.settings.mark_dynamic
+                          if not (k == i and m == d))
+            yield _settings(cand, mark_dynamic=marks) if marks != case.settings.mark_dynamic else cand
 
 
 def pass_inputs(case: TestCase) -> Iterator[TestCase]:
+    """Per tensor input: dtype -> float32, requires_grad off, contiguous (the same values),
+    fill -> normal (a seeded input)."""
     for i, inp in enumerate(case.graph.inputs):
         spec = inp.spec
         if not isinstance(spec, TensorSpec):
@@ -267,23 +360,10 @@ def pass_inputs(case: TestCase) -> Iterator[TestCase]:
         if spec.requires_grad:
             yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, requires_grad=False)))
         if spec.stride != contiguous_stride(spec.shape) or spec.offset:
-            yield _with_input(case, i, _reshaped(inp, spec.shape))
+            values = codegen.build_input(case, i, "cpu").detach()
+            yield _with_input(case, i, _relaid(inp, values, None))
         if inp.fill not in ("normal", "index", "bool") and inp.values is None:
             yield _with_input(case, i, dataclasses.replace(inp, fill="normal"))
-        for d, size in enumerate(spec.shape):
-            if size > 1:
-                shape = list(spec.shape)
-                shape[d] = 1
-                yield _with_input(case, i, _reshaped(inp, shape))
-                if size > 3:
-                    shape[d] = size // 2
-                    yield _with_input(case, i, _reshaped(inp, shape))
-        for d in range(spec.rank):
-            shape = spec.shape[:d] + spec.shape[d + 1:]
-            cand = _with_input(case, i, _reshaped(inp, shape))
-            marks = tuple((k, m if m < d else m - 1) for k, m in case.settings.mark_dynamic
-                          if not (k == i and m == d))
-            yield _settings(cand, mark_dynamic=marks) if marks != case.settings.mark_dynamic else cand
 
 
 def pass_unused(case: TestCase) -> Iterator[TestCase]:
@@ -297,11 +377,14 @@ def pass_unused(case: TestCase) -> Iterator[TestCase]:
     yield _graph_case(case, g.inputs, g.nodes, g.outputs)
 
 
-# `values` before `inputs`: small inputs become literal first, so later passes that drop an
-# input (renumbering the rest, whose seeded values would change) keep the values that matter.
+# `shapes` before `values`: a reduction that runs out of time has small inputs the repro can
+# print, and the values pass has fewer values to simplify. `values` before `inputs`: small
+# inputs become literal first, so later passes that drop an input (renumbering the rest, whose
+# seeded values would change) keep the values that matter.
 PASSES: list[tuple[str, Callable[[TestCase], Iterator[TestCase]]]] = [
     ("outputs", pass_outputs), ("nodes", pass_nodes), ("settings", pass_settings),
-    ("values", pass_values), ("unused", pass_unused), ("inputs", pass_inputs)]
+    ("shapes", pass_shapes), ("values", pass_values), ("unused", pass_unused),
+    ("inputs", pass_inputs)]
 
 
 # ----------------------------------------------------------------------------- reducer

@@ -94,6 +94,21 @@ def is_special(value, dtype: str) -> bool:
     return abs(value) >= math.sqrt(info.max) or 0 < abs(value) < info.tiny
 
 
+def special_mask(t: torch.Tensor) -> torch.Tensor:
+    """Where tensor `t` holds a special value (`is_special`, elementwise)."""
+    if t.dtype == torch.bool or t.is_complex():
+        return torch.zeros(t.shape, dtype=torch.bool)
+    if t.is_floating_point():
+        info = torch.finfo(t.dtype)
+        v = t.detach().double()
+        a = v.abs()
+        return ~v.isfinite() | ((v == 0) & v.signbit()) | (a >= math.sqrt(info.max)) | \
+            ((a > 0) & (a < info.tiny))
+    lo, hi = INT_RANGES[str(t.dtype).removeprefix("torch.")]
+    mask = (t == lo) | (t == lo + 1) | (t == hi - 1) | (t == hi)
+    return mask & (t > 1) if t.dtype == torch.uint8 else mask
+
+
 def _ordinary(kind: str, k: int):
     """The k-th simplest ordinary value (0, then 1) of a dtype class."""
     return {"float": float(k), "int": k, "bool": bool(k)}[kind]

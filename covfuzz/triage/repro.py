@@ -1,8 +1,11 @@
 """Standalone repro scripts and upstream-ready markdown reports for stored failures.
 
-The script is the test case's generated program (imports only torch): it rebuilds the inputs
-from the seed, runs eager and compiled with the same settings, and either lets the compiler's
-error surface or raises AssertionError with the divergence figures.
+The script imports only torch. For a CPU case it is the compact program
+(`codegen.compact_program`: inputs spelled out as literal values, or drawn exactly as covfuzz
+draws those too large to print; the function; the compile call with the settings that matter;
+the gradients of a backward case; one check that judges as the harness does); otherwise the
+full generated program. Either lets the compiler's error surface or raises AssertionError
+naming eager, compiled and float64 values at the first differing position.
 
 Text stored with a failure (kind, message, signature...) comes from a campaign directory that
 may come from anyone, so it never becomes code: in a generated Python file it appears only as a
@@ -64,15 +67,16 @@ def with_literal_inputs(case: TestCase) -> TestCase:
     return case
 
 
-def repro_script(case: TestCase, failure: dict | None = None) -> str:
-    """The short program (`codegen.compact_program`) when every input fits as literal values
-    and the case needs no backward; else the full program. An `Observed:` comment line
-    quotes the stored failure."""
+def repro_script(case: TestCase, failure: dict | None = None, full: bool = False) -> str:
+    """The short program (`codegen.compact_program`: small inputs spelled out as literal
+    values, larger ones drawn as covfuzz draws them, gradients checked for a backward case);
+    the full program when asked (`full`) or when the case needs it (not on the CPU). An
+    `Observed:` comment line quotes the stored failure."""
     observed = []
     if failure:
         text = f"{_text(failure.get('kind'), 40)} {_text(failure.get('message'), 200)!r}"
         observed = [comment(f"Observed by covfuzz: {text}")]
-    compact = codegen.compact_program(with_literal_inputs(case))
+    compact = None if full else codegen.compact_program(with_literal_inputs(case))
     if compact is not None:  # named by the case the user picked, not its literal-valued copy
         first = f"# covfuzz test case {serialize.case_id(case)}: eager vs torch.compile on the CPU"
         return "\n".join([first, *observed, compact.split("\n", 1)[1]])
@@ -186,18 +190,27 @@ def run_repro(script: str, timeout: float = 600.0) -> ReproRun:
 
 
 _LOG_LINE = re.compile(r"^[VIWEDC]\d{4} \d\d:\d\d:\d\d")  # a torch log record's prefix
-_DIVERGENCE = re.compile(r"output (\d+)(?:: \S+)? at \[([^\]]*)\](?: \((\d+) of (\d+) differ\))?: "
+# "output 0 at [1, 2] (3 of 8 differ): eager nan, compiled 0.0, float64 reference nan" (a
+# compact program: `gradient of x0 at ...` for a gradient), or the full program's "output 0:
+# torch.float32[2, 3] at [1, 2]: eager nan, compiled 0.0, float64 reference nan; ..."
+_DIVERGENCE = re.compile(r"(?:(grad )?output (\d+)|gradient of (x\d+))(?:: [^\n]*?)? at \[([^\]]*)\]"
+                         r"(?: \((\d+) of (\d+) differ\))?: "
                          r"eager (\S+?),? compiled (\S+?),? float64 reference (\S+?)(?:;|$)", re.M)
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failed|Interrupt)):?(.*)$")
 
 
 def divergence(text: str) -> dict | None:
-    """The first differing position a repro reported (compact or full program), or None."""
+    """The first differing position a repro reported (compact or full program), or None:
+    `what` names the output ("output 0") or the gradient ("gradient of x0", "grad output 0");
+    `output` is the output's index (None for a gradient)."""
     m = _DIVERGENCE.search(text or "")
     if m is None:
         return None
-    return {"output": int(m.group(1)), "at": m.group(2), "count": m.group(3), "numel": m.group(4),
-            "eager": m.group(5), "compiled": m.group(6), "reference": m.group(7)}
+    grad = bool(m.group(1) or m.group(3))
+    what = f"gradient of {m.group(3)}" if m.group(3) else f"{m.group(1) or ''}output {m.group(2)}"
+    return {"output": None if grad else int(m.group(2)), "grad": grad, "what": what,
+            "at": m.group(4), "count": m.group(5), "numel": m.group(6),
+            "eager": m.group(7), "compiled": m.group(8), "reference": m.group(9)}
 
 
 def final_exception(stderr: str) -> str:
@@ -376,6 +389,9 @@ def failure_from_run(case: TestCase, run: ReproRun) -> dict:
         msg = f"killed by signal {-run.returncode}"
         return {"kind": "process_crash", "message": msg, "signature": signature("process_crash", message=msg)}
     diverged = divergence(run.stderr)
+    if diverged is not None and diverged["grad"]:
+        return {"kind": "grad_mismatch", "message": final_exception(run.stderr),
+                "signature": signature("grad_mismatch", case=case)}
     if diverged is not None:
         return {"kind": "mismatch", "message": final_exception(run.stderr), "output": diverged["output"],
                 "signature": signature("mismatch", case=case, output_index=diverged["output"])}
@@ -424,7 +440,7 @@ def markdown_report(case: TestCase, failure: dict, script: str, triage: dict | N
         lines += fenced(_text(failure.get("message"), MAX_MESSAGE).strip() or kind)
     lines += ["", "### Expected", ""]
     if diverged:
-        where = f"output {diverged['output']}" + (f" at [{diverged['at']}]" if diverged["at"] else "")
+        where = diverged["what"] + (f" at [{diverged['at']}]" if diverged["at"] else "")
         lines += [f"Compiled should match eager at {printable(where)}: eager gives "
                   f"`{printable(diverged['eager'])}`, the float64 reference (the same function on "
                   f"float64 inputs) gives `{printable(diverged['reference'])}`; compiled gives "

@@ -6,7 +6,9 @@ records without it fall back to the outer `exception type | message | frames`), 
 message has numbers, hex addresses, generated names (v12, s0, buf3, cpp_fused_...), shapes, quoted
 strings and paths replaced by placeholders, and frames are `file:function` (no line numbers, so
 a bucket survives small edits of torch). Mismatches have no exception: their signature is built
-from the op pattern that produced the diverging output (the op and the ops feeding it).
+from the op pattern that produced the diverging output (the op and the ops feeding it). A
+`metamorphic` disagreement (two compiled results, no referee) is `metamorphic|<variant>|<op of the
+diverging output>`: the variant names which compiler path disagrees.
 The bucket key stored in the corpus is `signature_id(signature)`: 12 hex digits.
 """
 
@@ -40,9 +42,18 @@ def normalize_message(message: str, limit: int = 240) -> str:
     text = lines[0] if lines else ""
     if text.endswith(":") and len(lines) > 1:
         text = f"{text} {lines[1]}"
+    text = _normalized(text)
+    # One clause per offending dim ("expected size N==N, stride N==N at dim=N; ...") repeats
+    # as often as the case has dims: a reduced case must keep its bucket.
+    parts = text.split("; ")
+    text = "; ".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+    return text[:limit].strip()
+
+
+def _normalized(text: str) -> str:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
-    return text[:limit].strip()
+    return text
 
 
 def torch_frames(frames: list[str], count: int = 3) -> list[str]:
@@ -79,6 +90,22 @@ def mismatch_pattern(case, output_index: int | None) -> str:
     return f"{node.op}<-{'+'.join(feeding)}"
 
 
+def output_op(case, output_index: int | None) -> str:
+    """The op that produced graph output `output_index` ("input" for a graph input, "?" when
+    unknown)."""
+    if case is None or output_index is None or not 0 <= output_index < len(case.graph.outputs):
+        return "?"
+    node = case.graph.node_of(case.graph.outputs[output_index])
+    return "input" if node is None else node.op
+
+
+def metamorphic_signature(case, output_index: int | None) -> str:
+    """`metamorphic|<variant>|<op>`: the variant the case's settings name and the op of the
+    output on which the two compiled results disagree."""
+    variant = getattr(getattr(case, "settings", None), "metamorphic", None) or "?"
+    return f"metamorphic|{variant}|{output_op(case, output_index)}"
+
+
 CHECK_KEYS = ("where", "source", "root_type", "root_message")
 MAX_CHECK_FIELD = 500
 
@@ -113,14 +140,19 @@ def crash_signature(kind: str, exc_type: str, message: str, frames: list[str] | 
     top = torch_frames([check["where"]], 1) if check.get("where") else []
     if top and top[0] not in inner:  # the raising frame is outside torch (a backend, sympy)
         inner = top + inner[:2]
+    source = normalize_source(check.get("source", ""))
+    if check.get("where") and not top:  # generated code (Inductor's output): shapes in it vary
+        source = _normalized(source)
     return (f"{kind}|{check['root_type']}|{normalize_message(check.get('root_message', ''))}|"
-            f"{normalize_source(check.get('source', ''))}|{','.join(inner)}")
+            f"{source}|{','.join(inner)}")
 
 
 def signature(kind: str, exc_type: str = "", message: str = "", frames: list[str] | None = None,
               case=None, output_index: int | None = None, check: dict | None = None) -> str:
     if kind in ("mismatch", "grad_mismatch"):
         return f"{kind}|{mismatch_pattern(case, output_index)}"
+    if kind == "metamorphic":
+        return metamorphic_signature(case, output_index)
     if kind in ("timeout", "oom"):
         return kind
     if kind == "process_crash":
