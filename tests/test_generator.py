@@ -1,7 +1,6 @@
 """Generator, catalog and propagation: determinism, validity, variety, options."""
 
 import collections
-import warnings
 
 import pytest
 import torch
@@ -11,7 +10,9 @@ from covfuzz import codegen, ops, serialize
 from covfuzz.errors import InvalidGraph
 from covfuzz.generator import GenOptions, OptionError, generate, parse_dtypes, parse_supported_ops
 from covfuzz.ir import DTYPES, TensorSpec
-from covfuzz.propagate import backward_loss, propagate
+from covfuzz.propagate import propagate
+
+from eager_run import run_eagerly
 
 N = 500
 
@@ -59,16 +60,8 @@ def test_generated_programs_run_eagerly(cases):
     failures = collections.Counter()
     sample = cases[:200]
     for case in sample:
-        namespace = {}
-        exec(compile(codegen.program(case), "<case>", "exec"), namespace)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outputs = namespace["fn"](*namespace["make_inputs"]("cpu"))
-                if case.settings.backward:
-                    loss = backward_loss(outputs)
-                    if loss is not None:
-                        loss.backward()
+            run_eagerly(case)
         except Exception as exc:  # noqa: BLE001 - counting eager failures is the point
             failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
     assert sum(failures.values()) / len(sample) <= 0.03, failures

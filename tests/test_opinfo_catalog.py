@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -16,7 +15,9 @@ from covfuzz import codegen, ops
 from covfuzz.generator import GenOptions, OpDraw, generate, op_table
 from covfuzz.ir import Graph, Input, Node, ScalarSpec, TensorSpec, TestCase
 from covfuzz.ops import opinfo
-from covfuzz.propagate import backward_loss, propagate
+from covfuzz.propagate import propagate
+
+from eager_run import run_eagerly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DERIVED = sorted(name for name, op in ops.AVAILABLE.items() if op.source == "opinfo")
@@ -91,19 +92,6 @@ def test_every_template_is_a_plain_call_on_a_public_torch_name():
             assert not isinstance(sub, (ast.Lambda, ast.Starred, ast.JoinedStr)), expr
 
 
-def _eager(case):
-    namespace = {}
-    exec(compile(codegen.program(case), "<case>", "exec"), namespace)  # noqa: S102 - our codegen
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        outputs = namespace["fn"](*namespace["make_inputs"]("cpu"))
-        if case.settings.backward:
-            loss = backward_loss(outputs)
-            if loss is not None:
-                loss.backward()
-    return namespace, outputs
-
-
 def test_a_sample_of_derived_ops_renders_validates_and_runs_eagerly():
     sample = DERIVED[::12]
     failures = []
@@ -115,7 +103,7 @@ def test_a_sample_of_derived_ops_renders_validates_and_runs_eagerly():
         assert case is not None, f"{name}: not generated in 12 seeds"
         propagate(case)
         try:
-            namespace, outputs = _eager(case)
+            namespace, outputs = run_eagerly(case)
         except Exception as exc:  # noqa: BLE001 - collected, asserted below
             failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:80]}")
             continue
@@ -249,7 +237,7 @@ def test_size_arithmetic_ops_compute_what_python_does(op, attrs, expected):
              Node("torch.full_like.size", (0, 3), {})]
     case = propagate(_sizes_graph(nodes))
     assert case.graph.nodes[1].out == ScalarSpec("int")
-    _, outputs = _eager(case)
+    _, outputs = run_eagerly(case)
     assert outputs[0].flatten()[0].item() == pytest.approx(expected)
 
 
@@ -265,7 +253,7 @@ def test_sizes_feed_exponents_repeat_counts_slices_and_branches():
              Node("Tensor.__getitem__.size_start", (8, 9), {})]  # last 3 rows
     case = propagate(_sizes_graph(nodes))
     assert case.graph.nodes[-1].out.shape == (3, 25)
-    _, (out,) = _eager(case)
+    _, (out,) = run_eagerly(case)
     assert out.shape == (3, 25)
     # Invalid uses are torch's to refuse: a reshape size that does not divide the elements,
     # an integer tensor to a negative power (meta kernels skip it; real propagation does not).
