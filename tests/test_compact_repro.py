@@ -339,3 +339,13 @@ def test_reduction_makes_a_large_input_printable_and_the_repro_compact():
     text = repro_script(reduced)
     assert "float('nan')" in text and "Generator" not in text
     assert len(text.splitlines()) <= 36, text
+
+
+def test_observed_line_says_whose_failure_it_was():
+    """A reduced case's repro quotes the failure of the original case: its figures and positions
+    are not the reduced program's, and the comment says so."""
+    case = _case((Input(TensorSpec.contiguous((3,))),), (Node("torch.sin", (0,), {}),), (1,))
+    failure = {"kind": "mismatch", "message": "output 1 value mismatch at [0, 3]"}
+    assert "# Observed on covfuzz: mismatch" in repro_script(case, failure)
+    reduced = repro_script(case, failure, reduced=True)
+    assert "# Observed on the original case, before reduction: mismatch" in reduced

@@ -209,7 +209,7 @@ def cmd_repro(args) -> int:
     if any(n.out is None for n in target.case.graph.nodes):
         raise CovfuzzError(f"{args.id}: the test case is invalid on this torch (propagation fails)")
     failure = dict(target.failure)
-    script = repro.repro_script(target.case, failure or None)
+    script = repro.repro_script(target.case, failure or None, reduced=target.kind == "reduced")
     write_output(args.out, script)
     print(printable(f"wrote {args.out} (python {args.out})"))
     if args.report:
@@ -250,7 +250,8 @@ def cmd_export_tests(args) -> int:
                 continue
             entries.append({"sig_id": row["signature_id"], "kind": row["kind"],
                             "signature": row["signature"], "exc_type": row["exc_type"],
-                            "script": repro.repro_script(target.case, target.failure)})
+                            "script": repro.repro_script(target.case, target.failure,
+                                                         reduced=target.kind == "reduced")})
     write_output(args.out, repro.pytest_file(entries))
     print(printable(f"wrote {args.out}: {len(entries)} tests")
           + (f" ({skipped} buckets skipped)" if skipped else "")

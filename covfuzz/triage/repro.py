@@ -67,15 +67,18 @@ def with_literal_inputs(case: TestCase) -> TestCase:
     return case
 
 
-def repro_script(case: TestCase, failure: dict | None = None, full: bool = False) -> str:
+def repro_script(case: TestCase, failure: dict | None = None, full: bool = False,
+                 reduced: bool = False) -> str:
     """The short program (`codegen.compact_program`: small inputs spelled out as literal
     values, larger ones drawn as covfuzz draws them, gradients checked for a backward case);
     the full program when asked (`full`) or when the case needs it (not on the CPU). An
-    `Observed:` comment line quotes the stored failure."""
+    `Observed:` comment line quotes the stored failure; for a `reduced` case it says that the
+    failure was the original's (its figures and positions are not this program's)."""
     observed = []
     if failure:
         text = f"{_text(failure.get('kind'), 40)} {_text(failure.get('message'), 200)!r}"
-        observed = [comment(f"Observed by covfuzz: {text}")]
+        where = "the original case, before reduction" if reduced else "covfuzz"
+        observed = [comment(f"Observed on {where}: {text}")]
     compact = None if full else codegen.compact_program(with_literal_inputs(case))
     if compact is not None:  # named by the case the user picked, not its literal-valued copy
         first = f"# covfuzz test case {serialize.case_id(case)}: eager vs torch.compile on the CPU"
