@@ -119,10 +119,11 @@ def watch(directory: str, interval: float = 2.0, iterations: int | None = None,
     """Redraw the view every `interval` seconds, `iterations` times (None: until Ctrl-C)."""
     console = console or Console()
     done = 0
+    previous = None
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C must end the view even when the process started with SIGINT ignored (a
         # background job of a script, a test runner's worker): Python then installs no handler.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not console.is_terminal:
             while iterations is None or done < iterations:
@@ -144,4 +145,7 @@ def watch(directory: str, interval: float = 2.0, iterations: int | None = None,
                     time.sleep(interval)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how one leaves the view
+    finally:
+        if previous is not None:  # the caller's handler again (an in-process caller's)
+            signal.signal(signal.SIGINT, previous)
     return 0
