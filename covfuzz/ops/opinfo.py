@@ -31,6 +31,7 @@ import keyword
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -474,6 +475,16 @@ def derived_ops(taken_names: set[str], taken_objects: set[int]) -> Derived:
 _CHILD = "import sys; from covfuzz.ops import opinfo; sys.exit(opinfo.main(sys.argv[1:]))"
 
 
+def _die_with_parent() -> None:
+    """In the derivation child, before it runs: SIGKILL it when its parent dies (a worker killed
+    with its campaign must not leave a deriving child behind). Linux only; elsewhere nothing."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _build(path: str) -> dict | None:
     """Derive the table in a child process, one builder at a time; None when OpInfo cannot be
     read here (no `expecttest`, a failed child)."""
@@ -505,6 +516,7 @@ def _build(path: str) -> dict | None:
                    PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         try:
             proc = subprocess.run([sys.executable, "-c", _CHILD, path], env=env,
+                                  preexec_fn=_die_with_parent,
                                   capture_output=True, text=True, timeout=DERIVE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             note(f"deriving the OpInfo catalog failed ({type(exc).__name__}): hand-written ops only")
