@@ -8,6 +8,8 @@ the hook Inductor calls with every wrapper module it writes, kernels inline) and
 feature texts:
 
 - `line:<where>:<text>`  every line with names, numbers and buffer ids abstracted;
+- `pair:<where>:<text>><text>`  two consecutive such lines (the generated code's "arcs": the
+  same lines in a new order or next to a new neighbour, as coverage counts arcs, not lines);
 - `loops:<skeleton>` and `nest:<outer>><inner>`  the loop structure of each kernel (parallel
   regions, loops with a unit or a vector step, the vectorized body / tail branches, reductions);
 - `call:<name>`  vector intrinsics, math helpers and extern kernels called;
@@ -256,6 +258,7 @@ def kernel_texts(kind: str, text: str) -> set[str]:
     skeleton: list[str] = []
     stack: list[tuple[int, str]] = []  # open structural tokens: (depth, token)
     step = None  # the vector step of the innermost C++ loop seen so far
+    previous = None  # the last normalized line: consecutive pairs are this family's "arcs"
     for line, depth in zip(lines, depths):
         line = line[:MAX_SOURCE_LINE]
         stripped = line.strip()
@@ -264,6 +267,9 @@ def kernel_texts(kind: str, text: str) -> set[str]:
         norm = normalize(stripped)
         if norm:
             out.add(f"line:{kind}:{norm}")
+            if previous is not None:  # the same lines in a new order or neighbourhood
+                out.add(f"pair:{kind}:{previous}>{norm}")
+            previous = norm
         for pattern in structure:
             if pattern[0].search(line):
                 token = pattern[1]

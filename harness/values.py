@@ -8,8 +8,9 @@ coverage cannot see a NaN reaching a decomposition or a count that only runs the
   no vector, whole vectors only, or vectors plus a tail, from Inductor's own vector width). The
   node values come from the eager run the harness makes anyway: `EagerValues` watches the
   generated `fn`'s frame (a trace function on that one code object) and reads its locals when
-  it returns, so no extra run and no extra compile.
-- **divergence**: per output, `op x dtype x bucket` for the compiled-vs-eager error ratio that
+  it returns, so no extra run and no extra compile. And per data-flow edge, `producer op >
+  consumer op x the classes it passed x the class that came out` (`flow:`).
+- **divergence**: per output, `op x dtype x bucket` (and the same with the output's regime) for the compiled-vs-eager error ratio that
   stayed within the oracle's tolerance (`oracle.error_ratio`), log-bucketed: `DIVERGENCE_EDGES`
   split [1e-4, 1) into 8 buckets (1..8) and bucket 9 is a ratio past allclose that the float64
   reference let pass. A case emits every bucket up to the one it reached, so a case that comes
@@ -157,6 +158,12 @@ def value_texts(case: TestCase, watch: EagerValues, device: str) -> set[str]:
         values = [value_of(a) for a in args] + [value_of(vid)]
         out.add(f"node:{node.op}|{dtypes}>{type_name(node.out)}|{ins}>{classes_of(vid)}|"
                 f"{regime(values, device)}")
+        # Data-flow edges: which op fed this one which class of values, and what came out (a
+        # NaN made upstream and met here is another path through this op's lowering).
+        for a in args[:MAX_ARGS_PER_POSITION]:
+            src = g.nodes[a - base].op if a >= base else "input"
+            out.add(f"flow:{src}>{node.op}|{type_name(g.spec_of(a))}|{classes_of(a)}>"
+                    f"{classes_of(vid)}")
     return out
 
 
@@ -188,8 +195,10 @@ def divergence_texts(case: TestCase, eager: list, compiled: list) -> tuple[set[s
         node = g.node_of(vid)
         op = node.op if node is not None else "input"
         dtype = type_name(g.spec_of(vid))
+        where = regime([e], case.settings.device)  # vectorized body, scalar tail, both
         for b in range(1, bucket + 1):
             out.add(f"div:{op}|{dtype}|{b}")
+            out.add(f"divr:{op}|{dtype}|{where}|{b}")
         best = max(best, bucket)
     return out, best
 

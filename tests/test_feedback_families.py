@@ -123,6 +123,8 @@ def test_normalizer_reads_triton_kernels():
     assert any(t.startswith("loops:triton:") and "for" in t and "reduce" in t for t in texts)
     assert "line:triton:tmp = tl.load(in_ptr + (r0_ + N*x), r0_mask & xmask, other=N)" in texts
     assert "line:wrapper:buf = empty_strided_cuda((N, ), (N, ), torch.float32)" in texts
+    assert ("pair:triton:tmp = libdevice.exp(tmp)>tmp = triton_helpers.maximum(tmp, tmp)"
+            in texts)
     # Names and numbers are abstracted: another kernel of the same shape gives the same texts.
     renamed = code.replace("37*x0", "91*x2").replace("_tmp3", "_tmp8").replace("in_ptr0", "in_ptr4")
     assert gencode.feature_texts([renamed]) == texts
@@ -149,6 +151,7 @@ def test_a_nan_input_gives_a_value_feature_a_finite_one_does_not(worker):
     only_nan = _ids(nan, "values") - _ids(finite, "values")
     assert family_id("values", "node:torch.sin|float32>float32|nan>nan|tail") in only_nan
     assert family_id("values", "node:torch.sin|float32>float32|->-|tail") in _ids(finite, "values")
+    assert family_id("values", "flow:input>torch.sin|float32|nan>nan") in only_nan
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -168,6 +171,7 @@ def test_divergence_buckets_climb_as_the_error_nears_the_tolerance():
     assert buckets[0] == 0 and buckets == sorted(buckets) and len(set(buckets)) == len(buckets)
     assert buckets[-1] == values.PAST_ALLCLOSE
     assert "div:torch.sum|float32|3" in seen
+    assert "divr:torch.sum|float32|tail|3" in seen  # 4 outputs: fewer than one vector
 
 
 def test_a_real_run_reports_its_divergence(worker):
@@ -175,7 +179,9 @@ def test_a_real_run_reports_its_divergence(worker):
     assert result.outcome == "pass"
     bucket = result.details.get("divergence")
     assert isinstance(bucket, int) and bucket >= 0
-    expected = {family_id("divergence", f"div:torch.sum|float32|{b}") for b in range(1, bucket + 1)}
+    where = values.regime([torch.zeros(64)], "cpu")
+    expected = {family_id("divergence", f"{name}|{b}") for b in range(1, bucket + 1)
+                for name in ("div:torch.sum|float32", f"divr:torch.sum|float32|{where}")}
     assert _ids(result, "divergence") == expected
 
 
