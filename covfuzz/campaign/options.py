@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from covfuzz.features import FEEDBACK_FAMILIES, parse_families
 from covfuzz.generator import GenOptions
+from harness.worker_handle import DEFAULT_TIMEOUT
 
 DEFAULT_METAMORPHIC_RATE = 0.1
 
@@ -21,7 +22,7 @@ class CampaignOptions:
     initial_seeds: int = 12
     explore: float = 0.1  # share of strategy / setting choices made uniformly in feedback mode
     gen_candidates: int = 12  # feedback mode: graphs drawn per generation, the best one executed
-    timeout: float = 120.0
+    timeout: float = DEFAULT_TIMEOUT
     memory_limit_mb: int | None = None
     max_stack: int = 3
     rng_seed: int = 0

@@ -39,6 +39,7 @@ from covfuzz.triage import root as roots
 from covfuzz.triage.reduce import Reducer, ReduceResult
 from covfuzz.triage.signature import output_index, signature_of
 from harness.pool import WorkerSpec, start_worker
+from harness.worker_handle import DEFAULT_TIMEOUT
 
 MISMATCH_KINDS = ("mismatch", "grad_mismatch")
 LOCALIZE_BUDGET = 150.0  # seconds for one localization
@@ -206,12 +207,13 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
 
 
 def _timeout_of(result: dict) -> float:
-    """The limit a timed-out run had (its details, untrusted), else the campaign default."""
+    """The limit a timed-out run had (its details, untrusted), else the workers' default (the
+    campaign's `--timeout` default too)."""
     details = result.get("details")
     limit = details.get("timeout") if isinstance(details, dict) else None
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < 1e5:
         return float(limit)
-    return 120.0
+    return DEFAULT_TIMEOUT
 
 
 def _failing_case(case: TestCase, result: dict) -> TestCase:
