@@ -11,17 +11,25 @@ A case from outside may name large tensors, so propagation is bounded per case: 
 real tensors it materializes (`MAX_REAL_BYTES`, counted once per storage) and its wall-clock
 time (`DEADLINE_S`, checked between nodes). Past either it raises InvalidGraph with a one-line
 message; generated cases stay far below both (tests/test_generator.py compares).
+
+Real tensors hold the case's own inputs, edge values included, and a few CPU kernels do not
+survive them (`torch.div(INT64_MIN, -1, rounding_mode="trunc")` dies of SIGFPE). Outside a
+worker, the real-tensor check therefore runs in a sandbox child (covfuzz/sandbox.py): a kernel
+that kills it makes the candidate invalid, not the campaign dead. Workers and the sandbox itself
+run it inline (`run_real_checks_inline`): a crash there is already contained.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 import warnings
 
 import torch
 
-from covfuzz import ops
+from covfuzz import ops, serialize
 from covfuzz.ops import helpers
 from covfuzz.codegen import build_input, index_bound, no_grad, node_expr, value_name
 from covfuzz.errors import InvalidGraph
@@ -94,11 +102,66 @@ def propagate(case: TestCase, real: bool | None = None) -> TestCase:
                 raise InvalidGraph(f"node v{len(graph.inputs) + j} ({node.op}) breaks the graph, "
                                    "which fullgraph=True forbids", j)
     try:
-        return _propagate(case, real)
+        return _propagate_real(case) if real else _propagate(case, False)
     except InvalidGraph as exc:
         if not real and getattr(exc, "no_meta", False):
-            return _propagate(case, True)
+            return _propagate_real(case)
         raise
+
+
+# ----------------------------------------------------------------------------- real tensors
+
+INLINE_ENV = "COVFUZZ_REAL_CHECKS_INLINE"  # "1": this process runs real-tensor checks itself
+SANDBOX_MARGIN_S = 30.0  # beyond DEADLINE_S before a silent sandbox counts as hung
+_sandbox = None
+
+
+def run_real_checks_inline() -> None:
+    """This process (a worker, the sandbox child) runs real-tensor checks itself, as do the
+    processes it starts."""
+    os.environ[INLINE_ENV] = "1"
+
+
+def _propagate_real(case: TestCase) -> TestCase:
+    global _sandbox
+    if os.environ.get(INLINE_ENV) == "1":
+        return _propagate(case, True)
+    from covfuzz.sandbox import Sandbox, SandboxCrashed
+    if _sandbox is None:
+        _sandbox = Sandbox(_serve, "real-tensor check sandbox")
+    try:
+        reply = _sandbox.call(serialize.encode(case), DEADLINE_S + SANDBOX_MARGIN_S)
+    except SandboxCrashed as exc:
+        raise InvalidGraph(f"{exc} (a kernel that cannot survive these "
+                           "inputs: the case runs only in a worker)") from None
+    if reply[:1] == b"o":  # keep the caller's case; take only the output specs
+        checked = serialize.decode(reply[1:]).graph.nodes
+        nodes = tuple(dataclasses.replace(n, out=c.out) for n, c in zip(case.graph.nodes, checked))
+        return dataclasses.replace(case, graph=dataclasses.replace(case.graph, nodes=nodes))
+    err = json.loads(reply[1:])
+    exc = InvalidGraph(str(err["message"]), err.get("node"))
+    exc.no_meta = bool(err.get("no_meta"))
+    raise exc
+
+
+def _serve(conn) -> None:
+    """The sandbox child's loop: an encoded case in, b"o" + the propagated case or b"e" + the
+    error as JSON out."""
+    run_real_checks_inline()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = b"o" + serialize.encode(_propagate(serialize.decode(data), True))
+        except InvalidGraph as exc:
+            reply = b"e" + json.dumps({"message": str(exc), "node": exc.node,
+                                       "no_meta": bool(getattr(exc, "no_meta", False))}).encode()
+        except Exception as exc:  # noqa: BLE001 - whatever torch raised: the case is invalid
+            reply = b"e" + json.dumps({"message": f"{type(exc).__name__}: {_first_line(exc)}",
+                                       "node": None}).encode()
+        conn.send_bytes(reply)
 
 
 def eval_node(graph: Graph, j: int, env: dict, device: str, writes: "WriteRules | None" = None):

@@ -79,6 +79,9 @@ def _setup_env(options: dict) -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
     os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "0"
     os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "0"
+    # A worker checks graphs on real tensors itself (covfuzz.propagate.INLINE_ENV; set before
+    # torch is imported, hence the literal): a kernel that crashes here is already contained.
+    os.environ["COVFUZZ_REAL_CHECKS_INLINE"] = "1"
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile subprocesses
     for key, value in (options.get("env") or {}).items():
         os.environ[key] = value
