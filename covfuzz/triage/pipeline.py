@@ -5,6 +5,8 @@
    does not fail the same way there is `flaky`: recorded with both results, not reported; a
    different failure there is a bucket of its own. A timeout is confirmed only when the fresh
    process does not finish in HANG_LIMIT either; one that finishes late is `slow` (not a bug).
+   A compile crash under fullgraph=True that is Dynamo refusing a graph break, and that passes
+   with fullgraph=False, is `fullgraph_break` (the documented behaviour, not a bug).
 2. Localize a mismatch (harness/localize.py): the culprit node, and whether the divergence there
    is a documented non-bug class (harness/labels.py): `not_a_bug` with its label, not reported.
 3. Reduce (covfuzz/triage/reduce.py): a mismatch from the prefix that ends at its culprit,
@@ -25,6 +27,7 @@ triage stage calls it in the background, `covfuzz triage` and the tests call it 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -53,7 +56,12 @@ HANG_LIMIT = 600.0
 SLOW_SHARE = 0.25
 # Bumped when triage learns to judge differently (new labels, stricter confirmation): a campaign
 # resumed by a newer covfuzz triages buckets judged by an older version again.
-TRIAGE_VERSION = 3
+TRIAGE_VERSION = 4
+# Exceptions with which Dynamo refuses what needs a graph break (an op whose output shape or
+# value depends on the data, a construct it does not trace): with fullgraph=True that error is
+# the documented behaviour, not a bug, when the same case compiles with fullgraph=False.
+GRAPH_BREAK_EXCEPTIONS = ("DynamicOutputShapeException", "DataDependentOutputException",
+                          "Unsupported")
 
 
 @dataclass
@@ -162,6 +170,10 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
             return TriageOutcome("flaky", kind, facts, root=raw_sig,
                                  root_id=roots.root_id(raw_sig), seconds=seconds,
                                  fresh_failure=fresh)
+        label = _fullgraph_break(worker, case, fresh, budgets)
+        if label is not None:
+            return TriageOutcome("not_a_bug", kind, facts, label=label, root=raw_sig,
+                                 root_id=roots.root_id(raw_sig), seconds=seconds)
         out = TriageOutcome("confirmed", kind, facts, seconds=seconds)
         starts: list[TestCase] = []
         accept = None
@@ -204,6 +216,21 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
     finally:
         if own:
             worker.close()
+
+
+def _fullgraph_break(worker, case: TestCase, fresh, budgets: Budgets) -> list[str] | None:
+    """The `fullgraph_break` label of a compile crash under fullgraph=True whose exception is a
+    graph-break refusal and that passes once graph breaks are allowed; else None."""
+    exc_type = (fresh.exc_type or "").rsplit(".", 1)[-1]
+    if (fresh.outcome != "compile_crash" or not case.settings.fullgraph
+            or exc_type not in GRAPH_BREAK_EXCEPTIONS):
+        return None
+    relaxed = case.replace(settings=dataclasses.replace(case.settings, fullgraph=False))
+    again = worker.run(relaxed, timeout=budgets.timeout, coverage=False)
+    if again.outcome != "pass":
+        return None
+    return ["fullgraph_break", f"{exc_type} under fullgraph=True, which forbids graph breaks; "
+            "with fullgraph=False the case compiles and matches eager"]
 
 
 def _timeout_of(result: dict) -> float:
