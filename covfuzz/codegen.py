@@ -80,9 +80,12 @@ def index_bound(graph: Graph, input_index: int) -> int:
 
 def literal(value) -> str:
     """Python source for one validated input value: exact types only, floats by their exact
-    shortest repr, non-finite ones spelled `float('nan')` / `float('inf')` / `float('-inf')`."""
+    shortest repr, non-finite ones spelled `float('nan')` / `float('inf')` / `float('-inf')`;
+    complex numbers as `complex(real, imag)` of two such floats."""
     if type(value) is bool or type(value) is int:
         return repr(value)
+    if type(value) is complex:
+        return f"complex({literal(value.real)}, {literal(value.imag)})"
     if type(value) is float:
         if math.isnan(value):
             return "float('nan')"
@@ -282,7 +285,7 @@ def float64_inputs(args):
     for a in args:
         if isinstance(a, torch.Tensor):
             a = a.detach().cpu()
-            a = a.double() if a.is_floating_point() else a
+            a = a.double() if a.is_floating_point() else a.cdouble() if a.is_complex() else a
         out.append(a)
     return out
 
@@ -304,7 +307,11 @@ def divergences(eager, compiled, reference):
         if e.dtype != c.dtype or e.shape != c.shape:
             problems.append(f"output {i}: eager {e.dtype}{list(e.shape)} vs compiled {c.dtype}{list(c.shape)}")
             continue
-        e, c = e.detach().cpu(), c.detach().cpu()
+        e, c, what = e.detach().cpu(), c.detach().cpu(), f"{e.dtype}{list(e.shape)}"
+        if e.is_complex():  # judged by parts: a last dim of [real, imaginary], each a float
+            e, c = (torch.view_as_real(t.resolve_conj().resolve_neg()) for t in (e, c))
+            r = torch.view_as_real(r.detach().cpu().resolve_conj().resolve_neg()) \
+                if isinstance(r, torch.Tensor) and r.is_complex() else None
         if not e.is_floating_point():
             if not torch.equal(e, c):
                 problems.append(f"output {i}: {int((e != c).sum())} integer elements differ")
@@ -312,7 +319,8 @@ def divergences(eager, compiled, reference):
         e64, c64 = e.double(), c.double()
         r64 = r.detach().cpu().double() if isinstance(r, torch.Tensor) and r.shape == e.shape else None
         rtol, atol = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2),
-                      torch.float64: (1e-7, 1e-7)}.get(e.dtype, (1e-4, 1e-5))
+                      torch.float64: (1e-7, 1e-7), torch.float8_e4m3fn: (0.125, 2 ** -9),
+                      torch.float8_e5m2: (0.25, 2 ** -16)}.get(e.dtype, (1e-4, 1e-5))
         if torch.allclose(e64, c64, rtol=rtol, atol=atol, equal_nan=True):
             continue
         if r64 is None:  # as covfuzz's oracle: no float64 reference, no verdict
@@ -321,13 +329,15 @@ def divergences(eager, compiled, reference):
         finite = e64.isfinite() & c64.isfinite() & r64.isfinite()
         nan_diff = ((e64.isnan() != c64.isnan()) | (e64.isinf() != c64.isinf())) & \
             (r64.isnan() == e64.isnan()) & (r64.isinf() == e64.isinf())
-        k = 3.0 if e.dtype in (torch.float16, torch.bfloat16) or e.numel() <= 10 else 2.0
+        k = 3.0 if e.element_size() <= 2 or e.numel() <= 10 else 2.0
         worse = rmse(r64, c64, finite) > k * rmse(r64, e64, finite) + atol / 10
         max_err = (e64 - c64).abs()[finite].max().item() if finite.any() else 0.0
         if nan_diff.any() or worse:
             bad = nan_diff if nan_diff.any() else ~torch.isclose(e64, c64, rtol=rtol, atol=atol)
             at = tuple(bad.nonzero()[0].tolist())  # the first differing position
-            problems.append(f"output {i}: {e.dtype}{list(e.shape)} at {list(at)}: eager {e64[at].item()}, "
+            where = f"{what} {('real', 'imaginary')[at[-1]]} part at {list(at[:-1])}" \
+                if what.startswith("torch.complex") else f"{what} at {list(at)}"
+            problems.append(f"output {i}: {where}: eager {e64[at].item()}, "
                             f"compiled {c64[at].item()}, float64 reference {r64[at].item()}; "
                             f"max finite |eager - compiled| = {max_err:.4g}, "
                             f"NaN/Inf positions differing: {int(nan_diff.sum())}, "
@@ -382,7 +392,8 @@ if __name__ == "__main__":
         problems += ["grad " + p for p in divergences(eager_grads, compiled_grads, ref_grads)]
     for i, (e, c) in enumerate(zip(eager_out, compiled_out)):
         if isinstance(e, torch.Tensor) and e.shape == c.shape and e.numel():
-            e64, c64 = e.detach().cpu().double(), c.detach().cpu().double()
+            e64, c64 = (torch.view_as_real(t.detach().cpu().resolve_conj().resolve_neg()).double()
+                        if t.is_complex() else t.detach().cpu().double() for t in (e, c))  # by parts
             both = e64.isfinite() & c64.isfinite()
             diff = (e64 - c64).abs()[both].max().item() if both.any() else 0.0
             differ = int((~torch.isclose(e64, c64, rtol=0, atol=0, equal_nan=True)).sum())
@@ -491,9 +502,14 @@ def disagreements(default, variant, eager):
             problems.append(f"output {i}: compiled {d.dtype}{list(d.shape)}, under {METAMORPHIC} {v!r:.80}")
             continue
         d, v = d.detach().cpu(), v.detach().cpu()
+        if d.is_complex():  # by parts: a last dim of [real, imaginary]
+            d, v = (torch.view_as_real(t.resolve_conj().resolve_neg()) for t in (d, v))
+            e = torch.view_as_real(e.detach().cpu().resolve_conj().resolve_neg()) \
+                if isinstance(e, torch.Tensor) and e.is_complex() else e
         if d.is_floating_point():
             rtol, atol = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2),
-                          torch.float64: (1e-7, 1e-7)}.get(d.dtype, (1e-4, 1e-5))
+                          torch.float64: (1e-7, 1e-7), torch.float8_e4m3fn: (0.125, 2 ** -9),
+                          torch.float8_e5m2: (0.25, 2 ** -16)}.get(d.dtype, (1e-4, 1e-5))
             bad = ~torch.isclose(d.double(), v.double(), rtol=rtol, atol=atol, equal_nan=True)
         else:
             bad = d != v
@@ -532,13 +548,17 @@ if __name__ == "__main__":
 # RMSE(ref, compiled) > k * RMSE(ref, eager) + atol / 10 (torch._dynamo.utils.same with
 # fp64_ref); it names the first such position.
 COMPACT_TOL = ("TOL = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2), "
-               "torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7)}")
+               "torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7), "
+               "torch.float8_e4m3fn: (0.125, 2 ** -9), torch.float8_e5m2: (0.25, 2 ** -16)}")
 COMPACT_CHECK = r'''
     e, c, r = (torch.as_tensor(t).detach() for t in (e, c, r))
+    parts = e.is_complex() and c.is_complex()  # judged by parts: a last dim of [real, imaginary]
+    if parts:
+        e, c, r = (torch.view_as_real(t.resolve_conj().resolve_neg()) for t in (e, c, r))
     assert (e.dtype, e.shape) == (c.dtype, c.shape), f"{name}: eager {e.dtype} {list(e.shape)}, compiled {c.dtype} {list(c.shape)}"
     bad = e != c  # integers and bools: exactly
     if e.is_floating_point():  # a NaN/inf where float64 agrees with eager, or clearly worse values
-        (rtol, atol), k = TOL.get(e.dtype, (1e-4, 1e-5)), 3 if e.numel() <= 10 or e.element_size() == 2 else 2
+        (rtol, atol), k = TOL.get(e.dtype, (1e-4, 1e-5)), 3 if e.numel() <= 10 or e.element_size() <= 2 else 2
         e, c, r = e.double(), c.double(), r.double()
         kind = [t.isnan() + 2 * t.isposinf() + 3 * t.isneginf() for t in (e, c, r)]
         bad, both = (kind[0] != kind[1]) & (kind[2] == kind[0]), e.isfinite() & c.isfinite()
@@ -546,8 +566,9 @@ COMPACT_CHECK = r'''
         if not bad.any() and far.any() and m.any() and (c - r)[m].pow(2).mean().sqrt() > k * (e - r)[m].pow(2).mean().sqrt() + atol / 10:
             bad = far  # root mean square errors against float64: compiled's more than k times eager's
     if bad.any():
-        at = tuple(bad.nonzero()[0].tolist())
-        raise AssertionError(f"{name} at {list(at)} ({int(bad.sum())} of {bad.numel()} differ): eager {e[at].item()}, compiled {c[at].item()}, float64 reference {r[at].item()}")
+        at, n = tuple(bad.nonzero()[0].tolist()), bad.any(-1) if parts else bad
+        where = f"{name}: {('real', 'imaginary')[at[-1]]} part at {list(at[:-1])}" if parts else f"{name} at {list(at)}"
+        raise AssertionError(f"{where} ({int(n.sum())} of {n.numel()} differ): eager {e[at].item()}, compiled {c[at].item()}, float64 reference {r[at].item()}")
 print("eager and compiled agree")
 '''
 
@@ -632,6 +653,13 @@ def _seeded_draw(fill: str, dtype: torch.dtype, n: int, gen: str, high: int) -> 
     method suffix (`.to(...)`) as it is: a product comes parenthesized."""
     if dtype == torch.bool:
         return [], f"torch.randint(0, 2, ({n},), generator={gen}).bool()"
+    if dtype.is_complex:  # materialize._draw_complex: real parts, then imaginary parts
+        part = torch.float32 if dtype == torch.complex64 else torch.float64
+        pre_re, real = _seeded_draw(fill, part, n, "g", high)
+        pre_im, imag = ([], f"torch.zeros({n}, dtype=torch.float64)") \
+            if fill in ("zeros", "ones") else _seeded_draw(fill, part, n, "g", high)
+        steps = [f"g = {gen}", *pre_re, f"re = {real}", *pre_im, f"im = {imag}"]
+        return [s for s in steps if s != "g = g"], "torch.complex(re, im)"
     if fill in ("zeros", "ones"):
         return [], f"torch.{fill}({n}, dtype=torch.{'float64' if dtype.is_floating_point else 'int64'})"
     pre = [f"g = {gen}"]
@@ -649,7 +677,7 @@ def _seeded_draw(fill: str, dtype: torch.dtype, n: int, gen: str, high: int) -> 
             materialize._edge_floats(dtype)
         table_dtype = "float64"
     else:
-        signed = dtype != torch.uint8
+        signed = dtype.is_signed
         if fill == "index":
             return ([], f"torch.zeros({n}, dtype=torch.int64)") if high <= 0 else \
                 ([], f"torch.randint(0, {high}, ({n},), generator={gen})")
@@ -663,7 +691,7 @@ def _seeded_draw(fill: str, dtype: torch.dtype, n: int, gen: str, high: int) -> 
         first = f"torch.randint({-8 if signed else 0}, {9 if signed else 17}, ({n},), generator=g)"
         if fill != "edge":
             return [], first.replace("generator=g", f"generator={gen}")
-        table = materialize._edge_ints(dtype) if signed else [0, 1, 2, 127, 128, 254, 255]
+        table = materialize._edge_ints(dtype) if signed else materialize._edge_uints(dtype)
         table_dtype = "int64"
     # `edge`: half the elements (where a uniform draw < 0.5) become one of the table's values
     rows = _rows([literal(v) for v in table])
@@ -825,7 +853,8 @@ def compact_program(case: TestCase) -> str | None:
     if s.dynamo_config:
         patches.append(f"torch._dynamo.config.patch({_config_literal('dynamo_config', s.dynamo_config)!r})")
     lines += [f"{ind}with {', '.join(patches)}:", f"{ind}    {call}"] if patches else [ind + call]
-    upcast = "[a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in make_args()]"
+    upcast = ("[a.double() if torch.is_tensor(a) and a.is_floating_point() else "
+              "a.cdouble() if torch.is_tensor(a) and a.is_complex() else a for a in make_args()]")
     labels = [f"output {k}" for k in range(len(g.outputs))]
     if grad:  # the float64 copies of the inputs that require grad are the reference's leaves
         lines.append(f"reference = run(fn, {upcast})")

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from covfuzz import config_space, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
-from covfuzz.ir import (DTYPES, FLOAT_DTYPES, CompileSettings, Graph, Input, Node, ScalarSpec,
-                        TensorSpec, TestCase, contiguous_stride, dtype_class,
-                        permuted_stride)
+from covfuzz.ir import (DTYPES, FLOAT8_DTYPES, FLOAT_DTYPES, UINT_DTYPES, CompileSettings, Graph,
+                        Input, Node, ScalarSpec, TensorSpec, TestCase, contiguous_stride,
+                        dtype_class, permuted_stride)
 from covfuzz.ops.base import DTYPE_CLASSES, ArgSpec, OpDef
 from covfuzz.codegen import value_name
 from covfuzz.ops.helpers import NAMESPACE
@@ -39,6 +39,13 @@ MAX_FRESH_NUMEL = 4096
 LEAD_TRIES = 3          # proposals of the lead op before the case goes on without it
 LEAD_ORDER_SEED = 18    # the fixed permutation the lead walks without a yield table
 YIELD_RANGE = (0.1, 10.0)  # an op's yield scales its weight within these bounds
+# Each case also has a lead dtype (the seed's, cycling through the allowed dtypes), so that the
+# dtypes few ops take (float8, wide unsigned) appear too: the ops taking it are drawn at least
+# this share of the time, and a fresh input whose argument allows it takes it with this
+# probability.
+LEAD_DTYPE_SHARE = 0.25
+LEAD_DTYPE_PROB = 0.5
+UNPROMOTED = UINT_DTYPES + FLOAT8_DTYPES  # dtypes torch promotes with no other
 
 
 class OptionError(CovfuzzError, ValueError):
@@ -116,6 +123,7 @@ class GraphBuilder:
         # nodes are accepted on the meta path, as whole-graph propagation does.
         self.writes = WriteRules()
         self.first_existing = False  # the last proposal's first argument was an existing value
+        self.lead_dtype: str | None = None  # preferred by fresh inputs (see LEAD_DTYPE_PROB)
 
     # ------------------------------------------------------------------ values
     def spec(self, vid: int):
@@ -185,7 +193,9 @@ class GraphBuilder:
         if not dtypes:
             return None
         if dtype not in dtypes:
-            dtype = self.rng.choice(dtypes)
+            lead = self.lead_dtype
+            dtype = lead if lead in dtypes and self.rng.random() < LEAD_DTYPE_PROB else \
+                self.rng.choice(dtypes)
         if shape is None:
             shape = self.random_shape(arg.min_rank, arg.max_rank)
         shape = tuple(int(s) for s in shape)
@@ -280,6 +290,8 @@ class GraphBuilder:
                 # OpInfo-derived ops: its samples share one dtype; meta kernels often do not
                 # check it (hand-written ops keep drawing mixed dtypes, as they always have).
                 vid = self.existing(arg, shape, op, dtype if op.source == "opinfo" else None)
+                if vid is not None and _unpromoted(specs[0], self.spec(vid), arg):
+                    vid = None
             if vid is None:
                 vid = self.fresh(arg, shape, dtype, op)
             if vid is None:
@@ -289,18 +301,19 @@ class GraphBuilder:
         return tuple(args), attrs
 
     def _first_shape(self, op: OpDef):
-        """A fresh first argument's shape: an OpInfo-derived op's proposal (a sample's shape:
-        many of those ops want square matrices or matching channels), else a random one (the
-        hand-written ops' shape proposals are for later arguments)."""
+        """A fresh first argument's shape: the op's proposal when it has one (an OpInfo-derived
+        op: a sample's shape, many of those ops want square matrices or matching channels;
+        view_as_complex: a last dim of 2), else a random one."""
         first = op.args[0]
-        return first.shape(self.rng, [], {}) if op.source == "opinfo" and first.shape else None
+        return first.shape(self.rng, [], {}) if first.shape else None
 
     def try_add(self, op: OpDef) -> bool:
         if self._try_add(op):
             return True
-        # An OpInfo-derived op whose first argument was an existing value gets one more try on
-        # a fresh input of a sample's shape: its shape rules are unknown to us, not to torch.
-        return op.source == "opinfo" and self.first_existing and self._try_add(op, True)
+        # An op proposing its first argument's shape (OpInfo-derived ones) whose first argument
+        # was an existing value gets one more try on a fresh input of such a shape: its shape
+        # rules are unknown to us, not to torch.
+        return op.args[0].shape is not None and self.first_existing and self._try_add(op, True)
 
     def _try_add(self, op: OpDef, fresh_first: bool = False) -> bool:
         saved = (list(self.inputs), list(self.nodes), list(self.depth))
@@ -347,6 +360,15 @@ class GraphBuilder:
         return checked.graph.nodes[-1]
 
 
+def _unpromoted(first, other, arg: ArgSpec) -> bool:
+    """Whether `other` beside `first` mixes a dtype torch promotes with no other (wide unsigned,
+    float8: eager refuses, meta kernels do not check) where the argument takes `first`'s."""
+    if not (isinstance(first, TensorSpec) and isinstance(other, TensorSpec)) \
+            or first.dtype == other.dtype or first.dtype not in DTYPE_CLASSES[arg.dtypes]:
+        return False
+    return first.dtype in UNPROMOTED or other.dtype in UNPROMOTED
+
+
 def _numel(shape) -> int:
     n = 1
     for s in shape:
@@ -383,12 +405,26 @@ def _lead_order(names: tuple[str, ...]) -> list[int]:
     return order
 
 
+def _takes(op: OpDef, dtype: str | None, device: str) -> bool:
+    """Whether `op`'s first argument takes a tensor of `dtype` on `device`."""
+    first = op.args[0] if op.args else None
+    if first is None or first.kind == "scalar" or dtype not in DTYPE_CLASSES[first.dtypes]:
+        return False
+    on_device = (op.dtypes_by_device or {}).get(device)
+    return on_device is None or dtype in on_device
+
+
 class OpDraw:
     """The ops of one case: its lead op (chosen by the seed: see the module docstring) and the
     weights of the rest (base weight x yield, when the options carry a yield table)."""
 
     def __init__(self, seed: int, opts: GenOptions):
         self.table, weights = op_table(opts)
+        self.lead_dtype = opts.dtypes[seed % len(opts.dtypes)] if opts.dtypes else None
+        takes = [_takes(op, self.lead_dtype, opts.device) for op in self.table]
+        share = sum(w for w, t in zip(weights, takes) if t) / max(sum(weights), 1e-9)
+        if 0 < share < LEAD_DTYPE_SHARE:
+            weights = [w * LEAD_DTYPE_SHARE / share if t else w for w, t in zip(weights, takes)]
         paid = opts.op_yield
         if paid is None:
             order = _lead_order(tuple(op.name for op in self.table))
@@ -424,6 +460,7 @@ def generate(seed: int, opts: GenOptions | None = None) -> TestCase:
     rng = random.Random(seed)
     draw = OpDraw(seed, opts)
     builder = GraphBuilder(rng, opts, seed)
+    builder.lead_dtype = draw.lead_dtype
     target = rng.randint(1, max(opts.max_nodes, 1))
     lead_at = rng.randrange(target)  # the lead may read values made before it
     attempts = 0

@@ -17,8 +17,22 @@ from dataclasses import dataclass, field
 from typing import Union
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
-DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+# Unsigned beyond uint8: torch supports them in few ops (copies, views, casts, comparisons).
+UINT_DTYPES = ("uint16", "uint32", "uint64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8") + UINT_DTYPES
+COMPLEX_DTYPES = ("complex64", "complex128")
+# 8-bit floats the CPU supports in casts, views and copies (covfuzz/ops declares which ops).
+FLOAT8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
+# The dtypes every family supported first come first: their order names the catalog's derived
+# dtype classes (covfuzz/ops/base.py), so newer dtypes are appended.
+DTYPES = (FLOAT_DTYPES + INT_DTYPES[:5] + ("bool",) + COMPLEX_DTYPES + UINT_DTYPES
+          + FLOAT8_DTYPES)
+# The real float dtype of each complex dtype's parts (its tolerance and value classes).
+COMPLEX_PARTS = {"complex64": "float32", "complex128": "float64"}
+SHORT_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
+               "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8",
+               "bool": "b8", "complex64": "c64", "complex128": "c128", "uint16": "u16",
+               "uint32": "u32", "uint64": "u64", "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2"}
 DEVICES = ("cpu", "cuda")
 SCALAR_KINDS = ("int", "float", "bool")
 
@@ -39,13 +53,18 @@ MAX_LITERAL_VALUES = 256
 
 INT_RANGES = {"int8": (-128, 127), "int16": (-(1 << 15), (1 << 15) - 1),
               "int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1),
-              "uint8": (0, 255)}
+              "uint8": (0, 255), "uint16": (0, (1 << 16) - 1), "uint32": (0, (1 << 32) - 1),
+              "uint64": (0, (1 << 64) - 1)}
+# 8-bit float formats: (mantissa bits, exponent of the smallest normal, largest finite, has inf).
+MINIFLOATS = {"float8_e4m3fn": (3, -6, 448.0, False), "float8_e5m2": (2, -14, 57344.0, True)}
 
 
 def dtype_class(dtype: str) -> str:
-    """'float', 'int' or 'bool'."""
-    if dtype in FLOAT_DTYPES:
+    """'float' (float8 included), 'complex', 'int' or 'bool'."""
+    if dtype in FLOAT_DTYPES or dtype in FLOAT8_DTYPES:
         return "float"
+    if dtype in COMPLEX_DTYPES:
+        return "complex"
     if dtype in INT_DTYPES:
         return "int"
     return "bool"
@@ -77,11 +96,15 @@ def storage_numel(shape: tuple[int, ...], stride: tuple[int, ...], offset: int) 
 
 
 def float_in_dtype(value: float, dtype: str) -> float | None:
-    """`value` rounded to `dtype` (a FLOAT_DTYPES name) and back, or None when it overflows.
+    """`value` rounded to `dtype` (a FLOAT_DTYPES or FLOAT8_DTYPES name) and back, or None when
+    it overflows (or is an infinity the format lacks).
 
     Pure Python (struct), so the foundation layer needs no torch: float32 and float16 through
-    IEEE pack formats, bfloat16 as the float32 bits with the low 16 bits rounded to nearest even.
+    IEEE pack formats, bfloat16 as the float32 bits with the low 16 bits rounded to nearest even,
+    float8 by its mantissa width and exponent range (subnormals included).
     """
+    if dtype in MINIFLOATS:
+        return _minifloat(value, *MINIFLOATS[dtype])
     if dtype == "float64" or not math.isfinite(value):
         return value
     try:
@@ -98,14 +121,38 @@ def float_in_dtype(value: float, dtype: str) -> float | None:
     return result if math.isfinite(result) else None
 
 
+def _minifloat(value: float, mantissa: int, min_exp: int, top: float, has_inf: bool):
+    if math.isnan(value) or value == 0:
+        return value
+    if math.isinf(value):
+        return value if has_inf else None
+    exp = math.frexp(abs(value))[1] - 1  # of the leading bit
+    quantum = math.ldexp(1.0, max(exp, min_exp) - mantissa)
+    rounded = round(abs(value) / quantum) * quantum  # exact: a power-of-two scale; ties to even
+    return None if rounded > top else math.copysign(rounded, value)
+
+
+def _float_problem(i: int, v, dtype: str, what: str = "value") -> str | None:
+    if type(v) is not float:
+        return f"{what} [{i}] {v!r:.40}: expected a float for {dtype}"
+    rounded = float_in_dtype(v, dtype)
+    if rounded is None:
+        return f"{what} [{i}] {v!r}: out of the range of {dtype}"
+    if not math.isnan(v) and rounded != v:
+        return (f"{what} [{i}] {v!r} is not exactly representable in {dtype} "
+                f"(nearest: {rounded!r})")
+    return None
+
+
 def literal_values_problem(spec, values) -> str | None:
     """Why `values` cannot be the literal storage of a tensor input with `spec`, or None.
 
     Literal values are the flat storage elements (strides and offset view them), as exact
     Python literals: `float` for floating dtypes (nan, +-inf and -0.0 included; every value
     exactly representable in the dtype, so what a reader sees is what the tensor holds),
-    `int` within the dtype's range for integer dtypes, `bool` for bool. Exact types only: a
-    float subclass (numpy.float64) would not render as a plain literal.
+    `complex` for complex dtypes (each part such a float of COMPLEX_PARTS[dtype]), `int`
+    within the dtype's range for integer dtypes, `bool` for bool. Exact types only: a float
+    subclass (numpy.float64) would not render as a plain literal.
     """
     if not isinstance(spec, TensorSpec):
         return "only tensor inputs take literal values"
@@ -125,15 +172,18 @@ def literal_values_problem(spec, values) -> str | None:
             lo, hi = INT_RANGES[spec.dtype]
             if type(v) is not int or not lo <= v <= hi:
                 return f"value [{i}] {v!r:.40}: expected an int in [{lo}, {hi}] for {spec.dtype}"
+        elif kind == "complex":
+            if type(v) is not complex:
+                return f"value [{i}] {v!r:.40}: expected a complex for {spec.dtype}"
+            part = COMPLEX_PARTS[spec.dtype]
+            problem = (_float_problem(i, v.real, part, "real part of value")
+                       or _float_problem(i, v.imag, part, "imaginary part of value"))
+            if problem:
+                return problem
         else:
-            if type(v) is not float:
-                return f"value [{i}] {v!r:.40}: expected a float for {spec.dtype}"
-            rounded = float_in_dtype(v, spec.dtype)
-            if rounded is None:
-                return f"value [{i}] {v!r}: out of the range of {spec.dtype}"
-            if not math.isnan(v) and rounded != v:
-                return (f"value [{i}] {v!r} is not exactly representable in {spec.dtype} "
-                        f"(nearest: {rounded!r})")
+            problem = _float_problem(i, v, spec.dtype)
+            if problem:
+                return problem
     return None
 
 
@@ -168,10 +218,7 @@ class TensorSpec:
 
     def short(self) -> str:
         """Compact human form, e.g. `f32[4, 8] stride (8, 1)`."""
-        abbrev = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
-                  "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8",
-                  "bool": "b8"}
-        text = f"{abbrev[self.dtype]}{list(self.shape)}"
+        text = f"{SHORT_NAMES[self.dtype]}{list(self.shape)}"
         if self.stride != contiguous_stride(self.shape):
             text += f" stride {self.stride}"
         if self.offset:

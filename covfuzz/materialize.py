@@ -25,6 +25,14 @@ def _edge_ints(dtype):
     return [0, 1, -1, 2, info.min, info.max, info.min + 1, info.max - 1, 7, -8]
 
 
+def _edge_uints(dtype):
+    if dtype == torch.uint8:
+        return [0, 1, 2, 127, 128, 254, 255]
+    # Drawn as int64, then cast: -2 and -1 wrap to the dtype's max - 1 and max (uint64's max
+    # has no int64 value).
+    return [0, 1, 2, 255, 256, -2, -1]
+
+
 def _draw_float(fill, n, gen, dtype):
     if fill == "zeros":
         return torch.zeros(n, dtype=torch.float64)
@@ -47,8 +55,18 @@ def _draw_float(fill, n, gen, dtype):
     return values
 
 
+def _draw_complex(fill, n, gen, dtype):
+    """Real parts, then imaginary parts, each drawn as floats of the parts' dtype (so either
+    part may hold a special value); `ones` is 1 + 0j."""
+    part = torch.float32 if dtype == torch.complex64 else torch.float64
+    real = _draw_float(fill, n, gen, part)
+    if fill in ("zeros", "ones"):
+        return torch.complex(real, torch.zeros(n, dtype=torch.float64))
+    return torch.complex(real, _draw_float(fill, n, gen, part))
+
+
 def _draw_int(fill, n, gen, dtype, high):
-    signed = dtype != torch.uint8
+    signed = dtype.is_signed
     if fill == "zeros":
         return torch.zeros(n, dtype=torch.int64)
     if fill == "ones":
@@ -66,7 +84,7 @@ def _draw_int(fill, n, gen, dtype, high):
         return mag * (torch.randint(0, 2, (n,), generator=gen) * 2 - 1)
     values = torch.randint(-8 if signed else 0, 9 if signed else 17, (n,), generator=gen)
     if fill == "edge":
-        table = torch.tensor(_edge_ints(dtype) if signed else [0, 1, 2, 127, 128, 254, 255],
+        table = torch.tensor(_edge_ints(dtype) if signed else _edge_uints(dtype),
                              dtype=torch.int64)
         pick = torch.randint(0, len(table), (n,), generator=gen)
         use = torch.rand(n, generator=gen) < 0.5
@@ -82,6 +100,8 @@ def make_tensor(shape, stride, offset, dtype, fill, seed, device="cpu", requires
         base = torch.randint(0, 2, (n,), generator=gen).bool()
     elif dtype.is_floating_point:
         base = _draw_float(fill, n, gen, dtype)
+    elif dtype.is_complex:
+        base = _draw_complex(fill, n, gen, dtype)
     else:
         base = _draw_int(fill, n, gen, dtype, high)
     base = base.to(dtype=dtype).to(device)

@@ -12,7 +12,8 @@ The settings' `metamorphic` (a variant name, issue 19) is likewise written only 
 
 A tensor input may carry literal `values` (its flat storage elements): written only when present,
 so cases drawn from the seed encode and hash as before; non-finite floats are the strings "nan",
-"inf", "-inf" (JSON has neither), every other float its shortest exact repr (-0.0 included).
+"inf", "-inf" (JSON has neither), every other float its shortest exact repr (-0.0 included); a
+complex value is the pair [real, imag] of two such floats.
 
 Nothing here uses pickle or eval. Every decoder checks types, ranges, op names (against the
 catalog of the installed torch) and attribute domains, and raises `TestCaseFormatError` with a
@@ -69,8 +70,19 @@ _SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def _value_to_json(v):
+    if type(v) is complex:
+        return [_value_to_json(v.real), _value_to_json(v.imag)]
     if type(v) is float and not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _float_from_json(v, floating: bool, dtype: str, where: str):
+    if isinstance(v, str):
+        if not floating or v not in _SPECIAL_FLOATS:
+            raise TestCaseFormatError(f"{where}: {v!r:.40} is not a value of {dtype} "
+                                      f"(strings allowed: {sorted(_SPECIAL_FLOATS)} for floats)")
+        return _SPECIAL_FLOATS[v]
     return v
 
 
@@ -85,13 +97,19 @@ def values_from_json(raw, spec: TensorSpec, path: str) -> tuple:
     if len(raw) > MAX_LITERAL_VALUES:
         raise TestCaseFormatError(f"{path}: {len(raw)} values, at most {MAX_LITERAL_VALUES}")
     values = []
-    floating = dtype_class(spec.dtype) == "float"
+    kind = dtype_class(spec.dtype)
     for i, v in enumerate(raw):
-        if isinstance(v, str):
-            if not floating or v not in _SPECIAL_FLOATS:
-                raise TestCaseFormatError(f"{path}[{i}]: {v!r:.40} is not a value of {spec.dtype} "
-                                          f"(strings allowed: {sorted(_SPECIAL_FLOATS)} for floats)")
-            v = _SPECIAL_FLOATS[v]
+        if kind == "complex":  # [real, imag]: two floats (literal_values_problem checks them)
+            if not (isinstance(v, list) and len(v) == 2):
+                raise TestCaseFormatError(f"{path}[{i}]: expected [real, imag] for {spec.dtype}, "
+                                          f"got {v!r:.40}")
+            parts = [_float_from_json(p, True, spec.dtype, f"{path}[{i}]") for p in v]
+            if not all(type(p) is float for p in parts):
+                raise TestCaseFormatError(f"{path}[{i}]: the parts of a {spec.dtype} value are "
+                                          f"floats, got {v!r:.40}")
+            v = complex(*parts)
+        else:
+            v = _float_from_json(v, kind == "float", spec.dtype, f"{path}[{i}]")
         values.append(v)
     values = tuple(values)
     problem = literal_values_problem(spec, values)

@@ -45,7 +45,7 @@ import torch._inductor.config
 from covfuzz import codegen, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.features import FAMILY_ENV
-from covfuzz.ir import INT_DTYPES, FLOAT_DTYPES, TensorSpec, TestCase, metamorphic_case
+from covfuzz.ir import INT_DTYPES, TensorSpec, TestCase, dtype_class, metamorphic_case
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
 from harness import gencode, metamorphic, oracle, values
@@ -76,15 +76,16 @@ def _raising_backend(gm, example_inputs):
 # ----------------------------------------------------------------------------- helpers
 
 def _upcast(x, device="cpu"):
-    """A float64 copy on `device` of a floating tensor with the same shape, strides and storage
-    offset."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dtype == torch.float64:
+    """A float64 (complex: complex128) copy on `device` of a floating tensor with the same
+    shape, strides and storage offset."""
+    if (not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.is_complex())
+            or x.dtype in (torch.float64, torch.complex128)):
         return x
     with torch.no_grad():
         n = x.untyped_storage().nbytes() // x.element_size()
         flat = torch.empty(0, dtype=x.dtype, device=x.device).set_(
             x.untyped_storage(), 0, (n,), (1,))
-        flat64 = flat.to(device, torch.float64)
+        flat64 = flat.to(device, torch.complex128 if x.is_complex() else torch.float64)
         r = flat64.as_strided(tuple(x.shape), tuple(x.stride()), x.storage_offset()).detach()
     return r.requires_grad_(x.requires_grad)
 
@@ -104,7 +105,7 @@ def _f2i_cast_values(case: TestCase) -> set[int]:
         if node.op in ("Tensor.to", "Tensor.view.dtype") and node.args:
             src = g.spec_of(node.args[0])
             out = node.out
-            if (isinstance(src, TensorSpec) and src.dtype in FLOAT_DTYPES
+            if (isinstance(src, TensorSpec) and dtype_class(src.dtype) in ("float", "complex")
                     and isinstance(out, TensorSpec) and out.dtype in INT_DTYPES):
                 tainted.add(vid)
     return tainted

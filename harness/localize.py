@@ -67,14 +67,15 @@ def _without_class(x, cls: str):
     """`x` with the elements of value class `cls` (oracle.value_classes) made ordinary."""
     if not isinstance(x, torch.Tensor) or cls not in oracle.value_classes(x):
         return x
-    y = x.detach().clone()
-    if y.is_floating_point():
-        info = torch.finfo(y.dtype)
-        mask = {"nan": y.isnan(), "+inf": y == float("inf"), "-inf": y == float("-inf"),
-                "huge": y.isfinite() & (y.abs() >= info.max / 4),
-                "denormal": (y != 0) & (y.abs() < info.tiny),
-                "-0.0": (y == 0) & torch.signbit(y)}[cls]
-        y[mask] = _ORDINARY_FLOAT
+    y = x.detach().resolve_conj().resolve_neg().clone()
+    z = torch.view_as_real(y) if y.is_complex() else y  # a complex tensor's parts, in place
+    if z.is_floating_point():
+        info = torch.finfo(z.dtype)
+        mask = {"nan": z.isnan(), "+inf": z == float("inf"), "-inf": z == float("-inf"),
+                "huge": z.isfinite() & (z.abs() >= info.max / 4),
+                "denormal": (z != 0) & (z.abs() < info.tiny),
+                "-0.0": (z == 0) & torch.signbit(z)}[cls]
+        z[mask] = _ORDINARY_FLOAT
     elif y.dtype != torch.bool:
         info = torch.iinfo(y.dtype)
         mask = {"int_min": y == info.min, "int_max": y == info.max, "zero": y == 0,

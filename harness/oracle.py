@@ -9,7 +9,10 @@ Numerics (see `compare_outputs`):
   finite (k = 2; 3 for fp16/bf16 or tensors of <= 10 elements);
 - NaN/Inf: a position where eager and compiled disagree on the class (finite / nan / +inf /
   -inf) is a mismatch only when the reference agrees with eager there (the compiled value is
-  the one that deviates), or when no usable reference exists.
+  the one that deviates), or when no usable reference exists;
+- complex: the real and imaginary parts are judged as above, each as a float of the parts'
+  dtype (complex64: float32's tolerance; complex128: float64's), NaN/Inf classes per part;
+  a mismatch names the element and the part.
 
 Everything here is pure (tensors in, verdicts out) and needs no compilation.
 """
@@ -28,6 +31,10 @@ TOLERANCES = {  # dtype -> (rtol, atol)
     torch.bfloat16: (1.6e-2, 1e-2),
     torch.float32: (1e-4, 1e-5),
     torch.float64: (1e-7, 1e-7),
+    # float8: one unit in the last place (eps relative; the subnormal spacing absolute), since
+    # a float32 value that differs in its last bit may round to the neighbouring float8
+    torch.float8_e4m3fn: (0.125, 2 ** -9),
+    torch.float8_e5m2: (0.25, 2 ** -16),
 }
 SMALL_NUMEL = 10
 
@@ -37,7 +44,7 @@ def tolerance(dtype: torch.dtype) -> tuple[float, float]:
 
 
 def multiplier(dtype: torch.dtype, numel: int) -> float:
-    if dtype in (torch.float16, torch.bfloat16) or numel <= SMALL_NUMEL:
+    if dtype.itemsize <= 2 or numel <= SMALL_NUMEL:  # half precision and float8
         return 3.0
     return 2.0
 
@@ -99,18 +106,26 @@ def _ref_tensor(ref, i, e: torch.Tensor):
     return r.detach().to("cpu", torch.float64)
 
 
+def parts(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as a real one with a last dim of 2 (real, imaginary), on the CPU."""
+    return torch.view_as_real(t.detach().cpu().resolve_conj().resolve_neg())
+
+
 def value_classes(x) -> list[str]:
     """The special value classes present in a tensor or Python scalar, sorted. Floats: "nan",
     "+inf", "-inf", "huge" (finite, |x| >= finfo.max / 4), "denormal" (nonzero, |x| <
-    finfo.tiny), "-0.0"; integers: "int_min" (signed dtypes), "int_max" (Python ints: of
-    int64), "zero", "negative"; bools: none. [] = ordinary values only."""
+    finfo.tiny), "-0.0"; complex: those of either part; integers: "int_min" (signed dtypes),
+    "int_max" (Python ints: of int64), "zero", "negative"; bools: none. [] = ordinary values
+    only."""
     if isinstance(x, bool):
         return []
     if isinstance(x, int):
         x = torch.tensor([max(min(x, 2 ** 63 - 1), -2 ** 63)], dtype=torch.int64)
     elif isinstance(x, float):
         x = torch.tensor([x], dtype=torch.float64)
-    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
+    if isinstance(x, torch.Tensor) and x.is_complex():
+        x = parts(x)
+    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool:
         return []
     x = x.detach()
     found = []
@@ -125,14 +140,44 @@ def value_classes(x) -> list[str]:
                   "-0.0": (v == 0) & v.signbit()}
     else:
         info = torch.iinfo(x.dtype)
-        v = x.to("cpu", torch.int64)
-        checks = {"zero": v == 0, "negative": v < 0, "int_max": v == info.max}
-        if info.min < 0:  # an unsigned minimum is 0: "zero" says it
+        v = x.cpu()  # compared in its own dtype: uint64's max has no int64 value
+        checks = {"zero": v == 0, "int_max": v == info.max}
+        if info.min < 0:  # an unsigned minimum is 0: "zero" says it (and none is negative)
             checks["int_min"] = v == info.min
+            checks["negative"] = v < 0
     for name, mask in checks.items():
         if bool(mask.any()):
             found.append(name)
     return sorted(found)
+
+
+class _PartsRef:
+    """The reference outputs with output i's complex tensor as its parts (`parts`)."""
+
+    def __init__(self, lazy_ref: _LazyRef, i: int):
+        self.lazy_ref, self.i = lazy_ref, i
+
+    def get(self):
+        ref = self.lazy_ref.get()
+        if ref is None or self.i >= len(ref):
+            return None
+        r = ref[self.i]
+        out = [None] * (self.i + 1)
+        out[self.i] = parts(r) if isinstance(r, torch.Tensor) and r.is_complex() else None
+        return out
+
+
+def _compare_complex(i: int, e: torch.Tensor, c: torch.Tensor, lazy_ref: _LazyRef) -> dict | None:
+    """A complex output judged by its parts: each a float of the parts' dtype (its tolerance,
+    its NaN/Inf classes); the details name the element's index and the part."""
+    d = compare_tensor(i, parts(e), parts(c), _PartsRef(lazy_ref, i))
+    if d is None:
+        return None
+    d.update(dtype=str(e.dtype).removeprefix("torch."), shape=list(e.shape))
+    if "index" in d:
+        d["part"] = ("real", "imag")[d["index"][-1]]
+        d["index"] = d["index"][:-1]
+    return d
 
 
 def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | None:
@@ -147,6 +192,8 @@ def compare_tensor(i: int, e: torch.Tensor, c, lazy_ref: _LazyRef) -> dict | Non
     base.update(dtype=str(e.dtype).removeprefix("torch."), shape=list(e.shape))
     if e.numel() == 0:
         return None
+    if e.is_complex():
+        return _compare_complex(i, e, c, lazy_ref)
     e = e.detach().cpu()
     c = c.detach().cpu()
     if not e.is_floating_point():  # ints and bools: exact
@@ -216,8 +263,10 @@ def error_ratio(e, c) -> float | None:
     None when there is nothing to measure (not floating tensors of one dtype and shape, empty)."""
     if not (isinstance(e, torch.Tensor) and isinstance(c, torch.Tensor)):
         return None
+    if e.is_complex() and e.dtype == c.dtype and tuple(e.shape) == tuple(c.shape):
+        e, c = parts(e), parts(c)  # each part against its dtype's tolerance
     if (not e.is_floating_point() or e.dtype != c.dtype or tuple(e.shape) != tuple(c.shape)
-            or e.numel() == 0 or e.is_complex()):
+            or e.numel() == 0):
         return None
     rtol, atol = tolerance(e.dtype)
     with torch.no_grad():
@@ -299,6 +348,8 @@ def bitwise_equal(a, b) -> bool:
         if x.dtype != y.dtype or x.shape != y.shape:
             return False
         x, y = x.detach().cpu(), y.detach().cpu()
+        if x.is_complex():
+            x, y = parts(x), parts(y)
         if x.is_floating_point():
             if not bool(((x == y) | (x.isnan() & y.isnan())).all()):
                 return False

@@ -7,8 +7,8 @@ import random
 
 from covfuzz import ops
 from covfuzz.generator import MAX_FRESH_NUMEL, SIZES
-from covfuzz.ir import (FLOAT_DTYPES, MAX_NODES, MAX_NUMEL, TensorSpec, TestCase,
-                        contiguous_stride, permuted_stride, storage_numel)
+from covfuzz.ir import (FLOAT8_DTYPES, FLOAT_DTYPES, MAX_NODES, MAX_NUMEL, UINT_DTYPES, TensorSpec,
+                        TestCase, contiguous_stride, permuted_stride, storage_numel)
 from covfuzz.ops.base import DTYPE_CLASSES
 
 from mutators.base import EGraph, MutationContext, settle, tensor_edges
@@ -24,6 +24,15 @@ def _consumer_classes(eg: EGraph, uid: int) -> list[set]:
             if u == uid:
                 classes.append(set(DTYPE_CLASSES[op.args[a].dtypes]))
     return classes
+
+
+# Dtypes torch promotes with no other (eager refuses the mix; meta kernels let it pass): a value
+# that shares a node with other arguments is not retyped to them.
+UNPROMOTED = set(UINT_DTYPES + FLOAT8_DTYPES)
+
+
+def _shares_a_node(eg: EGraph, uid: int) -> bool:
+    return any(uid in n.args and len(set(n.args)) > 1 for n in eg.nodes)
 
 
 def retype(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase | None:
@@ -42,6 +51,8 @@ def retype(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase
                 ok &= set(FLOAT_DTYPES)
             if inp.fill in ("nonzero", "positive", "uniform"):
                 ok.discard("bool")
+            if _shares_a_node(eg, uid):
+                ok -= UNPROMOTED
             ok.discard(inp.spec.dtype)
             if not ok:
                 continue
@@ -57,7 +68,8 @@ def retype(case: TestCase, rng: random.Random, ctx: MutationContext) -> TestCase
         node = eg.nodes[p]
         arg = ops.get_op(node.op).args[a]
         have = eg.spec(node.args[a]).dtype
-        ok = sorted(set(DTYPE_CLASSES[arg.dtypes]) & allowed - {have})
+        ok = sorted(set(DTYPE_CLASSES[arg.dtypes]) & allowed - {have}
+                    - (UNPROMOTED if len(set(node.args)) > 1 else set()))
         if not ok:
             continue
         dtype = rng.choice(ok)

@@ -41,9 +41,13 @@ FLOAT_RANGE = {
     "bfloat16": (-133, 127, 3.3895313892515355e+38, 2.0 ** -126),
     "float32": (-149, 127, 3.4028234663852886e+38, 2.0 ** -126),
     "float64": (-1074, 1023, 1.7976931348623157e+308, 2.0 ** -1022),
+    "float8_e4m3fn": (-9, 8, 448.0, 2.0 ** -6),
+    "float8_e5m2": (-16, 15, 57344.0, 2.0 ** -14),
 }
 ELEMENT_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
-                 "int16": 2, "int32": 4, "int64": 8, "bool": 1}
+                 "int16": 2, "int32": 4, "int64": 8, "bool": 1, "uint16": 2, "uint32": 4,
+                 "uint64": 8, "float8_e4m3fn": 1, "float8_e5m2": 1, "complex64": 8,
+                 "complex128": 16}
 
 # Ops by the arithmetic that overflows first in them (matched on the op name's last part).
 EXP_OPS = {"exp", "expm1", "exp2", "sinh", "cosh", "softmax", "log_softmax", "logsumexp",
@@ -176,8 +180,9 @@ def specials(dtype: str) -> list:
         lo, hi = INT_RANGES[dtype]
         return sorted({lo, hi, lo + 1, hi - 1, 0, 1, max(lo, -1)})
     lo_exp, _, big, tiny = FLOAT_RANGE[dtype]  # powers of two and the largest finite: exact
-    return [math.nan, math.inf, -math.inf, -0.0, 0.0, big, -big, tiny, -tiny,
-            2.0 ** lo_exp, 1.0, -1.0]
+    return [v for v in (math.nan, math.inf, -math.inf, -0.0, 0.0, big, -big, tiny, -tiny,
+                        2.0 ** lo_exp, 1.0, -1.0)
+            if float_in_dtype(v, dtype) is not None]  # float8_e4m3fn has no infinity
 
 
 # ----------------------------------------------------------------------------- mutators

@@ -111,7 +111,7 @@ def test_options_restrict_ops_and_dtypes():
     with pytest.raises(OptionError, match="not a number"):
         parse_supported_ops("torch.add=x")
     with pytest.raises(OptionError, match="unknown dtype"):
-        parse_dtypes("float32,complex64")
+        parse_dtypes("float32,complex32")
 
 
 def test_max_depth_and_nodes_are_respected():

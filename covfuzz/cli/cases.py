@@ -245,8 +245,8 @@ def _print_derivation(derived) -> None:
     if derived.status != "ok":
         print("OpInfo-derived ops: none (see the note above)", file=sys.stderr)
         return
-    print(f"OpInfo-derived: {len(derived.ops)} ops; {derived.complex_ops} of them also support "
-          "complex dtypes (recorded, filtered until the IR has complex)", file=sys.stderr)
+    print(f"OpInfo-derived: {len(derived.ops)} ops; {derived.complex_ops} of them support "
+          "complex dtypes", file=sys.stderr)
     for reason, names in sorted(derived.skipped.items(), key=lambda kv: -len(kv[1])):
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         print(f"  skipped {len(names)}: {reason} ({shown})", file=sys.stderr)

@@ -31,7 +31,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from covfuzz.ir import DTYPES, MAX_DIM, MAX_RANK, TensorSpec
+from covfuzz.ir import (COMPLEX_DTYPES, DTYPES, FLOAT8_DTYPES, MAX_DIM, MAX_RANK, UINT_DTYPES,
+                        TensorSpec)
 
 # ----------------------------------------------------------------------------- attributes
 
@@ -140,9 +141,13 @@ DIM = Int(-MAX_RANK, MAX_RANK - 1)
 
 # ----------------------------------------------------------------------------- arguments
 
-# Dtype classes an argument accepts.
+# Dtype classes an argument accepts. "any" is the ten dtypes nearly every op supports; an op
+# declares complex ("+complex"), wide unsigned or float8 ("all": every IR dtype) only where
+# eager and torch.compile both run it on the CPU (checked per op when it was declared).
+_ANY = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+        "bool")
 DTYPE_CLASSES = {
-    "any": DTYPES,
+    "any": _ANY,
     "float": ("float16", "bfloat16", "float32", "float64"),
     "int": ("int8", "int16", "int32", "int64", "uint8"),
     "numeric": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8"),
@@ -151,8 +156,35 @@ DTYPE_CLASSES = {
     "long": ("int64",),
     "signed": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64"),
     "float32_or_less": ("float16", "bfloat16", "float32"),
+    "all": DTYPES,
+    "complex": COMPLEX_DTYPES,
+    "any+complex": _ANY + COMPLEX_DTYPES,
+    "float+complex": ("float16", "bfloat16", "float32", "float64") + COMPLEX_DTYPES,
+    "float32+complex": ("float32", "float64") + COMPLEX_DTYPES,
+    "numeric+complex": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32",
+                        "int64", "uint8") + COMPLEX_DTYPES,
+    "signed+complex": ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32",
+                       "int64") + COMPLEX_DTYPES,
 }
 
+
+
+_GROUPS = {"complex": COMPLEX_DTYPES, "uint": UINT_DTYPES, "float8": FLOAT8_DTYPES}
+
+
+def plus(key: str, *groups: str) -> str:
+    """The dtype class `key` with the dtypes of `groups` ('complex', 'uint', 'float8') added,
+    named `key+group+...` (registered when new; DTYPES order)."""
+    name = "+".join((key,) + groups)
+    if name not in DTYPE_CLASSES:
+        wanted = set(DTYPE_CLASSES[key]).union(*(_GROUPS[g] for g in groups))
+        DTYPE_CLASSES[name] = tuple(d for d in DTYPES if d in wanted)
+    return name
+
+
+def with_complex(key: str) -> str:
+    """The dtype class `key` ('float', 'numeric', 'signed', 'any') with complex64/128 added."""
+    return plus(key, "complex")
 
 
 def dtype_class_for(dtypes: tuple[str, ...]) -> str:

@@ -7,7 +7,8 @@ stays in range however mutation reshapes the graph.
 
 from __future__ import annotations
 
-from covfuzz.ops.base import (DIM, Bool, Enum, Float, Int, OpDef, T, broadcast_partner, pick_dim)
+from covfuzz.ops.base import (DIM, Bool, Enum, Float, Int, OpDef, T, broadcast_partner, pick_dim,
+                              plus)
 
 
 def _shape(spec) -> list[int]:
@@ -67,17 +68,17 @@ def _index(bound, shape, **kw):
 
 OPS: list[OpDef] = [
     OpDef("torch.gather", "indexing", "torch.gather({0}, {dim}, {1})",
-          (T("any", 1, 4), _index((0, "dim"), _gather_index)), {"dim": DIM}, _dim),
+          (T("any+complex", 1, 4), _index((0, "dim"), _gather_index)), {"dim": DIM}, _dim),
     OpDef("torch.take_along_dim", "indexing", "torch.take_along_dim({0}, {1}, dim={dim})",
-          (T("any", 1, 4), _index((0, "dim"), _gather_index)), {"dim": DIM}, _dim),
+          (T("any+complex", 1, 4), _index((0, "dim"), _gather_index)), {"dim": DIM}, _dim),
     # Duplicate indices without a reduction leave the winner unspecified.
     OpDef("torch.scatter", "indexing", "torch.scatter({0}, {dim}, {1}, {2})",
-          (T("any", 1, 4), _index((0, "dim"), _gather_index),
-           T("any", shape=_like_index, same_dtype=True)), {"dim": DIM}, _dim,
+          (T("any+complex", 1, 4), _index((0, "dim"), _gather_index),
+           T("any+complex", shape=_like_index, same_dtype=True)), {"dim": DIM}, _dim,
           nondeterministic=True),
     OpDef("torch.scatter_add", "indexing", "torch.scatter_add({0}, {dim}, {1}, {2})",
-          (T("numeric", 1, 4), _index((0, "dim"), _gather_index),
-           T("numeric", shape=_like_index, same_dtype=True)), {"dim": DIM}, _dim),
+          (T("numeric+complex", 1, 4), _index((0, "dim"), _gather_index),
+           T("numeric+complex", shape=_like_index, same_dtype=True)), {"dim": DIM}, _dim),
     OpDef("torch.scatter_reduce", "indexing",
           "torch.scatter_reduce({0}, {dim}, {1}, {2}, reduce={reduce}, include_self={include_self})",
           (T("numeric", 1, 4), _index((0, "dim"), _gather_index),
@@ -85,18 +86,18 @@ OPS: list[OpDef] = [
           {"dim": DIM, "reduce": Enum("sum", "prod", "mean", "amax", "amin"),
            "include_self": Bool()}, _scatter_reduce),
     OpDef("torch.index_select", "indexing", "torch.index_select({0}, {dim}, {1})",
-          (T("any", 1, 4), _index((0, "dim"), _vector_index)), {"dim": DIM}, _dim),
+          (T(plus("any", "complex", "float8"), 1, 4), _index((0, "dim"), _vector_index)), {"dim": DIM}, _dim),
     OpDef("torch.index_add", "indexing", "torch.index_add({0}, {dim}, {1}, {2})",
-          (T("numeric", 1, 4), _index((0, "dim"), _vector_index),
-           T("numeric", shape=_index_add_source, same_dtype=True)), {"dim": DIM}, _dim),
+          (T("numeric+complex", 1, 4), _index((0, "dim"), _vector_index),
+           T("numeric+complex", shape=_index_add_source, same_dtype=True)), {"dim": DIM}, _dim),
     OpDef("Tensor.index_put", "indexing", "{0}.index_put(({1},), {2}, accumulate={accumulate})",
-          (T("numeric", 1, 4), _index((0, 0), _vector_index),
-           T("numeric", shape=_index_put_values, same_dtype=True)),
+          (T("numeric+complex", 1, 4), _index((0, 0), _vector_index),
+           T("numeric+complex", shape=_index_put_values, same_dtype=True)),
           {"accumulate": Bool()}, _accumulate, nondeterministic=True),
     OpDef("Tensor.__getitem__.tensor", "indexing", "{0}[{1}]",
-          (T("any", 1, 4), _index((0, 0), _vector_index)), target="torch.Tensor.__getitem__"),
+          (T("all", 1, 4), _index((0, 0), _vector_index)), target="torch.Tensor.__getitem__"),
     OpDef("torch.masked_fill", "indexing", "torch.masked_fill({0}, {1}, {value})",
-          (T("numeric", 0, 4), T("bool", shape=broadcast_partner)), {"value": Float(-1e6, 1e6)},
+          (T("numeric+complex", 0, 4), T("bool", shape=broadcast_partner)), {"value": Float(-1e6, 1e6)},
           _masked_fill),
     OpDef("F.one_hot", "indexing", "torch.nn.functional.one_hot({0}, {num_classes})",
           (_index(("attr", "num_classes"), None, max_rank=3),), {"num_classes": Int(1, 64)},

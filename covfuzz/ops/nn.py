@@ -12,6 +12,9 @@ def _shape(spec) -> list[int]:
     return list(getattr(spec, "shape", ()))
 
 
+FC = "float+complex"  # the ops below that take complex tensors too (checked per op)
+
+
 def _fn(name, category, call, args, attrs=None, sample=None, **kw):
     return OpDef(f"F.{name}", category, f"{F}.{call}", args, attrs or {}, sample,
                  target=f"torch.nn.functional.{name}", **kw)
@@ -58,8 +61,8 @@ def _conv(name, spatial):
     return _fn(name, "conv",
                f"{name}({{0}}, {{1}}, {{2}}, stride={{stride}}, padding={{padding}}, "
                "dilation={dilation}, groups={groups})",
-               (T("float", spatial + 2, spatial + 2), T("float", shape=_conv_weight(spatial), same_dtype=True),
-                T("float", shape=_conv_bias, same_dtype=True)),
+               (T(FC, spatial + 2, spatial + 2), T(FC, shape=_conv_weight(spatial), same_dtype=True),
+                T(FC, shape=_conv_bias, same_dtype=True)),
                attrs, _conv_attrs)
 
 
@@ -152,12 +155,14 @@ def _reduction(rng, first):
 
 def _act(name, attrs=None, sample=None, call=None):
     keys = ", ".join(f"{k}={{{k}}}" for k in (attrs or {}))
+    dtypes = "float+complex" if name in COMPLEX_ACTIVATIONS else "float"
     return _fn(name, "activation", call or f"{name}({{0}}{', ' + keys if keys else ''})",
-               (T("float", 0, 4),), attrs, sample)
+               (T(dtypes, 0, 4),), attrs, sample)
 
 
 ACTIVATIONS = ["relu", "relu6", "silu", "mish", "selu", "hardswish", "hardsigmoid", "logsigmoid",
                "softsign", "tanhshrink"]
+COMPLEX_ACTIVATIONS = {"silu", "softsign", "tanhshrink"}  # the ones that take complex too
 
 OPS: list[OpDef] = (
     [_act(n) for n in ACTIVATIONS]
@@ -183,13 +188,13 @@ OPS: list[OpDef] = (
             {"dim": DIM}, _dim_attr),
         _fn("softmin", "softmax", "softmin({0}, dim={dim})", (T("float", 1, 4),), {"dim": DIM},
             _dim_attr),
-        _fn("normalize", "norm", "normalize({0}, dim={dim})", (T("float", 1, 4),), {"dim": DIM},
+        _fn("normalize", "norm", "normalize({0}, dim={dim})", (T(FC, 1, 4),), {"dim": DIM},
             _dim_attr),
-        _fn("dropout", "activation", "dropout({0}, p={p}, training=False)", (T("float", 0, 4),),
+        _fn("dropout", "activation", "dropout({0}, p={p}, training=False)", (T(FC, 0, 4),),
             {"p": Float(0, 1)}, lambda rng, s: {"p": rng.choice([0.1, 0.5])}),
         _fn("linear", "linear", "linear({0}, {1}, {2})",
-            (T("float", 1, 4), T("float", shape=_linear_weight, same_dtype=True),
-             T("float", shape=_linear_bias, same_dtype=True)), weight=1.5),
+            (T(FC, 1, 4), T(FC, shape=_linear_weight, same_dtype=True),
+             T(FC, shape=_linear_bias, same_dtype=True)), weight=1.5),
         _conv("conv1d", 1),
         _conv("conv2d", 2),
         _fn("max_pool1d", "pool",
@@ -217,7 +222,7 @@ OPS: list[OpDef] = (
              T("float", shape=_norm_weight, same_dtype=True)),
             {"normalized_shape": Ints(0, 1 << 16), "eps": Float(0, 1)}, _norm_shape_attrs),
         _fn("rms_norm", "norm", "rms_norm({0}, {normalized_shape}, eps={eps})",
-            (T("float", 1, 4),), {"normalized_shape": Ints(0, 1 << 16), "eps": Float(0, 1)},
+            (T(FC, 1, 4),), {"normalized_shape": Ints(0, 1 << 16), "eps": Float(0, 1)},
             _norm_shape_attrs),
         _fn("group_norm", "norm", "group_norm({0}, {num_groups}, eps={eps})",
             (T("float", 2, 4),), {"num_groups": Int(1, 1024), "eps": Float(0, 1)},
@@ -228,7 +233,7 @@ OPS: list[OpDef] = (
              T("float", shape=_channel_vector, fresh=True, fill="positive", same_dtype=True)),
             {"eps": Float(0, 1)}, lambda rng, s: {"eps": rng.choice([1e-5, 0.1])}),
         _fn("embedding", "indexing", "embedding({1}, {0})",
-            (T("float", 2, 2), T("long", shape=_embedding_indices, fresh=True, fill="index",
+            (T(FC, 2, 2), T("long", shape=_embedding_indices, fresh=True, fill="index",
                                  bound=(0, 0)))),
         _fn("scaled_dot_product_attention", "attention",
             "scaled_dot_product_attention({0}, {1}, {2}, is_causal={is_causal})",

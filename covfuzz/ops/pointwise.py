@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from covfuzz.ops.base import (ArgSpec, Dtype, Enum, Float, Int, OpDef, T,
-                              broadcast_partner)
+                              broadcast_partner, dtype_class_for, plus, with_complex)
 from covfuzz.ir import DTYPES
 
 UNARY_FLOAT = [
@@ -19,14 +19,33 @@ BINARY_FLOAT = ["atan2", "fmax", "fmin", "hypot", "copysign", "logaddexp", "xlog
                 "pow"]
 BINARY_LOGICAL = ["logical_and", "logical_or", "logical_xor"]
 BINARY_BITWISE = ["bitwise_and", "bitwise_or", "bitwise_xor"]
+# The ones that take complex tensors too (eager and torch.compile on the CPU, checked per op).
+COMPLEX_OK = {
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "sin", "cos", "tan",
+    "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sigmoid", "sinc",
+    "reciprocal", "abs", "neg", "square", "isnan", "isinf", "isfinite", "mul", "eq", "ne",
+    "logaddexp", "true_divide", "pow", "logical_and", "logical_or", "logical_xor"}
+
+
+# ... wide unsigned (uint16/32/64) and float8 (checked likewise; few kernels exist for them).
+UINT_OK = {"mul", "eq", "ne", "bitwise_and", "bitwise_or", "bitwise_xor"}
+FLOAT8_OK = {"eq", "ne", "abs"}  # float8 mul has no kernel for a Python scalar operand
+
+
+def _classes(name: str, dtypes: str) -> str:
+    groups = [g for g, ok in (("complex", COMPLEX_OK), ("uint", UINT_OK), ("float8", FLOAT8_OK))
+              if name in ok]
+    return plus(dtypes, *groups) if groups else dtypes
 
 
 def _unary(name: str, dtypes: str) -> OpDef:
+    dtypes = _classes(name, dtypes)
     return OpDef(f"torch.{name}", "pointwise_unary", f"torch.{name}({{0}})",
                  (T(dtypes, 0, 4),))
 
 
 def _binary(name: str, dtypes: str, second: str = "tensor_or_scalar") -> OpDef:
+    dtypes = _classes(name, dtypes)
     return OpDef(f"torch.{name}", "pointwise_binary", f"torch.{name}({{0}}, {{1}})",
                  (T(dtypes, 0, 4),
                   ArgSpec(second, dtypes, 0, 4, shape=broadcast_partner, same_dtype=True)))
@@ -75,25 +94,27 @@ def _sample_polygamma(rng, first):
 
 
 _same = dict(same_dtype=True)
+_FC, _NC = with_complex("float"), with_complex("numeric")
+_F32_64 = dtype_class_for(("float32", "float64"))
 
 OPS: list[OpDef] = (
     [_unary(n, "float") for n in UNARY_FLOAT]
     + [_unary(n, "numeric") for n in UNARY_NUMERIC]
     + [_unary(n, "numeric") for n in UNARY_PREDICATE]
-    + [_unary("logical_not", "any"), _unary("bitwise_not", "intbool")]
+    + [_unary("logical_not", "any+complex"), _unary("bitwise_not", "intbool")]
     + [_binary(n, "numeric") for n in BINARY_NUMERIC]
     + [_binary(n, "float") for n in BINARY_FLOAT]
     + [_binary(n, "any") for n in BINARY_LOGICAL]
     + [_binary(n, "intbool", "tensor") for n in BINARY_BITWISE]
     + [
         OpDef("torch.add", "pointwise_binary", "torch.add({0}, {1}, alpha={alpha})",
-              (T("numeric"), ArgSpec("tensor_or_scalar", "numeric", shape=broadcast_partner, **_same)),
+              (T(_NC), ArgSpec("tensor_or_scalar", _NC, shape=broadcast_partner, **_same)),
               {"alpha": Int(-4, 4)}, _sample_alpha),
         OpDef("torch.sub", "pointwise_binary", "torch.sub({0}, {1}, alpha={alpha})",
-              (T("numeric"), ArgSpec("tensor_or_scalar", "numeric", shape=broadcast_partner, **_same)),
+              (T(_NC), ArgSpec("tensor_or_scalar", _NC, shape=broadcast_partner, **_same)),
               {"alpha": Int(-4, 4)}, _sample_alpha),
         OpDef("torch.div", "pointwise_binary", "torch.div({0}, {1})",
-              (T("float"), ArgSpec("tensor_or_scalar", "float", shape=broadcast_partner, **_same))),
+              (T(_FC), ArgSpec("tensor_or_scalar", _FC, shape=broadcast_partner, **_same))),
         # Integer division by zero raises in eager: the divisor is a fresh, non-zero input.
         OpDef("torch.div.rounding", "pointwise_binary",
               "torch.div({0}, {1}, rounding_mode={rounding_mode})",
@@ -112,25 +133,25 @@ OPS: list[OpDef] = (
               "torch.bitwise_right_shift({0}, {bits})", (T("int"),), {"bits": Int(0, 7)},
               _sample_shift),
         OpDef("torch.where", "pointwise_ternary", "torch.where({0}, {1}, {2})",
-              (T("bool"), T("any", shape=broadcast_partner),
-               T("any", shape=broadcast_partner, same_dtype=True))),
+              (T("bool"), T("any+complex", shape=broadcast_partner),
+               T("any+complex", shape=broadcast_partner, same_dtype=True))),
         OpDef("torch.clamp", "pointwise_ternary", "torch.clamp({0}, min={min}, max={max})",
               (T("numeric"),), {"min": Float(-1e4, 1e4), "max": Float(-1e4, 1e4)}, _sample_clamp),
         OpDef("torch.clamp.tensor", "pointwise_ternary", "torch.clamp({0}, {1}, {2})",
               (T("numeric"), T("numeric", shape=broadcast_partner, **_same),
                T("numeric", shape=broadcast_partner, **_same)), target="torch.clamp"),
         OpDef("torch.lerp", "pointwise_ternary", "torch.lerp({0}, {1}, {weight})",
-              (T("float"), T("float", shape=broadcast_partner, **_same)),
+              (T(_FC), T(_FC, shape=broadcast_partner, **_same)),
               {"weight": Float(-10, 10)}, _sample_weight),
         OpDef("torch.addcmul", "pointwise_ternary", "torch.addcmul({0}, {1}, {2}, value={value})",
-              (T("float"), T("float", shape=broadcast_partner, **_same),
-               T("float", shape=broadcast_partner, **_same)), {"value": Float(-10, 10)},
+              (T(_FC), T(_FC, shape=broadcast_partner, **_same),
+               T(_FC, shape=broadcast_partner, **_same)), {"value": Float(-10, 10)},
               _sample_value),
         OpDef("torch.addcdiv", "pointwise_ternary", "torch.addcdiv({0}, {1}, {2}, value={value})",
-              (T("float"), T("float", shape=broadcast_partner, **_same),
-               T("float", shape=broadcast_partner, **_same)), {"value": Float(-10, 10)},
+              (T(_FC), T(_FC, shape=broadcast_partner, **_same),
+               T(_FC, shape=broadcast_partner, **_same)), {"value": Float(-10, 10)},
               _sample_value),
-        OpDef("Tensor.to", "cast", "{0}.to({dtype})", (T("any"),), {"dtype": Dtype()}, _sample_to,
+        OpDef("Tensor.to", "cast", "{0}.to({dtype})", (T("all"),), {"dtype": Dtype()}, _sample_to,
               weight=2.0),
         OpDef("torch.nan_to_num", "pointwise_unary",
               "torch.nan_to_num({0}, nan={nan}, posinf={posinf}, neginf={neginf})",
@@ -143,8 +164,13 @@ OPS: list[OpDef] = (
         OpDef("torch.logit", "pointwise_unary", "torch.logit({0}, eps={eps})",
               (T("float"),), {"eps": Float(0, 0.5)}, lambda rng, s: {"eps": rng.choice([1e-6, 0.01])}),
         OpDef("torch.isclose", "pointwise_binary", "torch.isclose({0}, {1})",
-              (T("float"), T("float", shape=broadcast_partner, **_same))),
+              (T(_FC), T(_FC, shape=broadcast_partner, **_same))),
         OpDef("torch.heaviside", "pointwise_binary", "torch.heaviside({0}, {1})",
               (T("numeric"), T("numeric", shape=broadcast_partner, **_same))),
+        # Complex numbers from real parts: (real, imag) and (abs, angle).
+        OpDef("torch.complex", "pointwise_binary", "torch.complex({0}, {1})",
+              (T(_F32_64), T(_F32_64, shape=broadcast_partner, **_same))),
+        OpDef("torch.polar", "pointwise_binary", "torch.polar({0}, {1})",
+              (T(_F32_64), T(_F32_64, shape=broadcast_partner, **_same))),
     ]
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from covfuzz.ops.base import DIM, Bool, Int, Ints, OpDef, T, pick_dim, pick_dims, rank_of
+from covfuzz.ops.base import DIM, Bool, Int, Ints, OpDef, T, pick_dim, pick_dims, plus, rank_of
 
 
 def _dims_keepdim(rng, first):
@@ -61,17 +61,17 @@ def _scan(name, dtypes, suffix=""):
 
 
 OPS: list[OpDef] = [
-    _multi("sum", "any"),
-    _multi("mean", "float"),
+    _multi("sum", plus("any", "complex", "uint")),
+    _multi("mean", "float+complex"),
     _multi("amax", "numeric"),
     _multi("amin", "numeric"),
-    _multi("logsumexp", "float"),
+    _multi("logsumexp", "float+complex"),
     _multi("nansum", "float"),
-    _multi("any", "any"),
-    _multi("all", "any"),
+    _multi("any", "all"),
+    _multi("all", "all"),
     OpDef("torch.count_nonzero", "reduction", "torch.count_nonzero({0}, dim={dim})",
-          (T("any", 1, 4),), {"dim": DIMS}, lambda rng, s: {"dim": pick_dims(rng, s)}),
-    _single("prod", "numeric"),
+          (T("all", 1, 4),), {"dim": DIMS}, lambda rng, s: {"dim": pick_dims(rng, s)}),
+    _single("prod", plus("numeric", "complex", "uint")),
     _single("argmax", "numeric"),
     _single("argmin", "numeric"),
     _single("max", "numeric", "[0]"),
@@ -79,28 +79,28 @@ OPS: list[OpDef] = [
     _single("median", "numeric", "[0]"),
     _single("nanmedian", "float", "[0]"),
     _single("mode", "numeric", "[0]"),
-    _scan("cumsum", "numeric"),
-    _scan("cumprod", "numeric"),
+    _scan("cumsum", plus("numeric", "complex", "uint")),
+    _scan("cumprod", "numeric+complex"),
     _scan("cummax", "numeric", "[0]"),
     _scan("cummin", "numeric", "[0]"),
-    _scan("logcumsumexp", "float"),
+    _scan("logcumsumexp", "float+complex"),
     OpDef("torch.var", "reduction",
           "torch.var({0}, dim={dim}, keepdim={keepdim}, correction={correction})",
-          (T("float", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
+          (T("float+complex", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
     OpDef("torch.std", "reduction",
           "torch.std({0}, dim={dim}, keepdim={keepdim}, correction={correction})",
-          (T("float", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
+          (T("float+complex", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
     OpDef("torch.var_mean", "reduction",
           "torch.var_mean({0}, dim={dim}, keepdim={keepdim}, correction={correction})[1]",
-          (T("float", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
+          (T("float+complex", 1, 4),), {**_reduce_attrs, "correction": Int(0, 2)}, _var),
     OpDef("torch.linalg.vector_norm", "reduction",
           "torch.linalg.vector_norm({0}, ord={ord}, dim={dim}, keepdim={keepdim})",
-          (T("float", 1, 4),), {"ord": Int(1, 4), "dim": DIMS, "keepdim": Bool()}, _norm),
+          (T("float+complex", 1, 4),), {"ord": Int(1, 4), "dim": DIMS, "keepdim": Bool()}, _norm),
     OpDef("torch.sort", "sort", "torch.sort({0}, dim={dim}, descending={descending}, stable={stable})[0]",
-          (T("numeric", 1, 4),), {"dim": DIM, "descending": Bool(), "stable": Bool()}, _sort),
+          (T(plus("numeric", "uint"), 1, 4),), {"dim": DIM, "descending": Bool(), "stable": Bool()}, _sort),
     OpDef("torch.argsort", "sort",
           "torch.argsort({0}, dim={dim}, descending={descending}, stable={stable})",
-          (T("numeric", 1, 4),), {"dim": DIM, "descending": Bool(), "stable": Bool()}, _sort),
+          (T(plus("numeric", "uint"), 1, 4),), {"dim": DIM, "descending": Bool(), "stable": Bool()}, _sort),
     OpDef("torch.topk", "sort", "torch.topk({0}, {k}, dim={dim}, largest={largest})[0]",
           (T("numeric", 1, 4),), {"k": Int(0, 1 << 16), "dim": DIM, "largest": Bool()}, _topk),
 ]

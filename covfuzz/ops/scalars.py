@@ -16,7 +16,7 @@ with dynamo's `capture_scalar_outputs` / `capture_dynamic_output_shape_ops` turn
 
 from __future__ import annotations
 
-from covfuzz.ops.base import ArgSpec, Int, OpDef, T, broadcast_partner, pick_dim
+from covfuzz.ops.base import ArgSpec, Int, OpDef, T, broadcast_partner, pick_dim, plus
 
 INT_ARG = ArgSpec("scalar", "any", scalar_kind="int")
 BOOL_ARG = ArgSpec("scalar", "any", scalar_kind="bool")
@@ -83,25 +83,28 @@ SYM_OPS: list[OpDef] = (
 
 # Tensor ops that take a size. Real tensors propagate them where meta kernels skip the check.
 SIZE_CONSUMERS: list[OpDef] = [
-    OpDef("Tensor.pow.size", "scalar_consumer", "({0} ** {1})", (T("numeric"), INT_ARG),
+    OpDef("Tensor.pow.size", "scalar_consumer", "({0} ** {1})", (T("numeric+complex"), INT_ARG),
           target="torch.Tensor.__pow__", real_only=True),
     OpDef("torch.full_like.size", "scalar_consumer", "torch.full_like({0}, {1})",
-          (T("any"), INT_ARG), target="torch.full_like", real_only=True),
+          (T("all"), INT_ARG), target="torch.full_like", real_only=True),
     OpDef("torch.repeat_interleave.size", "scalar_consumer",
-          "torch.repeat_interleave({0}, {1}, dim={dim})", (T("any", 1, 4), INT_ARG),
+          "torch.repeat_interleave({0}, {1}, dim={dim})", (T("all", 1, 4), INT_ARG),
           {"dim": Int(-8, 7)}, lambda rng, s: {"dim": pick_dim(rng, s)},
           target="torch.repeat_interleave"),
-    OpDef("Tensor.__getitem__.size_bound", "scalar_consumer", "{0}[:{1}]", (T("any", 1, 4), INT_ARG),
+    OpDef("Tensor.__getitem__.size_bound", "scalar_consumer", "{0}[:{1}]",
+          (T("all", 1, 4), INT_ARG),
           target="torch.Tensor.__getitem__"),
-    OpDef("Tensor.__getitem__.size_start", "scalar_consumer", "{0}[{1}:]", (T("any", 1, 4), INT_ARG),
+    OpDef("Tensor.__getitem__.size_start", "scalar_consumer", "{0}[{1}:]",
+          (T("all", 1, 4), INT_ARG),
           target="torch.Tensor.__getitem__"),
-    OpDef("Tensor.reshape.size", "scalar_consumer", "{0}.reshape({1}, -1)", (T("any", 1, 4), INT_ARG),
+    OpDef("Tensor.reshape.size", "scalar_consumer", "{0}.reshape({1}, -1)",
+          (T("all", 1, 4), INT_ARG),
           target="torch.Tensor.reshape"),
 ]
 
 
 OPS: list[OpDef] = [
-    OpDef("Tensor.size", "scalar", "{0}.size({dim})", (T("any", 1, 4),), {"dim": Int(-8, 7)},
+    OpDef("Tensor.size", "scalar", "{0}.size({dim})", (T("all", 1, 4),), {"dim": Int(-8, 7)},
           lambda rng, s: {"dim": pick_dim(rng, s)}, out_kind="int"),
     _sym("floordiv", "({0} // {k})"),
     _sym("mod", "({0} % {k})"),
@@ -111,10 +114,11 @@ OPS: list[OpDef] = [
     _sym("min", "min({0}, {k})"),
     *SYM_OPS,
     *SIZE_CONSUMERS,
-    OpDef("torch.nonzero", "data_dependent", "torch.nonzero({0})", (T("any", 1, 3),),
+    OpDef("torch.nonzero", "data_dependent", "torch.nonzero({0})", (T("any+complex", 1, 3),),
           data_dependent=True),
     OpDef("torch.masked_select", "data_dependent", "torch.masked_select({0}, {1})",
-          (T("any", 0, 3), T("bool", shape=broadcast_partner)), data_dependent=True),
+          (T(plus("any", "complex", "float8"), 0, 3), T("bool", shape=broadcast_partner)),
+          data_dependent=True),
     OpDef("torch.unique", "data_dependent", "torch.unique({0})", (T("numeric", 1, 3),),
           data_dependent=True),
     OpDef("Tensor.item", "data_dependent", "{0}.sum().item()", (T("numeric", 0, 3),),

@@ -19,8 +19,8 @@ Greedy passes run to a fixed point (a round of all passes that accepts nothing e
             values move to 0 / 1 and special ones (NaN, inf, limits) go where not needed
             (covfuzz/triage/reduce_values.py)
   unused    drop the inputs no node uses
-  inputs    per tensor input: dtype -> float32, requires_grad off, contiguous (the same
-            values), fill -> normal
+  inputs    per tensor input: dtype -> float32 (complex128 -> complex64), requires_grad off,
+            contiguous (the same values), fill -> normal
 Every candidate passes the validity check (`mutators.base.validate`, or plain propagation for
 cases that were never structurally valid) before it costs a run; it is then run in an isolated
 worker (one WorkerHandle, `WorkerSpec.for_reducer`, reused across steps) and accepted only
@@ -357,6 +357,8 @@ def pass_inputs(case: TestCase) -> Iterator[TestCase]:
             continue
         if spec.dtype in FLOAT_DTYPES and spec.dtype != "float32":
             yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, dtype="float32")))
+        if spec.dtype == "complex128":
+            yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, dtype="complex64")))
         if spec.requires_grad:
             yield _with_input(case, i, with_spec(inp, dataclasses.replace(spec, requires_grad=False)))
         if spec.stride != contiguous_stride(spec.shape) or spec.offset:

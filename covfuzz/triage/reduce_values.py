@@ -27,8 +27,8 @@ from typing import Iterator
 import torch
 
 from covfuzz import codegen
-from covfuzz.ir import (INT_RANGES, MAX_LITERAL_VALUES, TensorSpec, TestCase, dtype_class,
-                        literal_values_problem, storage_numel)
+from covfuzz.ir import (COMPLEX_PARTS, INT_RANGES, MAX_LITERAL_VALUES, TensorSpec, TestCase,
+                        dtype_class, literal_values_problem, storage_numel)
 
 
 def literal_values(case: TestCase, input_index: int) -> tuple | None:
@@ -70,6 +70,9 @@ def round_values(values, dtype: str) -> tuple:
     if kind == "float":
         return tuple(float(v) for v in torch.tensor([float(v) for v in values],
                                                      dtype=getattr(torch, dtype)).tolist())
+    if kind == "complex":
+        return tuple(complex(v) for v in torch.tensor([complex(v) for v in values],
+                                                      dtype=getattr(torch, dtype)).tolist())
     if kind == "int":
         return tuple(int(v) for v in values)
     return tuple(bool(v) for v in values)
@@ -85,9 +88,11 @@ def is_special(value, dtype: str) -> bool:
     kind = dtype_class(dtype)
     if kind == "bool":
         return False
+    if kind == "complex":  # either part special
+        return is_special(value.real, COMPLEX_PARTS[dtype]) or is_special(value.imag, COMPLEX_PARTS[dtype])
     if kind == "int":
         lo, hi = INT_RANGES[dtype]
-        return value in (lo, lo + 1, hi - 1, hi) and not (dtype == "uint8" and value in (0, 1))
+        return value in (lo, lo + 1, hi - 1, hi) and not (lo == 0 and value in (0, 1))  # unsigned
     if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):
         return True
     info = torch.finfo(getattr(torch, dtype))
@@ -96,7 +101,9 @@ def is_special(value, dtype: str) -> bool:
 
 def special_mask(t: torch.Tensor) -> torch.Tensor:
     """Where tensor `t` holds a special value (`is_special`, elementwise)."""
-    if t.dtype == torch.bool or t.is_complex():
+    if t.is_complex():  # either part special
+        return special_mask(torch.view_as_real(t.resolve_conj().resolve_neg())).any(-1)
+    if t.dtype == torch.bool:
         return torch.zeros(t.shape, dtype=torch.bool)
     if t.is_floating_point():
         info = torch.finfo(t.dtype)
@@ -106,12 +113,12 @@ def special_mask(t: torch.Tensor) -> torch.Tensor:
             ((a > 0) & (a < info.tiny))
     lo, hi = INT_RANGES[str(t.dtype).removeprefix("torch.")]
     mask = (t == lo) | (t == lo + 1) | (t == hi - 1) | (t == hi)
-    return mask & (t > 1) if t.dtype == torch.uint8 else mask
+    return mask & (t != 0) & (t != 1) if lo == 0 else mask  # unsigned: 0 and 1 are ordinary
 
 
 def _ordinary(kind: str, k: int):
     """The k-th simplest ordinary value (0, then 1) of a dtype class."""
-    return {"float": float(k), "int": k, "bool": bool(k)}[kind]
+    return {"float": float(k), "complex": complex(k), "int": k, "bool": bool(k)}[kind]
 
 
 def _same(a, b) -> bool:
@@ -120,6 +127,8 @@ def _same(a, b) -> bool:
         return False
     if type(a) is float:
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if type(a) is complex:
+        return _same(a.real, b.real) and _same(a.imag, b.imag)
     return a == b
 
 
