@@ -28,21 +28,18 @@ thread that created the child), so a handle may be used from any thread, one at 
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import json
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
-import threading
 import time
 from array import array
 from dataclasses import dataclass, field
 
 from covfuzz import serialize
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
+from covfuzz.sandbox import launch
 from harness.result import RunResult, empty_timings
 from harness.worker import rss_bytes, worker_main
 
@@ -57,46 +54,6 @@ def default_cache_dir() -> str:
     """Shared default TORCHINDUCTOR_CACHE_DIR for covfuzz (campaigns pass their own)."""
     return os.environ.get("COVFUZZ_CACHE_DIR") or os.path.join(
         tempfile.gettempdir(), f"covfuzz-inductor-{os.getuid()}")
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Keep spawn from re-running the parent's __main__ script in the worker: the worker
-    needs only harness.worker, and scripts without a __main__ guard would recurse."""
-    main = sys.modules.get("__main__")
-    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
-    try:
-        for k in saved:
-            if k == "__spec__":
-                main.__spec__ = None
-            else:
-                delattr(main, k)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(main, k, v)
-
-
-_LAUNCHER: concurrent.futures.ThreadPoolExecutor | None = None
-_LAUNCHER_LOCK = threading.Lock()
-
-
-def _start_hidden(proc) -> None:
-    with _main_module_hidden():
-        proc.start()
-
-
-def _launch(proc) -> None:
-    """Start `proc` from one long-lived launcher thread. PR_SET_PDEATHSIG fires when the
-    *thread* that created the child exits, so workers must not be started from short-lived
-    threads (e.g. a campaign's thread pool): the launcher lives as long as the process."""
-    global _LAUNCHER
-    with _LAUNCHER_LOCK:
-        if _LAUNCHER is None:
-            _LAUNCHER = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="covfuzz-worker-launcher")
-        launcher = _LAUNCHER
-    launcher.submit(_start_hidden, proc).result()
 
 
 class WorkerStartError(RuntimeError):
@@ -223,7 +180,7 @@ class WorkerHandle:
                    "output": self.worker_output}
         proc = self._ctx.Process(target=worker_main, args=(child_conn, options),
                                  name="covfuzz-worker", daemon=True)
-        _launch(proc)
+        launch(proc)  # one long-lived launcher thread, __main__ hidden from spawn
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         deadline = time.monotonic() + self.startup_timeout
