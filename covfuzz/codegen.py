@@ -547,9 +547,9 @@ if __name__ == "__main__":
 # and the reference agrees with eager, or values beyond the dtype's tolerance with
 # RMSE(ref, compiled) > k * RMSE(ref, eager) + atol / 10 (torch._dynamo.utils.same with
 # fp64_ref); it names the first such position.
-COMPACT_TOL = ("TOL = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2), "
-               "torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7), "
-               "torch.float8_e4m3fn: (0.125, 2 ** -9), torch.float8_e5m2: (0.25, 2 ** -16)}")
+COMPACT_TOL = ("TOL = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1.6e-2, 1e-2),\n"
+               "       torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-7),\n"
+               "       torch.float8_e4m3fn: (0.125, 2 ** -9), torch.float8_e5m2: (0.25, 2 ** -16)}")
 COMPACT_CHECK = r'''
     e, c, r = (torch.as_tensor(t).detach() for t in (e, c, r))
     parts = e.is_complex() and c.is_complex()  # judged by parts: a last dim of [real, imaginary]

@@ -83,15 +83,20 @@ def _child_main(serve: Callable, conn) -> None:
     serve(conn)
 
 
+def signal_name(exitcode: int) -> str:
+    """The signal a negative exit code stands for ("SIGFPE"; "signal 77" for one Python can't name)."""
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
 def exit_text(exitcode) -> str:
     """How a child ended, in words ("killed by SIGFPE", "exited with status 1")."""
     if exitcode is None:
         return "did not answer in time"
     if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
+        return f"killed by {signal_name(exitcode)}"
     return f"exited with status {exitcode}"
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from covfuzz import serialize
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
-from covfuzz.sandbox import launch
+from covfuzz.sandbox import launch, signal_name
 from harness.result import RunResult, empty_timings
 from harness.worker import rss_bytes, worker_main
 
@@ -64,10 +64,7 @@ def _exit_text(exitcode) -> tuple[str, dict]:
     if exitcode is None:
         return "worker died (exit status unknown)", {"exitcode": None}
     if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
+        name = signal_name(exitcode)
         return f"worker killed by {name}", {"exitcode": exitcode, "signal": name}
     return f"worker exited with code {exitcode}", {"exitcode": exitcode, "signal": None}
 

@@ -169,7 +169,7 @@ def test_cuda_graph_modes_only_for_cuda_cases_that_do_not_write_in_place():
 
 def test_generator_gives_gpu_settings_and_streams_to_cuda_cases_only():
     gpu_modes, gpu_ops, cpu_ops = collections.Counter(), collections.Counter(), collections.Counter()
-    for seed in range(120):
+    for seed in range(260):  # stream ops are 1 in ~60 draws among 637 ops; seeds 182, 218, 251 draw one
         gpu = generate(seed, GenOptions(device="cuda", max_nodes=6))
         gpu_modes[gpu.settings.mode] += 1
         gpu_ops.update(n.op for n in gpu.graph.nodes if ops.get_op(n.op).category == "streams")
@@ -179,7 +179,7 @@ def test_generator_gives_gpu_settings_and_streams_to_cuda_cases_only():
         assert cpu.settings.mode is None
         assert not any(config_space.flag_device(k) == "cuda" for k in cpu.settings.inductor_config)
         cpu_ops.update(n.op for n in cpu.graph.nodes if ops.get_op(n.op).category == "streams")
-    assert gpu_modes["reduce-overhead"] > 0 and gpu_modes[None] > 60
+    assert gpu_modes["reduce-overhead"] > 0 and gpu_modes[None] > 130
     assert gpu_ops and not cpu_ops
     assert ops.allowed_on(ops.get_op("cuda.streams"), "cuda")
     assert not ops.allowed_on(ops.get_op("cuda.streams"), "cpu")
