@@ -21,6 +21,9 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 UINT_DTYPES = ("uint16", "uint32", "uint64")
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8") + UINT_DTYPES
 COMPLEX_DTYPES = ("complex64", "complex128")
+# Tensor methods that convert to one integer dtype (x.short() is x.to(torch.int16)): like
+# Tensor.to, undefined behaviour in C for a float input out of the dtype's range.
+INT_CONVERSION_METHODS = ("Tensor.byte", "Tensor.char", "Tensor.short", "Tensor.int", "Tensor.long")
 # 8-bit floats the CPU supports in casts, views and copies (covfuzz/ops declares which ops).
 FLOAT8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 # The dtypes every family supported first come first: their order names the catalog's derived

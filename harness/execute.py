@@ -45,7 +45,8 @@ import torch._inductor.config
 from covfuzz import codegen, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.features import FAMILY_ENV
-from covfuzz.ir import INT_DTYPES, TensorSpec, TestCase, dtype_class, metamorphic_case
+from covfuzz.ir import (INT_CONVERSION_METHODS, INT_DTYPES, TensorSpec, TestCase, dtype_class,
+                        metamorphic_case)
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
 from harness import gencode, metamorphic, oracle, values
@@ -91,8 +92,8 @@ def _upcast(x, device="cpu"):
 
 
 def _f2i_cast_values(case: TestCase) -> set[int]:
-    """Value ids downstream of (or equal to) a float -> int `Tensor.to` cast or `view(dtype)`
-    reinterpretation: out-of-range casts are undefined behaviour in C, and reinterpreted bits
+    """Value ids downstream of (or equal to) a float -> int cast (`Tensor.to`, `x.short()`...) or
+    `view(dtype)` reinterpretation: out-of-range casts are undefined behaviour in C, and reinterpreted bits
     expose NaN payloads and signs that no IEEE operation promises to preserve."""
     g = case.graph
     base = len(g.inputs)
@@ -102,7 +103,7 @@ def _f2i_cast_values(case: TestCase) -> set[int]:
         if any(a in tainted for a in node.args):
             tainted.add(vid)
             continue
-        if node.op in ("Tensor.to", "Tensor.view.dtype") and node.args:
+        if node.op in ("Tensor.to", "Tensor.view.dtype", *INT_CONVERSION_METHODS) and node.args:
             src = g.spec_of(node.args[0])
             out = node.out
             if (isinstance(src, TensorSpec) and dtype_class(src.dtype) in ("float", "complex")

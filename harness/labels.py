@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from covfuzz.ir import INT_CONVERSION_METHODS
 from harness import oracle, references
 
 # ----------------------------------------------------------------------------- constants
@@ -287,7 +288,7 @@ def nan_sign(ctx: CulpritContext) -> str | None:
 # ----------------------------------------------------------------------------- float_to_int_cast
 
 _CAST_OPS = ("Tensor.to", "Tensor.copy_", "Tensor.fill_", "torch.masked_fill",
-             "Tensor.masked_fill_")
+             "Tensor.masked_fill_") + INT_CONVERSION_METHODS
 
 
 def float_to_int_cast(ctx: CulpritContext) -> str | None:

@@ -88,6 +88,31 @@ def test_out_of_range_cast():
     assert name == "float_to_int_cast" and "int32" in reason
 
 
+def test_out_of_range_cast_by_a_conversion_method():
+    """x.short() is x.to(torch.int16): the same undefined behaviour out of range (a campaign
+    reported Tensor.short of 1e10-sized floats: eager 25728, compiled 25856)."""
+    x = f32(1.2e10, 7e4, 2.0)
+    compiled = torch.tensor([25856, -32768, 2], dtype=torch.int16)
+    c = ctx("Tensor.short", [x], compiled)
+    assert not torch.equal(c.eager, compiled)
+    name, reason = label(c)
+    assert name == "float_to_int_cast" and "int16" in reason
+
+
+def test_outputs_downstream_of_a_conversion_method_are_not_judged_as_mismatches():
+    from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
+    from covfuzz.propagate import propagate
+    from harness.execute import _f2i_cast_values
+    x = TensorSpec.contiguous((4,), dtype="float32")
+    for method in ("Tensor.short", "Tensor.int", "Tensor.long", "Tensor.byte", "Tensor.char"):
+        graph = Graph((Input(x),), (Node("torch.exp", (0,), {}), Node(method, (1,), {}),
+                                    Node("torch.neg", (2,), {})), (3,))
+        case = propagate(TestCase(graph, CompileSettings(), seed=0))
+        assert _f2i_cast_values(case) == {2, 3}, method
+    plain = Graph((Input(x),), (Node("torch.exp", (0,), {}), Node("Tensor.bool", (1,), {})), (2,))
+    assert _f2i_cast_values(propagate(TestCase(plain, CompileSettings(), seed=0))) == set()
+
+
 def test_cast_near_miss_in_range():
     x = f32(3.7, 2.0)
     c = ctx("Tensor.to", [x], torch.tensor([4, 2], dtype=torch.int32), {"dtype": "int32"})

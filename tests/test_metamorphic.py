@@ -128,6 +128,21 @@ def test_a_variant_eager_proves_wrong_is_an_ordinary_mismatch(faults):
     assert ex.execute(serialize.encode(_sin(None, seed=PERTURB)))["outcome"] == "pass"
 
 
+def test_a_failure_of_the_default_compile_is_triaged_without_the_variant():
+    """A case that carries a variant but fails in its own compile (or eagerly): triage works on
+    it without the variant, so the reduced case's repro compares eager with compiled (the
+    variant's repro would compare two compiles and miss the failure)."""
+    case = _sin("cpp_wrapper", inductor_config={"cpp_wrapper": True})
+    result = {"outcome": "mismatch", "details": {"output": 0}}
+    failing = _failing_case(case, result)
+    assert failing.settings.metamorphic is None
+    assert failing.settings.inductor_config == {"cpp_wrapper": True}  # its own settings kept
+    assert "METAMORPHIC" not in codegen.program(failing)
+    forged = {"outcome": "mismatch", "details": {"metamorphic": "novec"}}  # not its variant
+    assert _failing_case(case, forged).settings.metamorphic is None
+    assert _failing_case(case, {"outcome": "metamorphic", "details": {}}) is case
+
+
 def test_two_compiled_results_that_disagree_where_eager_cannot_decide(faults, tmp_path):
     """No float64 reference for the output: the disagreement is a `metamorphic` failure,
     bucketed by variant and op, confirmed in a fresh worker process and reduced (briefly here)

@@ -244,15 +244,19 @@ def _timeout_of(result: dict) -> float:
 
 
 def _failing_case(case: TestCase, result: dict) -> TestCase:
-    """The case that fails as `result` says: `case` under its metamorphic variant when the
-    variant's compile made the failure (details["metamorphic"], untrusted: it must name the
-    case's own variant) and it is not a `metamorphic` disagreement, else `case`."""
+    """The case that fails as `result` says: `case` itself for a `metamorphic` disagreement (the
+    variant is what compares the two compiled results); `case` under its metamorphic variant
+    when the variant's compile made the failure (details["metamorphic"], untrusted: it must
+    name the case's own variant); else `case` without its variant, whose extra compile the
+    failure did not need (and whose repro would compare two compiles instead of eager and
+    compiled)."""
     details = result.get("details")
     name = case.settings.metamorphic
-    if (name is None or result.get("outcome") == "metamorphic" or not isinstance(details, dict)
-            or details.get("metamorphic") != name):
+    if name is None or result.get("outcome") == "metamorphic":
         return case
-    return metamorphic_case(case) or case
+    if isinstance(details, dict) and details.get("metamorphic") == name:
+        return metamorphic_case(case) or case
+    return case.replace(settings=dataclasses.replace(case.settings, metamorphic=None))
 
 
 def _culprit_case(culprit: dict) -> TestCase | None:
