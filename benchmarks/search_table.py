@@ -42,8 +42,8 @@ MAX_LINE = 1 << 16  # a longer line is not one covfuzz wrote: skipped
 # Mutators that change values or element counts rather than structure (mutators/values.py and
 # mutators/params.py's mutate_values).
 VALUE_MUTATORS = ("value_magnitudes", "value_specials", "simd_counts", "mutate_values")
-ORIGINS = ("generate", "generate+settings", "settings", "mutate", "mutate:values", "seed-file",
-           "unknown")
+ORIGINS = ("generate", "generate+settings", "settings", "mutate", "mutate:values", "climb",
+           "seed-file", "unknown")
 
 
 class TableError(CovfuzzError):
@@ -88,6 +88,8 @@ def origin_kind(rec: dict | None) -> str:
         return "seed-file"
     if "generate" in names:
         return "generate+settings" if "mutate_settings" in names else "generate"
+    if strategy == "climb":  # a value mutant of a case that came closer to a mismatch
+        return "climb"
     if strategy == "settings" or names == ["mutate_settings"]:
         return "settings"
     if names:
@@ -171,7 +173,8 @@ def campaign_table(directory: str, window_s: float) -> dict:
     for root_id, example in first_examples.items():
         found_by[origin_kind(origins.get(example))] += 1
     known = sum(v for k, v in found_by.items() if k not in ("unknown", "seed-file"))
-    moved = sum(found_by[k] for k in ("generate+settings", "settings", "mutate", "mutate:values"))
+    moved = sum(found_by[k] for k in ("generate+settings", "settings", "mutate", "mutate:values",
+                                          "climb"))
     last = series[-1][1] if series else {}
     end = series[-1][0] if series else (timeline[-1][0] if timeline else 0.0)
     at_end, before = _at(timeline, end), _at(timeline, end - window_s)

@@ -14,6 +14,15 @@ In both modes a `metamorphic_rate` share of candidates carries a metamorphic che
 `CompileSettings.metamorphic`): when the case passes, the worker compiles it again under one
 applicable variant and compares the two compiled results (harness/metamorphic.py).
 
+Climbs (feedback mode with the `divergence` family): an execution that came closer to a
+mismatch than any before it (a new divergence feature: its op x dtype's largest in-tolerance
+error ratio, log-bucketed) and was kept has CLIMB_STEPS value mutants of its own queued at once,
+run before the strategies choose again (at most CLIMB_SHARE of the candidates); a mutant that
+comes closer again queues its own. The way value-profile feedback climbs toward a comparison,
+value and shape moves climb toward a miscompile; without this the strategy bandit, paid mostly
+by new coverage, rarely mutates the seeds near a divergence at all. The queue is not saved: a
+resumed campaign starts with none.
+
 Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
 settings move, mutators) that found it, at once; when triage later confirms a root cause that
 no other bucket had, `credit_root` adds NEW_ROOT_CREDIT to the strategy of the bucket's first
@@ -22,6 +31,7 @@ example (a late reward: `RateBandit.credit`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import random
@@ -50,6 +60,10 @@ NEW_FAILURE_CREDIT = MAX_FAMILY_CREDIT
 # What a bucket whose triage names a root cause no other bucket has is worth on top of that.
 NEW_ROOT_CREDIT = NEW_FAILURE_CREDIT
 MUTATION_TRIES = 8  # seeds tried before a mutation strategy falls back to a fresh graph
+CLIMB_MUTATORS = ("value_magnitudes", "value_specials", "simd_counts", "mutate_values")
+CLIMB_STEPS = 4  # value mutants queued for a case that came closer to a mismatch
+CLIMB_SHARE = 0.3  # the most of a run's candidates that climb steps may take
+CLIMB_QUEUE = 32  # climb steps waiting at most (the newest are kept)
 
 
 class CandidateMaker:
@@ -70,6 +84,8 @@ class CandidateMaker:
         # a bucket found before a resume gets no root credit), until its root is credited
         self.bucket_origins: dict[str, dict] = {}
         self.known_roots: set[str] | None = None  # confirmed root ids (read from the store once)
+        self.climbs: collections.deque[Candidate] = collections.deque(maxlen=CLIMB_QUEUE)
+        self.made = self.climbed = 0  # candidates made this run, and how many were climb steps
 
     def load(self, state: CampaignState) -> None:
         self.strategies.load(state.strategies)
@@ -92,7 +108,8 @@ class CandidateMaker:
         return out
 
     def next(self) -> Candidate:
-        candidate = self._choose()
+        self.made += 1
+        candidate = self._climb_step() or self._choose()
         if self.opts.inject_faults and self.rng.random() < self.opts.inject_faults:
             fault_seed = self.rng.choice(sorted(FAULT_SEEDS))
             origin = candidate.origin
@@ -100,6 +117,32 @@ class CandidateMaker:
                                   {**origin, "mutators": list(origin["mutators"]) + ["inject-fault"],
                                    "fault": FAULT_SEEDS[fault_seed]})
         return self.with_metamorphic(candidate)
+
+    def _climb_step(self) -> Candidate | None:
+        """The oldest queued climb step, unless climbs took their share of this run already."""
+        if not self.climbs or self.climbed >= CLIMB_SHARE * self.made:
+            return None
+        self.climbed += 1
+        return self.climbs.popleft()
+
+    def queue_climb(self, ex: Execution) -> int:
+        """Queue CLIMB_STEPS value mutants of `ex`'s case (one value mutator each, valid ones
+        only); how many were queued."""
+        queued = 0
+        for _ in range(CLIMB_STEPS):
+            plan = [self.rng.choice(CLIMB_MUTATORS)]
+            stacked = mutators.stack(ex.case, self.rng, self.ctx, plan)
+            for name, outcome in stacked.tried:
+                self.counters.count_mutator(name, "proposals")
+                if outcome == mutators.ACCEPTED:
+                    self.counters.count_mutator(name, "valid")
+            if stacked.case is None:
+                continue
+            origin = {"parent": ex.case_id, "mutators": [a.mutator for a in stacked.applied],
+                      "depth": int(ex.origin.get("depth", 0)) + 1, "strategy": "climb"}
+            self.climbs.append(Candidate(stacked.case, origin))
+            queued += 1
+        return queued
 
     def with_metamorphic(self, candidate: Candidate) -> Candidate:
         """`candidate` with a metamorphic check or without (`metamorphic_variant`): a seed's
@@ -200,8 +243,10 @@ class CandidateMaker:
             for move in ex.origin.get("settings", ()):
                 self.setting_moves.reward(move, gain, seconds)
         arms = ex.mutator_names()
-        if arms and strategy in ("settings", "mutate"):
+        if arms and strategy in ("settings", "mutate", "climb"):
             self.scheduler.reward(arms, ex.new_bucket or credit >= 1.0)
+        if ex.kept and ex.novelty.get("divergence"):
+            self.queue_climb(ex)
 
     def credit_root(self, bucket: str, root_id: str) -> str | None:
         """Triage confirmed `bucket` with root cause `root_id`: when no other bucket of this
