@@ -44,6 +44,33 @@ def subset_cache(tmp_path_factory):
     return path
 
 
+def test_an_entry_that_kills_the_deriving_process_is_left_out(tmp_path):
+    """The deriving child really dies by SIGSEGV at one entry (linalg.eigvals on NaN matrices
+    did that to a whole derivation on this machine, leaving covfuzz with hand-written ops
+    only): the derivation runs again without that entry and keeps the others."""
+    home = str(tmp_path)
+    path = os.path.join(home, "crash.json")
+    code = (f"from covfuzz.ops import opinfo; t = opinfo._build({path!r}, {SUBSET!r}); "
+            "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "linalg.det"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kept, crashed = proc.stdout.strip().rsplit("] ", 1)
+    assert "linalg.det" not in kept and "special.entr" in kept and "stack" in kept
+    assert crashed == "['linalg.det']"
+    assert "OpInfo entry linalg.det killed the deriving process (SIGSEGV)" in proc.stderr
+    assert opinfo.read_cache(path) is not None and not os.path.exists(path + ".journal")
+    # An entry that hangs the child (no progress for ENTRY_STALL_S, 3 s here) likewise.
+    path = os.path.join(home, "hang.json")
+    code = (f"from covfuzz.ops import opinfo; opinfo.ENTRY_STALL_S = 3.0; "
+            f"t = opinfo._build({path!r}, {SUBSET!r}); "
+            "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "hang:stack"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kept, crashed = proc.stdout.strip().rsplit("] ", 1)
+    assert "'stack'" not in kept and "special.entr" in kept and crashed == "['stack']"
+    assert "OpInfo entry stack stalled the deriving process for 3 s" in proc.stderr
+
+
 def test_derived_entries_exist_beside_the_hand_written_ones():
     assert ops.DERIVED.status == "ok", "expecttest is a dependency: the derived catalog must load"
     assert len(DERIVED) >= 250, len(DERIVED)

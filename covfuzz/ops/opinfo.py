@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 
 import torch
@@ -52,6 +53,14 @@ MAX_CACHE_BYTES = 16 << 20
 MAX_INT_LITERAL = 1 << 20
 DERIVE_TIMEOUT_S = 900.0
 DERIVING_ENV = "COVFUZZ_OPINFO_DERIVING"  # set in the deriving child: no recursion into itself
+# An entry whose probing kills the deriving child (linalg.eigvals on NaN matrices segfaults in
+# LAPACK on some machines) or hangs it is named by the child's journal; the child runs again,
+# resuming from the journal, with the entries that killed it so far named in CRASHED_ENV.
+CRASHED_ENV = "COVFUZZ_OPINFO_CRASHED"
+CRASH_AT_ENV = "COVFUZZ_OPINFO_CRASH_AT"  # tests: the child kills itself (SIGSEGV) at this entry
+MAX_DERIVE_CRASHES = 8
+ENTRY_STALL_S = 60.0  # an entry probed this long is hung (special polynomials on inf degrees)
+CRASHED = "killed or stalled the deriving process (a signal, e.g. LAPACK on NaN input; a hang)"
 
 CATEGORIES = ("opinfo_unary", "opinfo_binary", "opinfo_reduction", "opinfo_spectral",
               "opinfo_shape", "opinfo_nn", "opinfo_linalg", "opinfo_special", "opinfo_fft",
@@ -485,9 +494,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def _build(path: str) -> dict | None:
-    """Derive the table in a child process, one builder at a time; None when OpInfo cannot be
-    read here (no `expecttest`, a failed child)."""
+def _build(path: str, names: tuple[str, ...] = ()) -> dict | None:
+    """Derive the table (of the entries in `names`; () = all) in a child process, one builder
+    at a time, again without each entry that killed the child; None when OpInfo cannot be read
+    here (no `expecttest`, a child that failed otherwise)."""
     try:
         importlib.import_module("expecttest")  # PyTorch's test utilities import it
     except ImportError:
@@ -514,19 +524,107 @@ def _build(path: str) -> dict | None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, **{DERIVING_ENV: "1"},
                    PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        crashed: list[str] = []
+        deadline = time.monotonic() + DERIVE_TIMEOUT_S
+        with contextlib.suppress(OSError):  # a journal of some other run: not resumed
+            os.unlink(_journal_path(path))
+        while True:
+            env[CRASHED_ENV] = ",".join(crashed)
+            try:
+                status, tail = _run_child([sys.executable, "-c", _CHILD, path, *names], env,
+                                          path, deadline)
+            except OSError as exc:
+                note(f"deriving the OpInfo catalog failed ({type(exc).__name__}): "
+                     "hand-written ops only")
+                return None
+            table = read_cache(path)
+            if table is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(_journal_path(path))
+                return table
+            stalled = status is None
+            culprit = _last_started(path) if stalled or status < 0 else None
+            if (culprit is None or culprit in crashed or len(crashed) >= MAX_DERIVE_CRASHES
+                    or time.monotonic() >= deadline):
+                why = "out of time" if stalled else f"exit {status}: {tail[:200]}"
+                note(f"deriving the OpInfo catalog failed ({why}): hand-written ops only")
+                return None
+            how = (f"stalled the deriving process for {ENTRY_STALL_S:.0f} s" if stalled
+                   else f"killed the deriving process ({_signal_name(status)})")
+            note(f"OpInfo entry {culprit} {how}: deriving again without it")
+            crashed.append(culprit)
+
+
+def _run_child(argv: list[str], env: dict, path: str, deadline: float) -> tuple[int | None, str]:
+    """Run the deriving child: (its exit status, or None when it was killed for making no
+    progress in ENTRY_STALL_S or running past `deadline`; the last line of its stderr)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+        proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent,
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        started = time.time()
+        status = None
+        while status is None:
+            try:
+                status = proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                try:
+                    progress = os.stat(_journal_path(path))
+                except OSError:
+                    progress = None
+                # No entry started yet (the child imports torch and OpInfo): no stall clock.
+                starting = progress is None or progress.st_size == 0 or progress.st_mtime < started
+                stalled = not starting and time.time() - progress.st_mtime > ENTRY_STALL_S
+                if stalled or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    break
+        err.seek(0)
+        lines = [line for line in err.read()[-4000:].splitlines() if line.strip()]
+    return status, (lines[-1] if lines else "no output")
+
+
+def _journal_path(path: str) -> str:
+    return path + ".journal"
+
+
+def _journal_records(path: str) -> list[dict]:
+    """The deriving children's journal for `path` (JSON lines: {"start": name} before an entry
+    is probed, {"label": name, "entry": {...}} or {"label": name, "skipped": reason} after);
+    malformed lines (one cut short by a crash) are left out. Entries taken from it are validated
+    like the rest when the finished table is read (`read_cache`)."""
+    out = []
+    try:
+        if os.path.getsize(_journal_path(path)) > MAX_CACHE_BYTES:
+            return []
+        with open(_journal_path(path), encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
         try:
-            proc = subprocess.run([sys.executable, "-c", _CHILD, path], env=env,
-                                  preexec_fn=_die_with_parent,
-                                  capture_output=True, text=True, timeout=DERIVE_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            note(f"deriving the OpInfo catalog failed ({type(exc).__name__}): hand-written ops only")
-            return None
-        table = read_cache(path)
-        if table is None:
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-            note(f"deriving the OpInfo catalog failed (exit {proc.returncode}: {tail[0][:200]}): "
-                 "hand-written ops only")
-        return table
+            rec = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(rec, dict) and (
+                (isinstance(rec.get("start"), str) and _OPINFO_NAME.fullmatch(rec["start"]))
+                or (isinstance(rec.get("label"), str) and _OPINFO_NAME.fullmatch(rec["label"])
+                    and (isinstance(rec.get("entry"), dict) or isinstance(rec.get("skipped"), str)))):
+            out.append(rec)
+    return out
+
+
+def _last_started(path: str) -> str | None:
+    """The entry the deriving child for `path` was probing when it stopped: its journal's last
+    record, when that is a start."""
+    records = _journal_records(path)
+    return records[-1].get("start") if records else None
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 # ============================================================================ derivation
@@ -1020,37 +1118,72 @@ def _writes_arguments(template, domains, values, tensors) -> bool:
     return not all(_same(a, b) for a, b in zip(before, tensors))
 
 
-def derive(names: set[str] | None = None) -> dict:
+def derive(names: set[str] | None = None, crashed: frozenset[str] = frozenset(),
+           journal=None, resume: list[dict] = ()) -> dict:
     """The table of derived entries (and skip reasons) for OpInfo entries named in `names`
-    (catalog-style `opinfo` names, e.g. 'special.entr'; None: all). Needs `expecttest`."""
+    (catalog-style `opinfo` names, e.g. 'special.entr'; None: all). Needs `expecttest`.
+    Entries in `crashed` are left out (CRASHED). Each entry's start and outcome are written to
+    the text file `journal` (`_journal_records`), so a parent can tell which entry killed this
+    process, and a child run again takes the outcomes an earlier one journaled (`resume`)
+    instead of probing those entries again."""
     from torch.testing._internal.common_methods_invocations import op_db
 
+    earlier = {rec["label"]: rec for rec in resume if "label" in rec}
     entries, skipped, used = [], {}, set()
     for info in op_db:
         label = _opinfo_name(info)
         if names is not None and label not in names:
             continue
-        try:
-            entry = _derive_one(info)
-            if entry["name"] in used:
-                raise _Skip("duplicate catalog name")
-        except _Skip as why:
-            skipped.setdefault(str(why), []).append(label)
+        if label in crashed:
+            skipped.setdefault(CRASHED, []).append(label)
             continue
-        except Exception as exc:  # noqa: BLE001 - one odd OpInfo never stops the derivation
-            skipped.setdefault(f"derivation error ({type(exc).__name__})", []).append(label)
-            continue
-        used.add(entry["name"])
-        entries.append(entry)
+        rec = earlier.get(label)
+        if rec is None:
+            _journal(journal, {"start": label})
+            if os.environ.get(CRASH_AT_ENV) == label:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if os.environ.get(CRASH_AT_ENV) == f"hang:{label}":
+                time.sleep(3600)
+            rec = _outcome(info, label)
+            _journal(journal, rec)
+        if "skipped" in rec:
+            skipped.setdefault(rec["skipped"], []).append(label)
+        elif rec["entry"].get("name") in used:
+            skipped.setdefault("duplicate catalog name", []).append(label)
+        else:
+            used.add(rec["entry"].get("name"))
+            entries.append(rec["entry"])
     return {"entries": entries, "skipped": skipped}
 
 
+def _outcome(info, label: str) -> dict:
+    """One OpInfo entry derived: {"label", "entry"} or {"label", "skipped": reason}."""
+    try:
+        return {"label": label, "entry": _derive_one(info)}
+    except _Skip as why:
+        return {"label": label, "skipped": str(why)}
+    except Exception as exc:  # noqa: BLE001 - one odd OpInfo never stops the derivation
+        return {"label": label, "skipped": f"derivation error ({type(exc).__name__})"}
+
+
+def _journal(journal, record: dict) -> None:
+    if journal is not None:
+        journal.write(json.dumps(record, sort_keys=True) + "\n")
+        journal.flush()
+
+
 def main(argv: list[str]) -> int:
-    """The deriving child: derive the whole table and write it to the cache file argv[0]."""
-    if len(argv) != 1:
-        print("usage: python -m covfuzz.ops.opinfo CACHE_FILE", file=sys.stderr)
+    """The deriving child: derive the table (of the entries named after the cache file, or all)
+    without the entries named in CRASHED_ENV, and write it to the cache file argv[0]."""
+    if not argv or not all(_OPINFO_NAME.fullmatch(name) for name in argv[1:]):
+        print("usage: python -m covfuzz.ops.opinfo CACHE_FILE [OPINFO_NAME ...]", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    write_cache(argv[0], derive())
+    crashed = frozenset(n for n in os.environ.get(CRASHED_ENV, "").split(",")
+                        if _OPINFO_NAME.fullmatch(n))
+    resume = _journal_records(argv[0])  # what an earlier child of this build derived
+    with open(_journal_path(argv[0]), "a", encoding="utf-8") as journal:
+        table = derive(set(argv[1:]) or None, crashed, journal, resume)
+    write_cache(argv[0], table)
     return 0
 
