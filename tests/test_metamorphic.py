@@ -141,6 +141,8 @@ def test_a_failure_of_the_default_compile_is_triaged_without_the_variant():
     forged = {"outcome": "mismatch", "details": {"metamorphic": "novec"}}  # not its variant
     assert _failing_case(case, forged).settings.metamorphic is None
     assert _failing_case(case, {"outcome": "metamorphic", "details": {}}) is case
+    # A timeout does not say which of the two compiles hung: the case is kept whole.
+    assert _failing_case(case, {"outcome": "timeout", "details": {"timeout": 60}}) is case
 
 
 def test_two_compiled_results_that_disagree_where_eager_cannot_decide(faults, tmp_path):

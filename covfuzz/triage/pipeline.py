@@ -243,19 +243,26 @@ def _timeout_of(result: dict) -> float:
     return DEFAULT_TIMEOUT
 
 
+# Failures a worker reports itself, with its verdict's details (not a timeout or a kill).
+JUDGED_IN_WORKER = ("mismatch", "grad_mismatch", "compile_crash", "runtime_crash")
+
+
 def _failing_case(case: TestCase, result: dict) -> TestCase:
     """The case that fails as `result` says: `case` itself for a `metamorphic` disagreement (the
     variant is what compares the two compiled results); `case` under its metamorphic variant
     when the variant's compile made the failure (details["metamorphic"], untrusted: it must
-    name the case's own variant); else `case` without its variant, whose extra compile the
+    name the case's own variant); a failure the worker judged itself without naming the
+    variant came from the case's own run: `case` without its variant, whose extra compile the
     failure did not need (and whose repro would compare two compiles instead of eager and
-    compiled)."""
+    compiled). A timeout or a killed worker does not say which compile it was in: `case`."""
     details = result.get("details")
     name = case.settings.metamorphic
     if name is None or result.get("outcome") == "metamorphic":
         return case
     if isinstance(details, dict) and details.get("metamorphic") == name:
         return metamorphic_case(case) or case
+    if result.get("outcome") not in JUDGED_IN_WORKER:
+        return case
     return case.replace(settings=dataclasses.replace(case.settings, metamorphic=None))
 
 
