@@ -56,7 +56,7 @@ HANG_LIMIT = 600.0
 SLOW_SHARE = 0.25
 # Bumped when triage learns to judge differently (new labels, stricter confirmation): a campaign
 # resumed by a newer covfuzz triages buckets judged by an older version again.
-TRIAGE_VERSION = 4
+TRIAGE_VERSION = 5
 # Exceptions with which Dynamo refuses what needs a graph break (an op whose output shape or
 # value depends on the data, a construct it does not trace): with fullgraph=True that error is
 # the documented behaviour, not a bug, when the same case compiles with fullgraph=False.
@@ -220,17 +220,23 @@ def triage_failure(case: TestCase, result: dict, *, cache_dir: str | None = None
 
 def _fullgraph_break(worker, case: TestCase, fresh, budgets: Budgets) -> list[str] | None:
     """The `fullgraph_break` label of a compile crash under fullgraph=True whose exception is a
-    graph-break refusal and that passes once graph breaks are allowed; else None."""
+    graph-break refusal that graph breaks get past: once they are allowed, the case does not
+    fail with that exception again (it passes, or fails some other way: another bug, which
+    this refusal does not stand for); else None."""
     exc_type = (fresh.exc_type or "").rsplit(".", 1)[-1]
     if (fresh.outcome != "compile_crash" or not case.settings.fullgraph
             or exc_type not in GRAPH_BREAK_EXCEPTIONS):
         return None
     relaxed = case.replace(settings=dataclasses.replace(case.settings, fullgraph=False))
     again = worker.run(relaxed, timeout=budgets.timeout, coverage=False)
-    if again.outcome != "pass":
-        return None
+    if again.outcome in ("timeout", "process_crash", "oom") or (
+            again.outcome == "compile_crash"
+            and (again.exc_type or "").rsplit(".", 1)[-1] == exc_type):
+        return None  # the refusal is not what graph breaks get past, or nothing was learned
+    then = ("compiles and matches eager" if again.outcome == "pass"
+            else f"compiles past it (and then gives {again.outcome})")
     return ["fullgraph_break", f"{exc_type} under fullgraph=True, which forbids graph breaks; "
-            "with fullgraph=False the case compiles and matches eager"]
+            f"with fullgraph=False the case {then}"]
 
 
 def _timeout_of(result: dict) -> float:
