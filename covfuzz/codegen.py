@@ -624,7 +624,7 @@ def _compact_tensor_lines(name: str, spec: TensorSpec, values: tuple, indent: st
     whole = [f"{indent}{name} = {_compact_tensor(spec, values, indent)}"]
     dense = spec.shape and spec.stride == contiguous_stride(spec.shape) and spec.offset == 0 \
         and len(values) == numel(spec.shape)
-    if not dense:
+    if not dense or not values:  # an empty tensor has no common value
         return whole
     items = [literal(v) for v in values]  # by spelling: -0.0 and nan are values of their own
     common = max(dict.fromkeys(items), key=items.count)

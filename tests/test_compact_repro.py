@@ -72,6 +72,7 @@ def test_seeded_inputs_are_drawn_bit_for_bit_as_covfuzz_draws_them(dtype):
     (TensorSpec((), (), "int64", 2), (1, 2, -(1 << 63))),
     (TensorSpec.contiguous((12,), "int8"), (0,) * 11 + (-128,)),  # zeros, then one set
     (TensorSpec.contiguous((2, 2), "bool"), (True, False, False, True)),
+    (TensorSpec.contiguous((0, 3), "float64"), ()),  # empty: a campaign's std_mean repro crashed
 ])
 def test_literal_inputs_of_the_compact_program_are_bit_for_bit(spec, values):
     case = TestCase(Graph((Input(spec, values=values),), (Node("torch.clone", (0,), {}),), (1,)))
