@@ -198,7 +198,7 @@ def unfold_case(stride) -> TestCase:
 
 def test_backward_script_is_compact_and_mirrors_the_harness_loss():
     text = repro_script(unfold_case((2, 1, 2)))
-    assert len(text.splitlines()) <= 44, text
+    assert len(text.splitlines()) <= 46, text  # the TOL table takes 3 lines
     assert "def run(f, args, leaves=None):" in text and "make_tensor" not in text
     assert "sum(o.double().sum() for o in out if torch.is_tensor(o) and o.requires_grad " \
            "and o.is_floating_point())" in text  # covfuzz.propagate.backward_loss, inlined
@@ -339,7 +339,7 @@ def test_reduction_makes_a_large_input_printable_and_the_repro_compact():
     assert any(math.isnan(v) for v in inp.values)
     text = repro_script(reduced)
     assert "float('nan')" in text and "Generator" not in text
-    assert len(text.splitlines()) <= 36, text
+    assert len(text.splitlines()) <= 38, text  # the TOL table takes 3 lines
 
 
 def test_observed_line_says_whose_failure_it_was():

@@ -25,10 +25,10 @@ DERIVED = sorted(name for name, op in ops.AVAILABLE.items() if op.source == "opi
 SUBSET = ("special.entr", "linalg.det", "stack", "max.reduction_with_dim", "nn.functional.conv2d")
 
 
-def _child(code: str, cache_home: str, extra_env=None) -> subprocess.CompletedProcess:
+def _child(code: str, cache_home: str, extra_env=None, timeout=300) -> subprocess.CompletedProcess:
     env = dict(os.environ, XDG_CACHE_HOME=cache_home, PYTHONPATH=ROOT, **(extra_env or {}))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_an_entry_that_kills_the_deriving_process_is_left_out(tmp_path):
     path = os.path.join(home, "crash.json")
     code = (f"from covfuzz.ops import opinfo; t = opinfo._build({path!r}, {SUBSET!r}); "
             "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
-    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "linalg.det"})
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "linalg.det"}, timeout=900)  # two children
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept, crashed = proc.stdout.strip().rsplit("] ", 1)
     assert "linalg.det" not in kept and "special.entr" in kept and "stack" in kept
@@ -64,7 +64,7 @@ def test_an_entry_that_kills_the_deriving_process_is_left_out(tmp_path):
     code = (f"from covfuzz.ops import opinfo; opinfo.ENTRY_STALL_S = 3.0; "
             f"t = opinfo._build({path!r}, {SUBSET!r}); "
             "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
-    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "hang:stack"})
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "hang:stack"}, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept, crashed = proc.stdout.strip().rsplit("] ", 1)
     assert "'stack'" not in kept and "special.entr" in kept and crashed == "['stack']"
