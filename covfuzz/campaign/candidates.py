@@ -132,10 +132,7 @@ class CandidateMaker:
         for _ in range(CLIMB_STEPS):
             plan = [self.rng.choice(CLIMB_MUTATORS)]
             stacked = mutators.stack(ex.case, self.rng, self.ctx, plan)
-            for name, outcome in stacked.tried:
-                self.counters.count_mutator(name, "proposals")
-                if outcome == mutators.ACCEPTED:
-                    self.counters.count_mutator(name, "valid")
+            self._count_proposals(stacked)
             if stacked.case is None:
                 continue
             origin = {"parent": ex.case_id, "mutators": [a.mutator for a in stacked.applied],
@@ -143,6 +140,13 @@ class CandidateMaker:
             self.climbs.append(Candidate(stacked.case, origin))
             queued += 1
         return queued
+
+    def _count_proposals(self, stacked: mutators.Stacked) -> None:
+        """Each mutator's proposals in `stacked`, and the valid ones (the status's table)."""
+        for name, outcome in stacked.tried:
+            self.counters.count_mutator(name, "proposals")
+            if outcome == mutators.ACCEPTED:
+                self.counters.count_mutator(name, "valid")
 
     def with_metamorphic(self, candidate: Candidate) -> Candidate:
         """`candidate` with a metamorphic check or without (`metamorphic_variant`): a seed's
@@ -200,10 +204,7 @@ class CandidateMaker:
                                                       1 + int(self.rng.expovariate(1.0)))
             plan = self.scheduler.choose_mutators(names, k)
             stacked = mutators.stack(self.seeds.case(seed.seed_id), self.rng, self.ctx, plan)
-            for name, outcome in stacked.tried:
-                self.counters.count_mutator(name, "proposals")
-                if outcome == mutators.ACCEPTED:
-                    self.counters.count_mutator(name, "valid")
+            self._count_proposals(stacked)
             self.counters.proposals += 1
             if stacked.case is None:
                 continue

@@ -42,6 +42,7 @@ import torch
 
 from covfuzz.ir import DTYPES, MAX_RANK, TensorSpec
 from covfuzz.ops.base import ArgSpec, AttrDomain, OpDef, dtype_class_for
+from covfuzz.sandbox import signal_name
 
 FORMAT = "covfuzz-opinfo-catalog"
 FORMAT_VERSION = 1
@@ -550,7 +551,7 @@ def _build(path: str, names: tuple[str, ...] = ()) -> dict | None:
                 note(f"deriving the OpInfo catalog failed ({why}): hand-written ops only")
                 return None
             how = (f"stalled the deriving process for {ENTRY_STALL_S:.0f} s" if stalled
-                   else f"killed the deriving process ({_signal_name(status)})")
+                   else f"killed the deriving process ({signal_name(status)})")
             note(f"OpInfo entry {culprit} {how}: deriving again without it")
             crashed.append(culprit)
 
@@ -618,13 +619,6 @@ def _last_started(path: str) -> str | None:
     record, when that is a start."""
     records = _journal_records(path)
     return records[-1].get("start") if records else None
-
-
-def _signal_name(returncode: int) -> str:
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
 
 
 # ============================================================================ derivation
