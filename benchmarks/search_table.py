@@ -14,7 +14,8 @@ For each campaign directory (read only; both may still be running):
   settings move on a seed, a mutation, or a value mutation; and the share not found by a plain
   fresh generation.
 Then the ratio of confirmed root causes (feedback / baseline) and, for the feedback run, its
-new-feature rate over the window against Python coverage's alone.
+new features over the window (every family) against Python coverage's alone, read two ways: its
+own coverage family, and the --no-feedback run's coverage over the same window.
 Bad input (a missing or damaged directory): one line on stderr, exit status 2.
 """
 
@@ -220,8 +221,14 @@ def print_table(fb: dict, base: dict, window_min: float) -> None:
     cov = fb["new_in_window"]["coverage"]
     total = sum(fb["new_in_window"].values())
     print(f"feedback run, last {window_min:g} min: {total} new features in every family against "
-          f"{cov} from Python coverage alone"
+          f"{cov} from its own Python coverage"
           + (f" (x{total / cov:.1f})" if cov else ""))
+    # The other reading of "what Python coverage alone gives": the baseline campaign, whose only
+    # measure is Python coverage, over the same window of its own run.
+    base_cov = base["new_in_window"]["coverage"]
+    print(f"feedback run, last {window_min:g} min: {total} new features in every family against "
+          f"{base_cov} from the --no-feedback run's Python coverage"
+          + (f" (x{total / base_cov:.1f})" if base_cov else ""))
     print(f"(families from: feedback {fb['families_source']}, baseline {base['families_source']})")
 
 
