@@ -423,6 +423,11 @@ _ZERO_BOUNDARY = ("torch.signbit", "torch.sign", "torch.heaviside", "torch.logic
 _ZERO_BOUNDARY_REDUCTIONS = ("torch.any", "torch.all", "torch.count_nonzero")
 _QUOTIENT_BOUNDARY = ("torch.floor_divide", "torch.div.rounding", "torch.remainder", "torch.fmod")
 _INDEX_REDUCTIONS = ("torch.argmax", "torch.argmin")
+# Ops whose exact result depends on every bit of a floating input (a hash of the bit pattern):
+# any rounding difference upstream, however far within tolerance, changes it. No boundary to be
+# near, so only the strong form can label them: the compiled program's own inputs, within noise
+# of eager's, make eager's op give the compiled answer.
+_BIT_READERS = ("torch.hash_tensor",)
 
 
 def _window(x64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -462,6 +467,14 @@ def _near_boundary(ctx: CulpritContext, mask: torch.Tensor, e, c) -> str | None:
         return "indices of values tied within rounding noise" if bool(tie[m].all()) else None
     if op == "torch.sort" or op == "torch.topk":
         return None  # values, not indices: a value error is a value error
+    if op in _BIT_READERS:
+        pairs = [(_f64(a), _f64(b)) for a, b in zip(ctx.args, ctx.compiled_args or [])
+                 if isinstance(a, torch.Tensor) and a.is_floating_point()
+                 and isinstance(b, torch.Tensor) and a.shape == b.shape]
+        if not pairs or not all(bool((((a - b).abs() <= _window(a, dt)) | (a.isnan() & b.isnan())
+                                      | (a == b)).all()) for a, b in pairs):
+            return None
+        return "reads the exact bits of floating inputs that differ within rounding noise"
     args = _broadcast_args(ctx.args, e.shape)
     if op in _ZERO_BOUNDARY_REDUCTIONS:
         rows = _reduced_rows(_f64(ctx.args[0]), ctx.attrs.get("dim"), e.numel())
@@ -519,11 +532,14 @@ def _near_boundary(ctx: CulpritContext, mask: torch.Tensor, e, c) -> str | None:
 
 
 def rounding_flip(ctx: CulpritContext) -> str | None:
-    """Exact-valued outputs (bools, integers, indices, ceil/floor/round results) from floating
-    inputs that flipped where those inputs sit within rounding noise of the decision boundary."""
+    """Exact-valued outputs (bools, integers, indices, ceil/floor/round results, hashes of the
+    bits) from floating inputs that flipped where those inputs sit within rounding noise of the
+    decision boundary (for a hash: anywhere, shown by the compiled program's own inputs)."""
     if ctx.grad or not any((isinstance(a, torch.Tensor) and a.is_floating_point())
                            or isinstance(a, float) for a in ctx.args):
         return None
+    if ctx.op in _BIT_READERS and ctx.compiled_args is None:
+        return None  # see _BIT_READERS: nothing but the strong form can tell
     mask = _diff_or_none(ctx)
     if mask is None:
         return None
@@ -1203,8 +1219,8 @@ LABELS: dict[str, str] = {
     "float_to_int_cast": "out-of-range, NaN or inf float -> integer cast (undefined in C)",
     "denormal_flush": "denormals flushed to zero on one path and not the other",
     "nondeterministic": "op nondeterministic by contract (eager runs differ / duplicate writes)",
-    "rounding_flip": "exact output (bool/int/index/rounded) flipped by rounding noise at a "
-                     "decision boundary",
+    "rounding_flip": "exact output (bool/int/index/rounded/bit hash) flipped by rounding "
+                     "noise at a decision boundary",
     "reduction_error_bound": "reduction within its forward error bound (~n*eps*sum|x|) or "
                              "summation-order overflow",
     "eager_not_ieee": "eager deviates from IEEE 754 / C99 on special values; compiled follows it",

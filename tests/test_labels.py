@@ -230,6 +230,25 @@ def test_comparison_strong_form_uses_compiled_args():
     assert label(bad) is None
 
 
+def test_hash_of_bits_that_differ_by_an_ulp():
+    # Campaign bucket 90b633d10703: gelu compiled is 1 ulp from eager, and torch.hash_tensor
+    # hashes the bits, so the hashes differ although nothing is wrong.
+    eager_in, compiled_in = f32(-0.07547323405742645, 0.0), f32(-0.07547322660684586, 0.0)
+    attrs = {"dim": -1, "keepdim": False}
+    compiled = run_op("torch.hash_tensor", attrs, [compiled_in])
+    good = ctx("torch.hash_tensor", [eager_in], compiled, attrs, compiled_args=[compiled_in])
+    assert not torch.equal(good.eager, compiled)
+    assert label(good)[0] == "rounding_flip"
+    # Near-misses: no compiled inputs to show it; compiled inputs that do not give the compiled
+    # hash; compiled inputs far outside rounding noise.
+    assert label(ctx("torch.hash_tensor", [eager_in], compiled, attrs)) is None
+    assert label(ctx("torch.hash_tensor", [eager_in], compiled, attrs,
+                     compiled_args=[eager_in])) is None
+    far = f32(-0.5, 0.0)
+    assert label(ctx("torch.hash_tensor", [eager_in], run_op("torch.hash_tensor", attrs, [far]),
+                     attrs, compiled_args=[far])) is None
+
+
 def test_argmax_tie():
     x = f32(1.0, next_up(1.0), 0.5).reshape(1, 3)
     attrs = {"dim": 1, "keepdim": False}

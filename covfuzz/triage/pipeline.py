@@ -56,7 +56,7 @@ HANG_LIMIT = 600.0
 SLOW_SHARE = 0.25
 # Bumped when triage learns to judge differently (new labels, stricter confirmation): a campaign
 # resumed by a newer covfuzz triages buckets judged by an older version again.
-TRIAGE_VERSION = 5
+TRIAGE_VERSION = 6
 # Exceptions with which Dynamo refuses what needs a graph break (an op whose output shape or
 # value depends on the data, a construct it does not trace): with fullgraph=True that error is
 # the documented behaviour, not a bug, when the same case compiles with fullgraph=False.
