@@ -387,6 +387,25 @@ def test_eager_not_ieee_near_misses():
 # ----------------------------------------------------------------------------- ill_conditioned
 
 
+def test_input_noise_within_tolerance_amplified_shown_by_compiled_inputs():
+    # As campaign buckets of cos after a special polynomial: the compiled program's input to
+    # cos is 5e-5 (relative) from eager's, within float32's tolerance but far beyond the few ulps
+    # the condition-number bound allows; eager's cos on that input gives the compiled output.
+    x, x_compiled = f32(1000.0, 0.5), f32(1000.05, 0.5)
+    compiled = torch.cos(x_compiled)
+    c = ctx("torch.cos", [x], compiled, compiled_args=[x_compiled])
+    assert abs(compiled[0] - c.eager[0]) > 0.01
+    name, reason = label(c)
+    assert name == "ill_conditioned" and "amplifies input noise" in reason
+    # Near-misses: the op itself is off on the compiled inputs; the compiled input is beyond
+    # tolerance; the compiled inputs are eager's own (the op diverges by itself); no inputs.
+    assert label(ctx("torch.cos", [x], compiled + 0.1, compiled_args=[x_compiled])) is None
+    far = f32(1000.5, 0.5)
+    assert label(ctx("torch.cos", [x], torch.cos(far), compiled_args=[far])) is None
+    assert label(ctx("torch.cos", [x], compiled, compiled_args=[x])) is None
+    assert label(ctx("torch.cos", [x], compiled)) is None
+
+
 def test_tan_near_pole():
     x = f32(math.pi / 2, 0.5)
     eager = torch.tan(x)
