@@ -21,6 +21,14 @@ first backward.
 Outside the five regions: metamorphic (a passing case whose settings name a metamorphic variant
 compiled again under it, `_metamorphic`; harness/metamorphic.py judges).
 
+A case that differs from the worker's previous one only in its tensor values (same graph, specs,
+settings and scalar inputs: `reuse_key`) runs on that case's compiled program instead of
+compiling again (the lever "one compile, many inputs" of issue 20: Dynamo's own cache serves the
+call, as it would in a user's program; its guards recompile whatever they must, and
+details["reused_compile"] says so, with "recompiled" frames). Anything that resets Dynamo in
+between (another case, a metamorphic variant, a localization probe) ends the reuse; the
+environment variable COVFUZZ_REUSE_COMPILE=0 turns it off.
+
 Every eager or compiled call gets its own inputs and its own module (parameters included), and
 its outputs are detached clones taken right after it: an in-place write on one call's inputs or
 parameters cannot show in another. `probe_case` runs the same code and keeps every value (for
@@ -52,6 +60,11 @@ from covfuzz.serialize import case_id, decode
 from harness import gencode, metamorphic, oracle, values
 from harness.faults import GPU_FAULT_SEEDS, fault_of, perturbed, raise_gpu_fault
 from harness.result import COMPILE_KEYS, WINDOWS, compile_parts, empty_timings
+
+REUSE_ENV = "COVFUZZ_REUSE_COMPILE"  # "0": every case compiles (the side-by-side benchmark)
+# Inductor settings under which compiled code keeps values it was compiled with (freezing folds
+# parameters into constants; CUDA graphs keep static inputs): such a program is never reused.
+_VALUE_HOLDING_CONFIG = ("freezing", "triton.cudagraphs", "triton.cudagraph_trees")
 
 
 def _trigger(fault: str) -> None:
@@ -407,6 +420,30 @@ class _Trace:
     variant: str | None = None
 
 
+def reuse_key(case: TestCase, device, config: dict | None) -> str:
+    """What a compiled program depends on: the generated program of `case` with its tensor
+    values made neutral (fill, literal values, seed; the metamorphic variant, which runs
+    apart), the device and the extra config. Two cases with one key differ only in the values
+    their tensors hold, which Dynamo does not compile in."""
+    g = case.graph
+    inputs = tuple(dataclasses.replace(i, fill="normal", values=None)
+                   if isinstance(i.spec, TensorSpec) else i for i in g.inputs)
+    neutral = case.replace(seed=0, graph=dataclasses.replace(g, inputs=inputs),
+                           settings=dataclasses.replace(case.settings, metamorphic=None))
+    return f"{device}|{sorted((config or {}).items())!r}|{codegen.program(neutral)}"
+
+
+class _Reusable:
+    """The previous case's program, while its compiled code is still in Dynamo's cache."""
+
+    key: str | None = None
+    program: "_Program | None" = None
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.key = cls.program = None
+
+
 class _Program:
     """A case's generated program loaded in this process, and the calls the harness makes.
 
@@ -444,6 +481,20 @@ class _Program:
             self.compile_kwargs["backend"] = _raising_backend
             self.compile_kwargs.pop("mode", None)
         self._reference = None
+        # One compile, many inputs: the previous program's fn, module and bind (the code objects
+        # Dynamo cached its compile on) with this case's own inputs. Not where the compiled code
+        # holds values of its own: frozen parameters folded in, CUDA graphs, a compile mode.
+        holds_values = (self.compile_kwargs.get("mode") is not None
+                        or any(self.inductor_config.get(k) for k in _VALUE_HOLDING_CONFIG))
+        self.reuse_key = (reuse_key(case, device, config)
+                          if self.fault is None and not holds_values else None)
+        # The same case again is run afresh: a rerun (calibration, confirmation) means a compile.
+        self.reused = (self.reuse_key is not None and self.reuse_key == _Reusable.key
+                       and case_id(_Reusable.program.case) != case_id(case)
+                       and os.environ.get(REUSE_ENV, "1") != "0")
+        if self.reused:
+            self.ns = {**_Reusable.program.ns, "make_inputs": ns["make_inputs"]}
+            self.bind = _Reusable.program.bind
 
     def _seeded(self):
         torch.manual_seed(self.case.seed % (1 << 32))
@@ -519,10 +570,23 @@ class _Program:
 def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
     """The calls: eager (+ backward), compiled (+ backward), a second compiled call; a
     metamorphic variant's run (`trace.variant`) makes only the compiled ones."""
-    torch._dynamo.reset()
+    reused = program.reused and trace.variant is None
+    _Reusable.forget()  # until this run has compiled (a failure leaves nothing to reuse)
+    if reused:
+        result["details"]["reused_compile"] = True
+    else:
+        torch._dynamo.reset()
     if trace.variant is None:
         _run_eager(program, result, trace)
+    frames = torch._dynamo.utils.counters["frames"]["ok"]
     _run_compiled(program, collector, result, trace)
+    recompiled = torch._dynamo.utils.counters["frames"]["ok"] - frames
+    if reused:
+        result["details"]["recompiled"] = recompiled
+    # A reused program that Dynamo compiled again (a guard on a value: the second compile may
+    # differ from a fresh one, e.g. automatic dynamic shapes) is not reused further.
+    if trace.variant is None and program.reuse_key is not None and not (reused and recompiled):
+        _Reusable.key, _Reusable.program = program.reuse_key, program
     if trace.variant is not None and program.fault == "perturb_variant":  # test-only fault
         trace.compiled, trace.second = perturbed(trace.compiled), perturbed(trace.second)
 
