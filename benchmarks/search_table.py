@@ -11,7 +11,8 @@ For each campaign directory (read only; both may still be running):
   that no earlier seed had, by `found_at`): both count what the feedbacks keep;
 - which move first found each confirmed root cause: the origin (`scheduler.jsonl`) of the
   earliest bucket's example: a fresh generation, a generation under a changed setting, a
-  settings move on a seed, a mutation, or a value mutation; and the share not found by a plain
+  settings move on a seed, a mutation, a value mutation, a climb step or a sweep step (a
+  value variant run on its parent's compiled program); and the share not found by a plain
   fresh generation.
 Then the ratio of confirmed root causes (feedback / baseline) and, for the feedback run, its
 new features over the window (every family) against Python coverage's alone, read two ways: its
@@ -44,7 +45,7 @@ MAX_LINE = 1 << 16  # a longer line is not one covfuzz wrote: skipped
 # mutators/params.py's mutate_values).
 VALUE_MUTATORS = ("value_magnitudes", "value_specials", "simd_counts", "mutate_values")
 ORIGINS = ("generate", "generate+settings", "settings", "mutate", "mutate:values", "climb",
-           "seed-file", "unknown")
+           "sweep", "seed-file", "unknown")
 
 
 class TableError(CovfuzzError):
@@ -91,6 +92,8 @@ def origin_kind(rec: dict | None) -> str:
         return "generate+settings" if "mutate_settings" in names else "generate"
     if strategy == "climb":  # a value mutant of a case that came closer to a mismatch
         return "climb"
+    if strategy == "sweep":  # a value variant run on its parent's compiled program
+        return "sweep"
     if strategy == "settings" or names == ["mutate_settings"]:
         return "settings"
     if names:

@@ -335,6 +335,18 @@ class CompileSettings:
     metamorphic: str | None = None
 
 
+# Inductor settings under which compiled code keeps values it was compiled with (freezing folds
+# parameters into constants; CUDA graphs keep static inputs in place).
+VALUE_HOLDING_CONFIG = ("freezing", "triton.cudagraphs", "triton.cudagraph_trees")
+
+
+def compiled_code_holds_values(mode: str | None, inductor_config: dict) -> bool:
+    """Whether a program compiled under these settings may hold its inputs' values (a compile
+    mode, or VALUE_HOLDING_CONFIG): such a program must not serve another case's values
+    (harness.execute's compile reuse; the campaign's value sweeps)."""
+    return mode is not None or any(inductor_config.get(k) for k in VALUE_HOLDING_CONFIG)
+
+
 # Issue 19's metamorphic variants: named changes of the compile settings under which a case
 # must compute what it computes under its own (the vectorized C++ path off, shapes dynamic or
 # static, the C++ wrapper flipped). The name is what a case stores; `variant_settings` applies it.

@@ -53,18 +53,14 @@ import torch._inductor.config
 from covfuzz import codegen, ops
 from covfuzz.errors import CovfuzzError, InvalidGraph
 from covfuzz.features import FAMILY_ENV
-from covfuzz.ir import (INT_CONVERSION_METHODS, INT_DTYPES, TensorSpec, TestCase, dtype_class,
-                        metamorphic_case)
+from covfuzz.ir import (INT_CONVERSION_METHODS, INT_DTYPES, TensorSpec, TestCase,
+                        compiled_code_holds_values, dtype_class, metamorphic_case)
 from covfuzz.propagate import backward_loss, propagate
 from covfuzz.serialize import case_id, decode
 from harness import gencode, metamorphic, oracle, values
 from harness.faults import GPU_FAULT_SEEDS, fault_of, perturbed, raise_gpu_fault
-from harness.result import COMPILE_KEYS, WINDOWS, compile_parts, empty_timings
+from harness.result import COMPILE_KEYS, REUSE_ENV, WINDOWS, compile_parts, empty_timings
 
-REUSE_ENV = "COVFUZZ_REUSE_COMPILE"  # "0": every case compiles (the side-by-side benchmark)
-# Inductor settings under which compiled code keeps values it was compiled with (freezing folds
-# parameters into constants; CUDA graphs keep static inputs): such a program is never reused.
-_VALUE_HOLDING_CONFIG = ("freezing", "triton.cudagraphs", "triton.cudagraph_trees")
 
 
 def _trigger(fault: str) -> None:
@@ -484,8 +480,8 @@ class _Program:
         # One compile, many inputs: the previous program's fn, module and bind (the code objects
         # Dynamo cached its compile on) with this case's own inputs. Not where the compiled code
         # holds values of its own: frozen parameters folded in, CUDA graphs, a compile mode.
-        holds_values = (self.compile_kwargs.get("mode") is not None
-                        or any(self.inductor_config.get(k) for k in _VALUE_HOLDING_CONFIG))
+        holds_values = compiled_code_holds_values(self.compile_kwargs.get("mode"),
+                                                  self.inductor_config)
         self.reuse_key = (reuse_key(case, device, config)
                           if self.fault is None and not holds_values else None)
         # The same case again is run afresh: a rerun (calibration, confirmation) means a compile.

@@ -24,6 +24,10 @@ PART_KEYS = ("reference", "oracle", "dynamo", "aot", "inductor", "build", "compi
 # Where an execution's time went, as a partition of its total (`stage_split`).
 STAGES = ("eager", "reference", "dynamo", "aot", "inductor", "build", "compile_other", "run",
           "backward", "coverage", "oracle", "metamorphic", "harness", "killed")
+# A worker's environment variable: "0" compiles every case, even one that differs from the
+# previous case only in values (harness/execute.py's compile reuse; harness.worker_handle's
+# presets say which workers reuse).
+REUSE_ENV = "COVFUZZ_REUSE_COMPILE"
 KILLED_OUTCOMES = ("timeout", "process_crash", "oom")  # the worker was killed: nothing measured
 
 # How torch 2.13 times a compile (read in convert_frame.py, output_graph.py, aot_autograd.py,

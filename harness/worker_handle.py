@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from covfuzz import serialize
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.sandbox import launch, signal_name
-from harness.result import RunResult, empty_timings
+from harness.result import REUSE_ENV, RunResult, empty_timings
 from harness.worker import rss_bytes, worker_main
 
 GiB = 1 << 30
@@ -67,6 +67,13 @@ def _exit_text(exitcode) -> tuple[str, dict]:
         name = signal_name(exitcode)
         return f"worker killed by {name}", {"exitcode": exitcode, "signal": name}
     return f"worker exited with code {exitcode}", {"exitcode": exitcode, "signal": None}
+
+
+# Campaign and reducer workers reuse a compiled program for a case that differs from the
+# previous one only in values (harness/execute.py); workers that re-measure a case's features or
+# time it (`covfuzz run`, replay, cmin --rerun) compile each case, since a rerun must show what
+# the case itself costs and covers.
+_NO_REUSE = {REUSE_ENV: "0"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,8 @@ class WorkerSpec:
                    cache_dir: str | None = None, env: dict | None = None) -> "WorkerSpec":
         """Triage and replay (re-running stored failures or seeds): no warm-up; coverage only
         when re-measuring seeds."""
-        return cls(timeout=timeout, coverage=coverage, cache_dir=cache_dir, env=dict(env or {}),
-                   warmup=False)
+        return cls(timeout=timeout, coverage=coverage, cache_dir=cache_dir,
+                   env={**_NO_REUSE, **(env or {})}, warmup=False)
 
     @classmethod
     def for_reducer(cls, timeout: float = 60.0, cache_dir: str | None = None,
@@ -127,7 +134,7 @@ class WorkerSpec:
     @classmethod
     def for_run(cls, timeout: float = DEFAULT_TIMEOUT, coverage: bool = True) -> "WorkerSpec":
         """`covfuzz run`: one worker for the command's cases, coverage unless asked not to."""
-        return cls(timeout=timeout, coverage=coverage, warmup=False)
+        return cls(timeout=timeout, coverage=coverage, warmup=False, env=dict(_NO_REUSE))
 
 
 class WorkerHandle:

@@ -31,7 +31,8 @@ def _kept(case: TestCase, novelty: dict, origin: dict | None = None) -> Executio
 
 @pytest.fixture
 def campaign(tmp_path):
-    c = Campaign(str(tmp_path / "c"), CampaignOptions(metamorphic_rate=0.0, rng_seed=3))
+    c = Campaign(str(tmp_path / "c"), CampaignOptions(metamorphic_rate=0.0, rng_seed=3,
+                                                     sweep_steps=0))  # climbs alone
     yield c
     c.close()
 

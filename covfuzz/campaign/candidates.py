@@ -23,6 +23,17 @@ value and shape moves climb toward a miscompile; without this the strategy bandi
 by new coverage, rarely mutates the seeds near a divergence at all. The queue is not saved: a
 resumed campaign starts with none.
 
+Sweeps (feedback mode, issue 20's "one compile, many inputs"): each candidate the strategies
+choose is followed at once by `sweep_steps` (option) value variants of its own case (value mutators only:
+the graph, shapes, dtypes and settings stay), queued as it is made so that they run right
+after it. A worker runs a case that differs from its previous one only in values on the
+compiled program it already has (harness/execute.py), so a step costs an eager run, a
+compiled run and the oracle instead of a compile: the same compiled kernels meet several
+value mixes (specials, magnitudes near overflow, other fills). When the chosen case does not
+compile (or fails before), its steps not yet handed out are dropped. Not for a candidate
+whose compiled code may hold values (`compiled_code_holds_values`), one carrying a
+metamorphic check (its variant compiles again in between), climbs, or sweeps themselves.
+
 Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
 settings move, mutators) that found it, at once; when triage later confirms a root cause that
 no other bucket had, `credit_root` adds NEW_ROOT_CREDIT to the strategy of the bucket's first
@@ -44,7 +55,7 @@ from covfuzz.campaign.options import CampaignOptions
 from covfuzz.campaign.seeds import SeedCorpus
 from covfuzz.campaign.state import CampaignState, Counters
 from covfuzz.generator import generate
-from covfuzz.ir import TestCase, applicable_variants
+from covfuzz.ir import TestCase, applicable_variants, compiled_code_holds_values
 from covfuzz.propagate import propagate
 from covfuzz.scheduler import RateBandit, Scheduler
 from covfuzz.traits import TraitYield
@@ -64,6 +75,9 @@ CLIMB_MUTATORS = ("value_magnitudes", "value_specials", "simd_counts", "mutate_v
 CLIMB_STEPS = 4  # value mutants queued for a case that came closer to a mismatch
 CLIMB_SHARE = 0.3  # the most of a run's candidates that climb steps may take
 CLIMB_QUEUE = 32  # climb steps waiting at most (the newest are kept)
+SWEEP_MUTATORS = ("value_magnitudes", "value_specials", "mutate_values")
+# Outcomes after which a case's program compiled (its sweep steps can reuse it).
+COMPILED_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 
 
 class CandidateMaker:
@@ -86,6 +100,7 @@ class CandidateMaker:
         self.known_roots: set[str] | None = None  # confirmed root ids (read from the store once)
         self.climbs: collections.deque[Candidate] = collections.deque(maxlen=CLIMB_QUEUE)
         self.made = self.climbed = 0  # candidates made this run, and how many were climb steps
+        self.sweeps: collections.deque[Candidate] = collections.deque()  # steps to run next
 
     def load(self, state: CampaignState) -> None:
         self.strategies.load(state.strategies)
@@ -105,9 +120,11 @@ class CandidateMaker:
             case = propagate(read_case_file(path))
             out.append(Candidate(case, {"parent": None, "mutators": ["seed-file"], "depth": 0}))
         out += [self.with_metamorphic(self.generated()) for _ in range(self.opts.initial_seeds)]
-        return out
+        return [c for parent in out for c in (parent, *self.sweep_of(parent))]
 
     def next(self) -> Candidate:
+        if self.sweeps:  # no metamorphic check: its variant would compile in between
+            return self.sweeps.popleft()
         self.made += 1
         candidate = self._climb_step() or self._choose()
         if self.opts.inject_faults and self.rng.random() < self.opts.inject_faults:
@@ -116,7 +133,36 @@ class CandidateMaker:
             candidate = Candidate(candidate.case.replace(seed=fault_seed),
                                   {**origin, "mutators": list(origin["mutators"]) + ["inject-fault"],
                                    "fault": FAULT_SEEDS[fault_seed]})
-        return self.with_metamorphic(candidate)
+        candidate = self.with_metamorphic(candidate)
+        self.sweeps.extend(self.sweep_of(candidate))
+        return candidate
+
+    def sweep_of(self, parent: Candidate) -> list[Candidate]:
+        """`sweep_steps` value variants of `parent`'s case, to run right after it (see the
+        module's docstring for which candidates get none)."""
+        case, origin = parent.case, parent.origin
+        if (self.opts.no_feedback or not self.opts.sweep_steps
+                or origin.get("strategy") == "climb" or "fault" in origin
+                or case.settings.metamorphic is not None
+                or compiled_code_holds_values(case.settings.mode, case.settings.inductor_config)):
+            return []
+        parent_id = serialize.case_id(case)
+        steps = []
+        for _ in range(self.opts.sweep_steps):
+            stacked = mutators.stack(case, self.rng, self.ctx, [self.rng.choice(SWEEP_MUTATORS)])
+            self._count_proposals(stacked)
+            if stacked.case is not None:
+                steps.append(Candidate(stacked.case, {
+                    "parent": parent_id, "mutators": [a.mutator for a in stacked.applied],
+                    "depth": int(origin.get("depth", 0)) + 1, "strategy": "sweep"}))
+        return steps
+
+    def drop_sweep(self, parent_id: str) -> int:
+        """Forget the queued sweep steps of `parent_id` (its case did not compile); how many."""
+        kept = [c for c in self.sweeps if c.origin.get("parent") != parent_id]
+        dropped = len(self.sweeps) - len(kept)
+        self.sweeps = collections.deque(kept)
+        return dropped
 
     def _climb_step(self) -> Candidate | None:
         """The oldest queued climb step, unless climbs took their share of this run already."""
@@ -229,6 +275,8 @@ class CandidateMaker:
         if self.opts.no_feedback:
             return
         seconds, strategy = ex.seconds, ex.origin.get("strategy")
+        if strategy != "sweep" and ex.outcome not in COMPILED_OUTCOMES:
+            self.drop_sweep(ex.case_id)
         kept_gain = ex.gain if ex.kept else 0  # only kept features count as new
         self.trait_yield.record(ex.case, kept_gain, seconds)
         credit = normalized_gain(self.seeds.feedbacks, ex.novelty) if ex.kept else 0.0
@@ -244,7 +292,7 @@ class CandidateMaker:
             for move in ex.origin.get("settings", ()):
                 self.setting_moves.reward(move, gain, seconds)
         arms = ex.mutator_names()
-        if arms and strategy in ("settings", "mutate", "climb"):
+        if arms and strategy in ("settings", "mutate", "climb", "sweep"):
             self.scheduler.reward(arms, ex.new_bucket or credit >= 1.0)
         if ex.kept and ex.novelty.get("divergence"):
             self.queue_climb(ex)

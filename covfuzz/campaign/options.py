@@ -9,6 +9,8 @@ from covfuzz.generator import GenOptions
 from harness.worker_handle import DEFAULT_TIMEOUT
 
 DEFAULT_METAMORPHIC_RATE = 0.1
+DEFAULT_SWEEP_STEPS = 4
+MAX_SWEEP_STEPS = 64
 
 
 @dataclass
@@ -49,10 +51,15 @@ class CampaignOptions:
     # Issue 19's metamorphic checks (`--metamorphic`): the share of candidates that, when they
     # pass, are compiled again under one variant of their settings and compared.
     metamorphic_rate: float = DEFAULT_METAMORPHIC_RATE
+    # Issue 20's sweeps (`--sweep-steps`, covfuzz/campaign/candidates.py): value variants run
+    # right after each chosen candidate, on its compiled program (feedback mode; 0: none).
+    sweep_steps: int = DEFAULT_SWEEP_STEPS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.metamorphic_rate <= 1.0:
             raise ValueError(f"metamorphic rate {self.metamorphic_rate!r:.20} is not in [0, 1]")
+        if not 0 <= self.sweep_steps <= MAX_SWEEP_STEPS:
+            raise ValueError(f"sweep steps {self.sweep_steps!r:.20} is not in [0, {MAX_SWEEP_STEPS}]")
         if self.feedback is not None:
             self.feedback = parse_families(",".join(self.feedback))  # ValueError: unknown name
 

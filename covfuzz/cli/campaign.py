@@ -8,7 +8,7 @@ import sys
 import torch
 
 from covfuzz.campaign import Campaign, CampaignOptions
-from covfuzz.campaign.options import DEFAULT_METAMORPHIC_RATE
+from covfuzz.campaign.options import DEFAULT_METAMORPHIC_RATE, DEFAULT_SWEEP_STEPS, MAX_SWEEP_STEPS
 from covfuzz.campaign.sync import SyncStage
 from covfuzz.campaign.triage_stage import TriageStage
 from covfuzz.cli.cases import add_gen_arguments, gen_options
@@ -30,6 +30,8 @@ def cmd_fuzz(args) -> int:
         raise CovfuzzError("--workers-per-node needs --ray (a local campaign uses --workers)")
     if not 0.0 <= args.metamorphic <= 1.0:
         raise CovfuzzError(f"--metamorphic: {args.metamorphic} is not a share in [0, 1]")
+    if not 0 <= args.sweep_steps <= MAX_SWEEP_STEPS:
+        raise CovfuzzError(f"--sweep-steps: {args.sweep_steps} is not in [0, {MAX_SWEEP_STEPS}]")
     workers = args.workers or default_workers_here(args.device, args.workers_per_gpu or None)
     try:
         families = parse_families(args.feedback) if args.feedback else None
@@ -43,7 +45,8 @@ def cmd_fuzz(args) -> int:
                            drain_limit=args.drain_limit, reference=args.reference, feedback=families,
                            ray=args.ray, workers_per_node=args.workers_per_node or None,
                            workers_per_gpu=(args.workers_per_gpu or None) if args.ray else None,
-                           metamorphic_rate=args.metamorphic, gen=gen_options(args))
+                           metamorphic_rate=args.metamorphic, sweep_steps=args.sweep_steps,
+                           gen=gen_options(args))
     if opts.hours is None and opts.execs is None:
         print("covfuzz fuzz: no --hours or --execs: running until interrupted (Ctrl-C stops cleanly)",
               file=sys.stderr)
@@ -114,6 +117,11 @@ def add_parsers(sub) -> None:
                            "variant of its settings (vectorization off, dynamic or static shapes, "
                            "cpp_wrapper flipped) and the two compiled results compared; 0 turns "
                            "it off (default %(default)s)")
+    fuzz.add_argument("--sweep-steps", type=int, default=DEFAULT_SWEEP_STEPS, metavar="N",
+                      help="feedback mode: value variants of each chosen case (special values, "
+                           "magnitudes, other fills) run right after it on the program it "
+                           "compiled, without compiling again; 0 turns them off "
+                           "(default %(default)s)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
     fuzz.add_argument("--no-triage", action="store_true",
                       help="do not confirm, localize and reduce new buckets in the background "

@@ -1,0 +1,106 @@
+"""Sweeps (issue 20, covfuzz/campaign/candidates.py): each chosen candidate is followed by value
+variants of its own case, which a worker runs on the program it compiled for the candidate
+(harness/execute.py's compile reuse). Real campaign objects and mutators; one real campaign."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from covfuzz import serialize, workdir
+from covfuzz.campaign import Campaign, CampaignOptions
+from covfuzz.campaign.candidates import SWEEP_MUTATORS
+from covfuzz.campaign.execution import Candidate, Execution
+from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
+from covfuzz.propagate import propagate
+from harness.result import RunResult
+
+from test_time_split import RecordingPool
+
+
+def _case(seed=5, **settings) -> TestCase:
+    x = TensorSpec.contiguous((3, 37))
+    graph = Graph((Input(x), Input(x, fill="positive")),
+                  (Node("torch.exp", (0,), {}), Node("torch.mul", (2, 1), {})), (3,))
+    return propagate(TestCase(graph, CompileSettings(**settings), seed=seed))
+
+
+def _chosen(case: TestCase, **origin) -> Candidate:
+    return Candidate(case, {"parent": None, "mutators": ["generate"], "depth": 0,
+                            "strategy": "generate", **origin})
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    c = Campaign(str(tmp_path / "c"), CampaignOptions(metamorphic_rate=0.0, rng_seed=3))
+    yield c
+    c.close()
+
+
+def test_a_chosen_candidate_is_followed_by_value_variants_of_its_case(campaign, monkeypatch):
+    maker = campaign.candidates
+    monkeypatch.setattr(maker, "_choose", lambda: _chosen(_case()))  # what the strategies chose
+    parent = maker.next()
+    steps = [maker.next() for _ in range(len(maker.sweeps))]
+    assert steps and all(s.origin["strategy"] == "sweep" for s in steps)
+    assert maker.next().origin["strategy"] == "generate"  # then the strategies choose again
+    pid = serialize.case_id(parent.case)
+    for step in steps:
+        assert step.origin["parent"] == pid and step.origin["depth"] == 1
+        assert step.origin["mutators"][0] in SWEEP_MUTATORS
+        g, p = step.case.graph, parent.case.graph
+        assert g.nodes == p.nodes and g.outputs == p.outputs  # the same program...
+        assert [i.spec for i in g.inputs] == [i.spec for i in p.inputs]
+        assert step.case.settings == parent.case.settings
+        assert step.case != parent.case  # ...on other values
+
+
+def test_a_candidate_that_did_not_compile_loses_its_steps_not_yet_handed_out(campaign):
+    maker = campaign.candidates
+    sweep = maker.sweep_of(_chosen(_case()))
+    assert len(sweep) >= 2
+    maker.sweeps.extend(sweep)
+    crashed = Execution.of(_chosen(_case()), RunResult("compile_crash", timings={"total": 1.0}))
+    maker.learn(crashed)
+    assert not maker.sweeps
+
+
+def test_no_sweep_where_the_program_cannot_serve_other_values(tmp_path, campaign):
+    maker = campaign.candidates
+    assert maker.sweep_of(_chosen(_case()))
+    assert not maker.sweep_of(_chosen(_case(metamorphic="novec")))  # compiles again in between
+    assert not maker.sweep_of(_chosen(_case(inductor_config={"freezing": True})))
+    assert not maker.sweep_of(_chosen(_case(mode="max-autotune-no-cudagraphs")))
+    assert not maker.sweep_of(_chosen(_case(), strategy="climb"))
+    for opts in (CampaignOptions(no_feedback=True), CampaignOptions(sweep_steps=0)):
+        other = Campaign(str(tmp_path / f"o{opts.sweep_steps}"), opts)
+        try:
+            assert not other.candidates.sweep_of(_chosen(_case()))
+        finally:
+            other.close()
+    with pytest.raises(ValueError):
+        CampaignOptions(sweep_steps=-1)
+
+
+@pytest.mark.slow  # a real campaign: a worker's start-up and one compile
+def test_a_campaigns_sweep_steps_run_on_the_program_their_parent_compiled(tmp_path):
+    seed = tmp_path / "seed.cfz"
+    seed.write_bytes(serialize.encode(_case()))
+    d = str(tmp_path / "camp")
+    opts = CampaignOptions(workers=1, execs=5, seed_files=[str(seed)], initial_seeds=0,
+                           quiet=True, metamorphic_rate=0.0, sweep_steps=4)
+    campaign = Campaign(d, opts)
+    pool = RecordingPool(campaign._pool())
+    campaign.run(pool=pool)
+    logged = [json.loads(line) for line in
+              (tmp_path / "camp" / workdir.SCHEDULER_LOG).read_text().splitlines()]
+    sweeps = [rec for rec in logged if rec.get("strategy") == "sweep"]
+    assert len(sweeps) >= 2 and len(pool.results) == len(logged)
+    assert all(r.outcome == "pass" for r in pool.results)
+    first, rest = pool.results[0], pool.results[1:]
+    assert not first.details.get("reused_compile") and first.timings["build"] > 0
+    # Every step ran on the seed's compiled program: no Inductor work, no C++ build.
+    assert len(rest) == len(sweeps)
+    assert all(r.details.get("reused_compile") and r.details.get("recompiled") == 0
+               and r.timings["inductor"] == 0 and r.timings["build"] == 0 for r in rest)
