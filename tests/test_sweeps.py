@@ -104,3 +104,13 @@ def test_a_campaigns_sweep_steps_run_on_the_program_their_parent_compiled(tmp_pa
     assert len(rest) == len(sweeps)
     assert all(r.details.get("reused_compile") and r.details.get("recompiled") == 0
                and r.timings["inductor"] == 0 and r.timings["build"] == 0 for r in rest)
+
+
+def test_a_seed_kept_from_a_reused_compile_is_weighed_as_a_compiled_one(campaign):
+    seeds = campaign.seeds
+    compiled = Execution.of(_chosen(_case()), RunResult("pass", timings={"total": 4.0}))
+    reused = Execution.of(_chosen(_case(seed=6)), RunResult(
+        "pass", timings={"total": 0.05}, details={"reused_compile": True}))
+    assert seeds.exec_time(reused) == 1.0  # nothing compiled yet: the default cost
+    assert seeds.exec_time(compiled) == 4.0
+    assert seeds.exec_time(reused) == 4.0  # the scheduler must not favour it as 80x cheaper

@@ -38,6 +38,7 @@ class SeedCorpus:
         self.scheduler = scheduler
         self.feedbacks = feedbacks
         self.pending_hits: list[np.ndarray] = []  # executions not yet counted in the store
+        self.compiled_seconds = [0.0, 0]  # seconds and count of the seeds kept that compiled
 
     def __len__(self) -> int:
         return len(self.scheduler.seeds)
@@ -76,11 +77,22 @@ class SeedCorpus:
         self.scheduler.record_hits(ex.features)
         return before
 
+    def exec_time(self, ex: Execution) -> float:
+        """What running `ex`'s case costs, as the scheduler weighs a seed. An execution that
+        ran on its predecessor's compiled program (a sweep step) took a fraction of what the
+        case or its mutants cost on their own: it counts as the mean seed that compiled."""
+        if not ex.result.details.get("reused_compile"):
+            self.compiled_seconds[0] += ex.seconds
+            self.compiled_seconds[1] += 1
+            return ex.seconds
+        total, n = self.compiled_seconds
+        return max(ex.seconds, total / n if n else 1.0)
+
     def add(self, ex: Execution, hits_before: np.ndarray, found_at: float) -> None:
         origin = ex.origin
         meta = seed_meta(parent=origin.get("parent"), mutators=list(origin["mutators"]),
                          depth=int(origin.get("depth", 0)), nodes=len(ex.case.graph.nodes),
-                         exec_time=ex.seconds, features_found=len(ex.new_features),
+                         exec_time=self.exec_time(ex), features_found=len(ex.new_features),
                          n_features=int(len(ex.features)), outcome=ex.outcome, found_at=found_at,
                          **{k: v for k, v in origin.items()
                             if k not in ("parent", "mutators", "depth")})
