@@ -30,7 +30,7 @@ after it. A worker runs a case that differs from its previous one only in values
 compiled program it already has (harness/execute.py), so a step costs an eager run, a
 compiled run and the oracle instead of a compile: the same compiled kernels meet several
 value mixes (specials, magnitudes near overflow, other fills). When the chosen case does not
-compile (or fails before), its steps not yet handed out are dropped. Not for a candidate
+compile (or fails before), its steps not yet run are dropped. Not for a candidate
 whose compiled code may hold values (`compiled_code_holds_values`), one carrying a
 metamorphic check (its variant compiles again in between), climbs, or sweeps themselves.
 
@@ -101,6 +101,9 @@ class CandidateMaker:
         self.climbs: collections.deque[Candidate] = collections.deque(maxlen=CLIMB_QUEUE)
         self.made = self.climbed = 0  # candidates made this run, and how many were climb steps
         self.sweeps: collections.deque[Candidate] = collections.deque()  # steps to run next
+        # Cases that did not compile: sweep steps of theirs already handed to the loop (the
+        # candidate made ahead, an initial one) are skipped (`stale`).
+        self.uncompiled: collections.deque[str] = collections.deque(maxlen=64)
 
     def load(self, state: CampaignState) -> None:
         self.strategies.load(state.strategies)
@@ -158,11 +161,18 @@ class CandidateMaker:
         return steps
 
     def drop_sweep(self, parent_id: str) -> int:
-        """Forget the queued sweep steps of `parent_id` (its case did not compile); how many."""
+        """Forget the sweep steps of `parent_id` (its case did not compile): the queued ones
+        now, those already handed out when the loop takes them (`stale`); how many queued."""
+        self.uncompiled.append(parent_id)
         kept = [c for c in self.sweeps if c.origin.get("parent") != parent_id]
         dropped = len(self.sweeps) - len(kept)
         self.sweeps = collections.deque(kept)
         return dropped
+
+    def stale(self, candidate: Candidate) -> bool:
+        """A sweep step whose parent did not compile: not worth running."""
+        return (candidate.origin.get("strategy") == "sweep"
+                and candidate.origin.get("parent") in self.uncompiled)
 
     def _climb_step(self) -> Candidate | None:
         """The oldest queued climb step, unless climbs took their share of this run already."""

@@ -261,6 +261,8 @@ class Campaign:
             while not self.stop_requested and budget.allows(len(in_flight)) \
                     and len(in_flight) < free:
                 candidate = queue.popleft() if queue else self.candidates.next()
+                if self.candidates.stale(candidate):
+                    continue
                 in_flight[executor.submit(candidate)] = candidate
             self.slot_clock.tick(self.opts.workers, free - len(in_flight))
             if not in_flight:
