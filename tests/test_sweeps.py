@@ -107,6 +107,8 @@ def test_a_campaigns_sweep_steps_run_on_the_program_their_parent_compiled(tmp_pa
     assert len(rest) == len(sweeps)
     assert all(r.details.get("reused_compile") and r.details.get("recompiled") == 0
                and r.timings["inductor"] == 0 and r.timings["build"] == 0 for r in rest)
+    # ... and no Python coverage measured: no compiler code ran.
+    assert first.n_lines > 0 and all(r.n_lines == 0 for r in rest)
 
 
 def test_a_seed_kept_from_a_reused_compile_is_weighed_as_a_compiled_one(campaign):
