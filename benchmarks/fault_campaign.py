@@ -145,6 +145,20 @@ def crash_signals(directory: str) -> collections.Counter:
     return out
 
 
+TOOLCHAIN = ("cc1plus", "cc1", "g++", "gcc", "c++", "cc", "as", "ld", "collect2", "clang",
+             "clang++")
+TOOLCHAIN_GRACE_S = 120.0
+
+
+def is_toolchain(pid: int) -> bool:
+    """Whether `pid` runs the C/C++ toolchain (Inductor's kernel builds)."""
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip() in TOOLCHAIN
+    except OSError:
+        return True  # gone already
+
+
 def worker_orphans(pgid: int, exclude: int) -> list[int]:
     """Live processes of the process group other than `exclude` (zombies ignored)."""
     pids = []
@@ -174,12 +188,15 @@ class Child:
         return self.proc.pid
 
     def kill_supervisor(self) -> list[int]:
-        """SIGKILL the campaign process only; returns its workers still alive 5 s later."""
+        """SIGKILL the campaign process only; returns its workers still alive 5 s later. A C++
+        compiler a dead worker had started is not a worker: it finishes its file and exits by
+        itself (on loaded cores that can take longer than 5 s), so it gets TOOLCHAIN_GRACE_S."""
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        deadline = time.time() + 5
+        started = time.time()
         orphans = worker_orphans(self.proc.pid, self.proc.pid)
-        while orphans and time.time() < deadline:
+        while orphans and time.time() < started + (
+                TOOLCHAIN_GRACE_S if all(map(is_toolchain, orphans)) else 5):
             time.sleep(0.2)
             orphans = worker_orphans(self.proc.pid, self.proc.pid)
         self.cleanup()

@@ -62,7 +62,6 @@ from harness.faults import GPU_FAULT_SEEDS, fault_of, perturbed, raise_gpu_fault
 from harness.result import COMPILE_KEYS, REUSE_ENV, WINDOWS, compile_parts, empty_timings
 
 
-
 def _trigger(fault: str) -> None:
     if fault == "segfault":
         import ctypes

@@ -24,15 +24,15 @@ by new coverage, rarely mutates the seeds near a divergence at all. The queue is
 resumed campaign starts with none.
 
 Sweeps (feedback mode, issue 20's "one compile, many inputs"): each candidate the strategies
-choose is followed at once by `sweep_steps` (option) value variants of its own case (value mutators only:
-the graph, shapes, dtypes and settings stay), queued as it is made so that they run right
+choose is followed at once by `opts.sweep_steps` value variants of its own case (value mutators
+only: the graph, shapes, dtypes and settings stay), queued as it is made so that they run right
 after it. A worker runs a case that differs from its previous one only in values on the
 compiled program it already has (harness/execute.py), so a step costs an eager run, a
 compiled run and the oracle instead of a compile: the same compiled kernels meet several
 value mixes (specials, magnitudes near overflow, other fills). When the chosen case does not
-compile (or fails before), its steps not yet run are dropped. Not for a candidate
-whose compiled code may hold values (`compiled_code_holds_values`), one carrying a
-metamorphic check (its variant compiles again in between), climbs, or sweeps themselves.
+compile (or fails before), its steps not yet run are dropped. Not for a candidate whose
+compiled code may hold values (`compiled_code_holds_values`), one carrying a metamorphic
+check (its variant compiles again in between), climbs, or sweeps themselves.
 
 Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
 settings move, mutators) that found it, at once; when triage later confirms a root cause that

@@ -59,7 +59,8 @@ class CampaignOptions:
         if not 0.0 <= self.metamorphic_rate <= 1.0:
             raise ValueError(f"metamorphic rate {self.metamorphic_rate!r:.20} is not in [0, 1]")
         if not 0 <= self.sweep_steps <= MAX_SWEEP_STEPS:
-            raise ValueError(f"sweep steps {self.sweep_steps!r:.20} is not in [0, {MAX_SWEEP_STEPS}]")
+            raise ValueError(f"sweep steps {self.sweep_steps!r:.20} is not in "
+                             f"[0, {MAX_SWEEP_STEPS}]")
         if self.feedback is not None:
             self.feedback = parse_families(",".join(self.feedback))  # ValueError: unknown name
 
