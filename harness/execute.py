@@ -25,9 +25,9 @@ A case that differs from the worker's previous one only in its tensor values (sa
 settings and scalar inputs: `reuse_key`) runs on that case's compiled program instead of
 compiling again (the lever "one compile, many inputs" of issue 20: Dynamo's own cache serves the
 call, as it would in a user's program; its guards recompile whatever they must, and
-details["reused_compile"] says so, with "recompiled" frames). Anything that resets Dynamo in
-between (another case, a metamorphic variant, a localization probe) ends the reuse; the
-environment variable COVFUZZ_REUSE_COMPILE=0 turns it off.
+details["reused_compile"] says so, with the graphs it "recompiled"). Anything that resets
+Dynamo in between (another case, a metamorphic variant, a localization probe) ends the reuse;
+the environment variable COVFUZZ_REUSE_COMPILE=0 turns it off.
 
 Every eager or compiled call gets its own inputs and its own module (parameters included), and
 its outputs are detached clones taken right after it: an in-place write on one call's inputs or
@@ -562,6 +562,12 @@ class _Program:
         return self._reference
 
 
+def _graphs_compiled() -> int:
+    """FX graphs Dynamo compiled so far (frames it only looked at, e.g. a tracer's own
+    functions, do not count)."""
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
 def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
     """The calls: eager (+ backward), compiled (+ backward), a second compiled call; a
     metamorphic variant's run (`trace.variant`) makes only the compiled ones."""
@@ -573,11 +579,11 @@ def _run(program: _Program, collector, result: dict, trace: _Trace) -> None:
         torch._dynamo.reset()
     if trace.variant is None:
         _run_eager(program, result, trace)
-    frames = torch._dynamo.utils.counters["frames"]["ok"]
+    graphs = _graphs_compiled()
     # A reused program runs no compiler code: Python coverage would only see the same few lines
     # of a cached call every time, at half a sweep step's cost.
     _run_compiled(program, None if reused else collector, result, trace)
-    recompiled = torch._dynamo.utils.counters["frames"]["ok"] - frames
+    recompiled = _graphs_compiled() - graphs
     if reused:
         result["details"]["recompiled"] = recompiled
     # A reused program that Dynamo compiled again (a guard on a value: the second compile may
