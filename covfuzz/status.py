@@ -211,6 +211,9 @@ STATUS_FIELDS = {
     "lost": (_count, 0),                # --ray: cases lost with a node this run
     "sync": (_or_none(_SYNC_ROW), None),  # --sync-dir: what was shared
     "time_split": (_or_none(_TIME_SPLIT_ROW), None),  # absent from status files made before it
+    # feedback mode: the next sweep's steps, and what its steps earn per second over what
+    # chosen candidates earn (None until both ran a few times)
+    "sweep_steps": (_or_none(_count), None), "sweep_pay": (_or_none(_amount), None),
 }
 
 
@@ -689,6 +692,11 @@ def status_view(s: dict, directory: str, since: float | None = None,
             out.append(f"{title} (tries, new features per second of execution, decayed):")
             for name, row in sorted(bandit.items(), key=lambda kv: -kv[1].get("rate", 0)):
                 out.append(f"  {name:<34} {row.get('tries', 0):>6} {row.get('rate', 0):>10.3f}")
+    if s.get("sweep_steps") is not None:
+        pay = s.get("sweep_pay")
+        out.append(f"sweeps: {s['sweep_steps']} value variants after each chosen case"
+                   + (f" (their steps earn {pay:.2f}x the new features per second of chosen cases)"
+                      if pay is not None else " (the default, until steps and cases have run a few times)"))
     if s.get("supervisor_rss_mb") is not None:
         out.append(f"supervisor RSS: {s['supervisor_rss_mb']} MiB")
     return out

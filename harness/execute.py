@@ -451,7 +451,7 @@ class _Program:
         device = device or case.settings.device
         if device != case.settings.device:
             case = case.replace(settings=dataclasses.replace(case.settings, device=device))
-        self.case, self.device = case, device
+        self.case, self.cid, self.device = case, cid, device
         # Eager on the case's device (or the CPU: --reference cpu-eager); the float64
         # reference on the GPU when it fits there, else on the CPU (oracle.reference_device).
         self.eager_device = oracle.eager_device(device, reference)
@@ -485,7 +485,7 @@ class _Program:
                           if self.fault is None and not holds_values else None)
         # The same case again is run afresh: a rerun (calibration, confirmation) means a compile.
         self.reused = (self.reuse_key is not None and self.reuse_key == _Reusable.key
-                       and case_id(_Reusable.program.case) != case_id(case)
+                       and _Reusable.program.cid != cid
                        and os.environ.get(REUSE_ENV, "1") != "0")
         if self.reused:
             self.ns = {**_Reusable.program.ns, "make_inputs": ns["make_inputs"]}

@@ -116,6 +116,8 @@ def test_status_text(camp):
     # the mutator table explains its columns
     assert "proposals: mutants it proposed" in out and "wins: executed cases that found" in out
     assert "insert_node" in out
+    # feedback mode: the next sweep's length (the default: no step has run yet)
+    assert "sweeps: 4 value variants after each chosen case (the default, until" in out
 
 
 def test_since_a_time_and_since_last(camp):
@@ -202,6 +204,8 @@ GOOD = {"elapsed": 1.0, "execs": 1, "execs_per_s": 1.0, "corpus": 1, "features":
     ("history", [{"t": -1}]),
     ("restart_reasons", {"timeout": -2}),
     ("run_started", float("1e20")),
+    ("sweep_steps", -1),
+    ("sweep_pay", "fast"),
 ])
 def test_malformed_morning_view_fields_are_refused_in_one_line(tmp_path, key, value):
     from covfuzz.errors import CampaignDataError

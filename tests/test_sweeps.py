@@ -10,7 +10,7 @@ import pytest
 
 from covfuzz import serialize, workdir
 from covfuzz.campaign import Campaign, CampaignOptions
-from covfuzz.campaign.candidates import SWEEP_MUTATORS
+from covfuzz.campaign.candidates import SWEEP_GROWTH, SWEEP_MUTATORS
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
@@ -65,7 +65,7 @@ def test_a_candidate_that_did_not_compile_loses_its_steps_not_yet_run(campaign):
     assert not maker.stale(handed_out)
     crashed = Execution.of(_chosen(_case()), RunResult("compile_crash", timings={"total": 1.0}))
     maker.learn(crashed)
-    assert not maker.sweeps and maker.stale(handed_out)
+    assert maker.stale(handed_out) and all(maker.stale(step) for step in maker.sweeps)
     assert not maker.stale(_chosen(_case()))  # only sweep steps are ever stale
 
 
@@ -118,4 +118,41 @@ def test_a_seed_kept_from_a_reused_compile_is_weighed_as_a_compiled_one(campaign
         "pass", timings={"total": 0.05}, details={"reused_compile": True}))
     assert seeds.exec_time(reused) == 1.0  # nothing compiled yet: the default cost
     assert seeds.exec_time(compiled) == 4.0
+    seeds.count_cost(compiled)  # kept (SeedCorpus.add counts it)
     assert seeds.exec_time(reused) == 4.0  # the scheduler must not favour it as 80x cheaper
+
+
+def _reward(maker, kind: str, times: int, gain: float, seconds: float) -> None:
+    for _ in range(times):
+        maker.sweep_pay.reward(kind, gain, seconds)
+
+
+def test_sweeps_grow_while_their_steps_pay_per_second_and_shrink_when_they_stop(campaign):
+    maker = campaign.candidates
+    base = campaign.opts.sweep_steps
+    assert maker.sweep_length() == base and maker.sweep_pay_ratio() is None  # nothing known yet
+    # Steps 60x cheaper than a compiled case, finding as much each: the longest sweep.
+    _reward(maker, "chosen", 6, gain=1.0, seconds=24.0)
+    _reward(maker, "sweep", 6, gain=1.0, seconds=0.4)
+    assert maker.sweep_pay_ratio() > 10 and maker.sweep_length() == SWEEP_GROWTH * base
+    assert base < len(maker.sweep_of(_chosen(_case()))) <= SWEEP_GROWTH * base
+    # Steps that stop finding anything while chosen cases go on: down to a single step.
+    for _ in range(200):
+        _reward(maker, "sweep", 4, gain=0.0, seconds=0.4)
+        _reward(maker, "chosen", 1, gain=1.0, seconds=24.0)
+    assert maker.sweep_pay_ratio() < 0.4 and maker.sweep_length() == 1
+    campaign.opts.sweep_steps = 0  # --sweep-steps 0: none at all
+    assert maker.sweep_length() == 0 and not maker.sweep_of(_chosen(_case()))
+
+
+def test_sweep_steps_pay_the_sweep_meter_not_the_strategy_bandit(campaign):
+    """A step is never the strategy bandit's choice: crediting it there would decay what the
+    bandit knows of the strategies with each cheap step."""
+    maker = campaign.candidates
+    step = Candidate(_case(seed=6), {"parent": "p", "mutators": ["mutate_values"], "depth": 1,
+                                     "strategy": "sweep"})
+    maker.learn(Execution.of(step, RunResult("pass", timings={"total": 0.3})))
+    maker.learn(Execution.of(_chosen(_case()), RunResult("pass", timings={"total": 20.0})))
+    assert set(maker.strategies.arms) == {"generate"}
+    assert set(maker.sweep_pay.arms) == {"sweep", "chosen"}
+    assert set(maker.strategy_table()) == {"generate", "sweep"}  # the status shows both

@@ -34,6 +34,14 @@ compile (or fails before), its steps not yet run are dropped. Not for a candidat
 compiled code may hold values (`compiled_code_holds_values`), one carrying a metamorphic
 check (its variant compiles again in between), climbs, or sweeps themselves.
 
+How many steps a sweep takes is cost-aware (`sweep_length`): `opts.sweep_steps` scaled by how
+many new features per second sweep steps earn against the candidates the strategies choose
+(both decayed: `sweep_pay`), within [1, SWEEP_GROWTH x sweep_steps]. A step costs about 1/50
+of a compile on CPU, so steps that find value and divergence features at all pay more per second
+and sweeps grow; steps that stop paying shrink them back toward one. Sweep steps are credited
+there, not to the strategy bandit: they are never its choice, and their many cheap rewards
+would decay what it learned about the strategies.
+
 Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
 settings move, mutators) that found it, at once; when triage later confirms a root cause that
 no other bucket had, `credit_root` adds NEW_ROOT_CREDIT to the strategy of the bucket's first
@@ -76,6 +84,9 @@ CLIMB_STEPS = 4  # value mutants queued for a case that came closer to a mismatc
 CLIMB_SHARE = 0.3  # the most of a run's candidates that climb steps may take
 CLIMB_QUEUE = 32  # climb steps waiting at most (the newest are kept)
 SWEEP_MUTATORS = ("value_magnitudes", "value_specials", "mutate_values")
+SWEEP_GROWTH = 4  # the longest sweep, in units of --sweep-steps
+SWEEP_PAY_DECAY = 0.995  # per execution: steps outnumber chosen candidates, keep ~200 in mind
+SWEEP_PAY_TRIES = 5  # executions of each kind before the sweep length follows what they paid
 # Outcomes after which a case's program compiled (its sweep steps can reuse it).
 COMPILED_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 
@@ -101,6 +112,9 @@ class CandidateMaker:
         self.climbs: collections.deque[Candidate] = collections.deque(maxlen=CLIMB_QUEUE)
         self.made = self.climbed = 0  # candidates made this run, and how many were climb steps
         self.sweeps: collections.deque[Candidate] = collections.deque()  # steps to run next
+        # New features per second of sweep steps ("sweep") and of every other execution
+        # ("chosen"): the sweep length follows their ratio (`sweep_length`).
+        self.sweep_pay = RateBandit(rng, explore=0.0, decay=SWEEP_PAY_DECAY)
         # Cases that did not compile: sweep steps of theirs already handed to the loop (the
         # candidate made ahead, an initial one) are skipped (`stale`).
         self.uncompiled: collections.deque[str] = collections.deque(maxlen=64)
@@ -151,7 +165,7 @@ class CandidateMaker:
             return []
         parent_id = serialize.case_id(case)
         steps = []
-        for _ in range(self.opts.sweep_steps):
+        for _ in range(self.sweep_length()):
             stacked = mutators.stack(case, self.rng, self.ctx, [self.rng.choice(SWEEP_MUTATORS)])
             self._count_proposals(stacked)
             if stacked.case is not None:
@@ -160,14 +174,34 @@ class CandidateMaker:
                     "depth": int(origin.get("depth", 0)) + 1, "strategy": "sweep"}))
         return steps
 
-    def drop_sweep(self, parent_id: str) -> int:
-        """Forget the sweep steps of `parent_id` (its case did not compile): the queued ones
-        now, those already handed out when the loop takes them (`stale`); how many queued."""
+    def sweep_length(self) -> int:
+        """Steps for the next sweep: `opts.sweep_steps` times how much more sweep steps earned
+        per second than chosen candidates, rounded, within [1, SWEEP_GROWTH x sweep_steps];
+        `opts.sweep_steps` until each kind has run SWEEP_PAY_TRIES times."""
+        base, ratio = self.opts.sweep_steps, self.sweep_pay_ratio()
+        if not base or ratio is None:
+            return base
+        return max(1, min(SWEEP_GROWTH * base, round(base * ratio)))
+
+    def sweep_pay_ratio(self) -> float | None:
+        """New features per second of sweep steps over those of chosen candidates (posterior
+        means); None before each kind has run SWEEP_PAY_TRIES times."""
+        table = self.sweep_pay.table()
+        rows = [table.get(kind) for kind in ("sweep", "chosen")]
+        if any(row is None or row["tries"] < SWEEP_PAY_TRIES for row in rows):
+            return None
+        return rows[0]["rate"] / max(rows[1]["rate"], 1e-9)
+
+    def strategy_table(self) -> dict[str, dict]:
+        """The strategy bandit's arms, and sweep steps as one more row (the status's table)."""
+        table = self.strategies.table()
+        sweep = self.sweep_pay.table().get("sweep")
+        return {**table, "sweep": sweep} if sweep else table
+
+    def drop_sweep(self, parent_id: str) -> None:
+        """Forget the sweep steps of `parent_id` (its case did not compile): the loop skips
+        them as it takes them (`stale`), queued or already handed out."""
         self.uncompiled.append(parent_id)
-        kept = [c for c in self.sweeps if c.origin.get("parent") != parent_id]
-        dropped = len(self.sweeps) - len(kept)
-        self.sweeps = collections.deque(kept)
-        return dropped
 
     def stale(self, candidate: Candidate) -> bool:
         """A sweep step whose parent did not compile: not worth running."""
@@ -294,7 +328,8 @@ class CandidateMaker:
         if ex.new_bucket and ex.bucket and strategy:
             self.bucket_origins[ex.bucket] = {"strategy": strategy,
                                               "settings": list(ex.origin.get("settings", ()))}
-        if strategy:
+        self.sweep_pay.reward("sweep" if strategy == "sweep" else "chosen", gain, seconds)
+        if strategy and strategy != "sweep":
             self.strategies.reward(strategy, gain, seconds)
         # A move is credited only where it alone made the difference (not on a fresh graph,
         # whose new features come mostly from its ops).

@@ -155,6 +155,10 @@ def time_split(counters) -> dict:
             "stages": {k: round(split.get(k, 0.0), 3) for k in keys}}
 
 
+def _round_or_none(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
 def _thin(history: list[dict]) -> list[dict]:
     """Half the snapshots (every other one, the newest kept) once the history is full."""
     if len(history) < MAX_HISTORY:
@@ -239,7 +243,11 @@ class Monitor:
             "supervisor_rss_mb": round(rss_bytes() / 2**20, 1),
             "device": c.opts.device, "outcomes": counters.outcomes,
             "mutators": counters.by_mutator, "running": running,
-            "strategies": c.candidates.strategies.table(),
+            "strategies": c.candidates.strategy_table(),
+            # Issue 20's cost-aware sweeps: the next sweep's steps, and how many times what
+            # chosen candidates earn per second its steps earn (None until both ran a few times).
+            "sweep_steps": None if c.opts.no_feedback else c.candidates.sweep_length(),
+            "sweep_pay": _round_or_none(c.candidates.sweep_pay_ratio()),
             "settings_moves": dict(sorted(c.candidates.setting_moves.table().items(),
                                           key=lambda kv: -kv[1]["rate"])[:10]),
             "triage": triage,

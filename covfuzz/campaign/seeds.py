@@ -80,16 +80,21 @@ class SeedCorpus:
     def exec_time(self, ex: Execution) -> float:
         """What running `ex`'s case costs, as the scheduler weighs a seed. An execution that
         ran on its predecessor's compiled program (a sweep step) took a fraction of what the
-        case or its mutants cost on their own: it counts as the mean seed that compiled."""
+        case or its mutants cost on their own: it counts as the mean kept seed that compiled."""
         if not ex.result.details.get("reused_compile"):
-            self.compiled_seconds[0] += ex.seconds
-            self.compiled_seconds[1] += 1
             return ex.seconds
         total, n = self.compiled_seconds
         return max(ex.seconds, total / n if n else 1.0)
 
+    def count_cost(self, ex: Execution) -> None:
+        """Count a kept execution that compiled in the mean that `exec_time` gives sweep steps."""
+        if not ex.result.details.get("reused_compile"):
+            self.compiled_seconds[0] += ex.seconds
+            self.compiled_seconds[1] += 1
+
     def add(self, ex: Execution, hits_before: np.ndarray, found_at: float) -> None:
         origin = ex.origin
+        self.count_cost(ex)
         meta = seed_meta(parent=origin.get("parent"), mutators=list(origin["mutators"]),
                          depth=int(origin.get("depth", 0)), nodes=len(ex.case.graph.nodes),
                          exec_time=self.exec_time(ex), features_found=len(ex.new_features),

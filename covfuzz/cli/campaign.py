@@ -120,8 +120,9 @@ def add_parsers(sub) -> None:
     fuzz.add_argument("--sweep-steps", type=int, default=DEFAULT_SWEEP_STEPS, metavar="N",
                       help="feedback mode: value variants of each chosen case (special values, "
                            "magnitudes, other fills) run right after it on the program it "
-                           "compiled, without compiling again; 0 turns them off "
-                           "(default %(default)s)")
+                           "compiled, without compiling again: N at first, then N times what "
+                           "a step earns in new features per second over a compiled case "
+                           "(1 to 4N); 0 turns them off (default %(default)s)")
     fuzz.add_argument("--seeds", nargs="*", metavar="FILE", help="test-case files to seed the corpus")
     fuzz.add_argument("--no-triage", action="store_true",
                       help="do not confirm, localize and reduce new buckets in the background "
