@@ -26,6 +26,7 @@ import queue
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from harness.result import RunResult
@@ -118,6 +119,13 @@ def start_worker(spec: WorkerSpec) -> WorkerHandle:
     return handle
 
 
+def cancel(future: Future) -> None:
+    """Cancel a future nobody runs yet, so that `concurrent.futures.wait` sees it done too
+    (`Future.cancel` alone wakes only `result()` callers and callbacks)."""
+    if not future.cancelled() and future.cancel():
+        future.set_running_or_notify_cancel()
+
+
 class WorkerPool(abc.ABC):
     """Runs encoded test cases on a set of workers, one case per free worker."""
 
@@ -130,6 +138,48 @@ class WorkerPool(abc.ABC):
     def submit(self, case_bytes: bytes) -> Future[RunResult]:
         """Queue one case (`covfuzz.serialize.encode` bytes); the future holds its RunResult,
         or the exception when no worker could run it (e.g. WorkerStartError)."""
+
+    def submit_group(self, cases: list[bytes],
+                     keep_going: Callable[[RunResult], bool]) -> list[Future[RunResult]]:
+        """Queue `cases` to run one after the other, each only while the result before it
+        passes `keep_going`; a case not run ends cancelled. A sweep: a case, then value
+        variants that can reuse its compiled program only on the worker that compiled it
+        (harness/execute.py). This version runs them in order on any worker as each result
+        comes (a pool that can keep a group on one worker, `LocalPool`, does so)."""
+        futures: list[Future] = [Future() for _ in cases]
+
+        def run(i: int) -> None:
+            if i == len(cases):
+                return
+            try:
+                inner = self.submit(cases[i])
+            except RuntimeError:  # a closed pool: said at once, or (later) the rest not run
+                if i == 0:
+                    raise
+                for rest in futures[i:]:
+                    cancel(rest)
+                return
+            inner.add_done_callback(lambda done: settle(i, done))
+
+        def settle(i: int, inner: Future) -> None:
+            outer = futures[i]
+            if inner.cancelled():
+                cancel(outer)
+                result = None
+            elif inner.exception() is not None:
+                outer.set_exception(inner.exception())
+                result = None
+            else:
+                result = inner.result()
+                outer.set_result(result)
+            if result is not None and keep_going(result):
+                run(i + 1)
+            else:
+                for rest in futures[i + 1:]:
+                    cancel(rest)
+
+        run(0)
+        return futures
 
     @abc.abstractmethod
     def restarts(self) -> int:
@@ -161,7 +211,8 @@ class LocalPool(WorkerPool):
                          visible_gpus() if spec.device == "cuda" else [])
         if spec.device == "cuda" and not self.gpus:
             raise ValueError("a cuda pool needs at least one visible GPU")
-        self._cases: queue.SimpleQueue = queue.SimpleQueue()  # (future, bytes), or None: stop
+        # (futures, case bytes, keep_going) groups, or None: stop
+        self._cases: queue.SimpleQueue = queue.SimpleQueue()
         self._handles: list[WorkerHandle | None] = [None] * n
         self._closed = False
         self._threads = [threading.Thread(target=self._serve, args=(slot,), daemon=True,
@@ -174,11 +225,16 @@ class LocalPool(WorkerPool):
         return len(self._threads)
 
     def submit(self, case_bytes: bytes) -> Future[RunResult]:
+        return self.submit_group([case_bytes], lambda result: False)[0]
+
+    def submit_group(self, cases: list[bytes],
+                     keep_going: Callable[[RunResult], bool]) -> list[Future[RunResult]]:
+        """The group runs whole on the worker that takes it, in order (see WorkerPool)."""
         if self._closed:
             raise RuntimeError("submit on a closed pool")
-        future: Future = Future()
-        self._cases.put((future, bytes(case_bytes)))
-        return future
+        futures: list[Future] = [Future() for _ in cases]
+        self._cases.put((futures, [bytes(c) for c in cases], keep_going))
+        return futures
 
     def restarts(self) -> int:
         return sum(h.stats["restarts"] for h in self._handles if h is not None)
@@ -201,28 +257,44 @@ class LocalPool(WorkerPool):
             except queue.Empty:
                 break
             if item is not None:
-                item[0].cancel()
+                for future in item[0]:
+                    cancel(future)
         for _ in self._threads:
             self._cases.put(None)
         for thread in self._threads:
             thread.join()
 
     def _serve(self, slot: int) -> None:
-        """One worker's thread: run cases from the queue until told to stop."""
+        """One worker's thread: run groups of cases from the queue until told to stop."""
         try:
             while True:
                 item = self._cases.get()
                 if item is None:
                     return
-                future, case_bytes = item
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    if self._handles[slot] is None:
-                        self._handles[slot] = start_worker(self.slot_spec(slot))
-                    future.set_result(self._handles[slot].run(case_bytes))
-                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
-                    future.set_exception(exc)
+                futures, cases, keep_going = item
+                for i, (future, case_bytes) in enumerate(zip(futures, cases)):
+                    if not self._run_one(slot, future, case_bytes, keep_going):
+                        for rest in futures[i + 1:]:
+                            cancel(rest)
+                        break
         finally:
             if self._handles[slot] is not None:
                 self._handles[slot].close()
+
+    def _run_one(self, slot: int, future: Future, case_bytes: bytes,
+                 keep_going: Callable[[RunResult], bool]) -> bool:
+        """Run one case of a group on `slot`'s worker; whether the group goes on."""
+        if self._closed:
+            cancel(future)
+            return False
+        if not future.set_running_or_notify_cancel():
+            return False  # the pool is closing: the rest of the group is not run
+        try:
+            if self._handles[slot] is None:
+                self._handles[slot] = start_worker(self.slot_spec(slot))
+            result = self._handles[slot].run(case_bytes)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
+            future.set_exception(exc)
+            return False
+        future.set_result(result)
+        return bool(keep_going(result))

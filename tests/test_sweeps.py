@@ -4,16 +4,18 @@ variants of its own case, which a worker runs on the program it compiled for the
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 
 import pytest
 
 from covfuzz import serialize, workdir
 from covfuzz.campaign import Campaign, CampaignOptions
-from covfuzz.campaign.candidates import SWEEP_GROWTH, SWEEP_MUTATORS
+from covfuzz.campaign.candidates import SWEEP_GROWTH, SWEEP_MUTATORS, sweep_goes_on
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
+from harness.pool import LocalPool, WorkerPool, WorkerSpec
 from harness.result import RunResult
 
 from test_time_split import RecordingPool
@@ -42,9 +44,8 @@ def test_a_chosen_candidate_is_followed_by_value_variants_of_its_case(campaign, 
     maker = campaign.candidates
     monkeypatch.setattr(maker, "_choose", lambda: _chosen(_case()))  # what the strategies chose
     parent = maker.next()
-    steps = [maker.next() for _ in range(len(maker.sweeps))]
-    assert steps and all(s.origin["strategy"] == "sweep" for s in steps)
-    assert maker.next().origin["strategy"] == "generate"  # then the strategies choose again
+    steps = maker.sweep_of(parent)
+    assert len(steps) >= 3 and all(s.origin["strategy"] == "sweep" for s in steps)
     pid = serialize.case_id(parent.case)
     for step in steps:
         assert step.origin["parent"] == pid and step.origin["depth"] == 1
@@ -54,19 +55,40 @@ def test_a_chosen_candidate_is_followed_by_value_variants_of_its_case(campaign, 
         assert [i.spec for i in g.inputs] == [i.spec for i in p.inputs]
         assert step.case.settings == parent.case.settings
         assert step.case != parent.case  # ...on other values
+    # A step goes on only after a result whose program compiled (the worker holds it).
+    assert sweep_goes_on(RunResult("pass")) and sweep_goes_on(RunResult("mismatch"))
+    assert not any(sweep_goes_on(RunResult(outcome)) for outcome in
+                   ("compile_crash", "invalid", "timeout", "process_crash", "runtime_crash"))
 
 
-def test_a_candidate_that_did_not_compile_loses_its_steps_not_yet_run(campaign):
-    maker = campaign.candidates
-    sweep = maker.sweep_of(_chosen(_case()))
-    assert len(sweep) >= 3
-    handed_out = sweep[0]  # made ahead: already in the loop's queue when the parent failed
-    maker.sweeps.extend(sweep[1:])
-    assert not maker.stale(handed_out)
-    crashed = Execution.of(_chosen(_case()), RunResult("compile_crash", timings={"total": 1.0}))
-    maker.learn(crashed)
-    assert maker.stale(handed_out) and all(maker.stale(step) for step in maker.sweeps)
-    assert not maker.stale(_chosen(_case()))  # only sweep steps are ever stale
+@pytest.mark.slow  # two real workers: their start-up and a few compiles
+def test_a_group_runs_on_one_worker_and_stops_where_a_result_did_not_compile(tmp_path):
+    """Two groups at once on two workers: a sweep whose steps all run on the program their
+    case compiled (so on its worker), and one whose case cannot compile, whose steps are not
+    run. The pool-agnostic version (WorkerPool.submit_group) stops the same way."""
+    good = _case()
+    broken = good.replace(seed=0xFA017005)  # harness/faults.py: a backend that raises
+    spec = WorkerSpec(cache_dir=str(tmp_path / "inductor"), coverage=False, timeout=300,
+                      env={"COVFUZZ_FAULT_INJECTION": "1"})
+    with LocalPool(spec, 2) as pool:
+        sweep = pool.submit_group([serialize.encode(good.replace(seed=s)) for s in (1, 2, 3, 4)],
+                                  sweep_goes_on)
+        stopped = pool.submit_group([serialize.encode(c) for c in (broken, good, good)],
+                                    sweep_goes_on)
+        results = [f.result(timeout=900) for f in sweep]
+        assert [r.outcome for r in results] == ["pass"] * 4, [r.message for r in results]
+        assert not results[0].details.get("reused_compile")
+        assert all(r.details.get("reused_compile") for r in results[1:])
+        assert stopped[0].result(timeout=900).outcome == "compile_crash"
+        assert all(f.cancelled() for f in stopped[1:])
+        # ... and done for concurrent.futures.wait too, as the campaign loop waits on them
+        assert not cf.wait(stopped, timeout=5).not_done
+        chained = WorkerPool.submit_group(pool, [serialize.encode(c) for c in (broken, good)],
+                                          sweep_goes_on)
+        assert chained[0].result(timeout=900).outcome == "compile_crash"
+        assert chained[1].cancelled() and not cf.wait(chained, timeout=5).not_done
+    with pytest.raises(RuntimeError):
+        pool.submit_group([serialize.encode(good)], sweep_goes_on)
 
 
 def test_no_sweep_where_the_program_cannot_serve_other_values(tmp_path, campaign):
@@ -91,7 +113,8 @@ def test_a_campaigns_sweep_steps_run_on_the_program_their_parent_compiled(tmp_pa
     seed = tmp_path / "seed.cfz"
     seed.write_bytes(serialize.encode(_case()))
     d = str(tmp_path / "camp")
-    opts = CampaignOptions(workers=1, execs=5, seed_files=[str(seed)], initial_seeds=0,
+    # Two workers: the seed's steps still run on the worker that compiled it (one group).
+    opts = CampaignOptions(workers=2, execs=5, seed_files=[str(seed)], initial_seeds=0,
                            quiet=True, metamorphic_rate=0.0, sweep_steps=4)
     campaign = Campaign(d, opts)
     pool = RecordingPool(campaign._pool())

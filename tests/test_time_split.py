@@ -33,9 +33,13 @@ class RecordingPool(WorkerPool):
         return self.inner.size
 
     def submit(self, case_bytes):
-        future = self.inner.submit(case_bytes)
-        future.add_done_callback(lambda f: self.results.append(f.result()))
-        return future
+        return self.submit_group([case_bytes], lambda result: False)[0]
+
+    def submit_group(self, cases, keep_going):  # the inner pool's groups, on one worker each
+        futures = self.inner.submit_group(cases, keep_going)
+        for future in futures:
+            future.add_done_callback(lambda f: f.cancelled() or self.results.append(f.result()))
+        return futures
 
     def restarts(self):
         return self.inner.restarts()

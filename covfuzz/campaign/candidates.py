@@ -24,13 +24,14 @@ by new coverage, rarely mutates the seeds near a divergence at all. The queue is
 resumed campaign starts with none.
 
 Sweeps (feedback mode, issue 20's "one compile, many inputs"): each candidate the strategies
-choose is followed at once by `opts.sweep_steps` value variants of its own case (value mutators
-only: the graph, shapes, dtypes and settings stay), queued as it is made so that they run right
-after it. A worker runs a case that differs from its previous one only in values on the
-compiled program it already has (harness/execute.py), so a step costs an eager run, a
-compiled run and the oracle instead of a compile: the same compiled kernels meet several
-value mixes (specials, magnitudes near overflow, other fills). When the chosen case does not
-compile (or fails before), its steps not yet run are dropped. Not for a candidate whose
+choose is followed by value variants of its own case (`sweep_of`: value mutators only, the
+graph, shapes, dtypes and settings stay). The loop submits the candidate and its steps as one
+group (`WorkerPool.submit_group`), which a local pool runs whole on one worker, each step only
+while the result before it compiled (`sweep_goes_on`). A worker runs a case that differs from
+its previous one only in values on the compiled program it already has (harness/execute.py),
+so a step costs an eager run, a compiled run and the oracle instead of a compile: the same
+compiled kernels meet several value mixes (specials, magnitudes near overflow, other fills).
+Not for a candidate whose
 compiled code may hold values (`compiled_code_holds_values`), one carrying a metamorphic
 check (its variant compiles again in between), climbs, or sweeps themselves.
 
@@ -91,6 +92,12 @@ SWEEP_PAY_TRIES = 5  # executions of each kind before the sweep length follows w
 COMPILED_OUTCOMES = ("pass", "mismatch", "grad_mismatch")
 
 
+def sweep_goes_on(result) -> bool:
+    """After a sweep's case or step: whether its next step runs (the program compiled, and
+    the worker still holds it: a crash or a timeout restarts the worker)."""
+    return result.outcome in COMPILED_OUTCOMES
+
+
 class CandidateMaker:
     def __init__(self, opts: CampaignOptions, rng: random.Random, seeds: SeedCorpus,
                  counters: Counters):
@@ -111,13 +118,9 @@ class CandidateMaker:
         self.known_roots: set[str] | None = None  # confirmed root ids (read from the store once)
         self.climbs: collections.deque[Candidate] = collections.deque(maxlen=CLIMB_QUEUE)
         self.made = self.climbed = 0  # candidates made this run, and how many were climb steps
-        self.sweeps: collections.deque[Candidate] = collections.deque()  # steps to run next
         # New features per second of sweep steps ("sweep") and of every other execution
         # ("chosen"): the sweep length follows their ratio (`sweep_length`).
         self.sweep_pay = RateBandit(rng, explore=0.0, decay=SWEEP_PAY_DECAY)
-        # Cases that did not compile: sweep steps of theirs already handed to the loop (the
-        # candidate made ahead, an initial one) are skipped (`stale`).
-        self.uncompiled: collections.deque[str] = collections.deque(maxlen=64)
 
     def load(self, state: CampaignState) -> None:
         self.strategies.load(state.strategies)
@@ -137,11 +140,9 @@ class CandidateMaker:
             case = propagate(read_case_file(path))
             out.append(Candidate(case, {"parent": None, "mutators": ["seed-file"], "depth": 0}))
         out += [self.with_metamorphic(self.generated()) for _ in range(self.opts.initial_seeds)]
-        return [c for parent in out for c in (parent, *self.sweep_of(parent))]
+        return out
 
     def next(self) -> Candidate:
-        if self.sweeps:  # no metamorphic check: its variant would compile in between
-            return self.sweeps.popleft()
         self.made += 1
         candidate = self._climb_step() or self._choose()
         if self.opts.inject_faults and self.rng.random() < self.opts.inject_faults:
@@ -150,13 +151,11 @@ class CandidateMaker:
             candidate = Candidate(candidate.case.replace(seed=fault_seed),
                                   {**origin, "mutators": list(origin["mutators"]) + ["inject-fault"],
                                    "fault": FAULT_SEEDS[fault_seed]})
-        candidate = self.with_metamorphic(candidate)
-        self.sweeps.extend(self.sweep_of(candidate))
-        return candidate
+        return self.with_metamorphic(candidate)
 
     def sweep_of(self, parent: Candidate) -> list[Candidate]:
-        """`sweep_steps` value variants of `parent`'s case, to run right after it (see the
-        module's docstring for which candidates get none)."""
+        """`sweep_length()` value variants of `parent`'s case, to run right after it on the
+        same worker (see the module's docstring for which candidates get none)."""
         case, origin = parent.case, parent.origin
         if (self.opts.no_feedback or not self.opts.sweep_steps
                 or origin.get("strategy") == "climb" or "fault" in origin
@@ -197,16 +196,6 @@ class CandidateMaker:
         table = self.strategies.table()
         sweep = self.sweep_pay.table().get("sweep")
         return {**table, "sweep": sweep} if sweep else table
-
-    def drop_sweep(self, parent_id: str) -> None:
-        """Forget the sweep steps of `parent_id` (its case did not compile): the loop skips
-        them as it takes them (`stale`), queued or already handed out."""
-        self.uncompiled.append(parent_id)
-
-    def stale(self, candidate: Candidate) -> bool:
-        """A sweep step whose parent did not compile: not worth running."""
-        return (candidate.origin.get("strategy") == "sweep"
-                and candidate.origin.get("parent") in self.uncompiled)
 
     def _climb_step(self) -> Candidate | None:
         """The oldest queued climb step, unless climbs took their share of this run already."""
@@ -319,8 +308,6 @@ class CandidateMaker:
         if self.opts.no_feedback:
             return
         seconds, strategy = ex.seconds, ex.origin.get("strategy")
-        if strategy != "sweep" and ex.outcome not in COMPILED_OUTCOMES:
-            self.drop_sweep(ex.case_id)
         kept_gain = ex.gain if ex.kept else 0  # only kept features count as new
         self.trait_yield.record(ex.case, kept_gain, seconds)
         credit = normalized_gain(self.seeds.feedbacks, ex.novelty) if ex.kept else 0.0

@@ -14,6 +14,7 @@ table where the last tick left it). The directory's layout is in `covfuzz/workdi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import os
 import random
 import signal
@@ -26,7 +27,7 @@ import torch
 
 from corpus import CorpusStore
 from covfuzz import __version__, lock, workdir
-from covfuzz.campaign.candidates import CandidateMaker
+from covfuzz.campaign.candidates import CandidateMaker, sweep_goes_on
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.campaign.feedbacks import Feedback, make_feedbacks
 from covfuzz.campaign.monitor import Monitor, SlotClock
@@ -57,6 +58,11 @@ class Budget:
         if self.execs is not None and self.executed + in_flight >= self.execs:
             return False
         return self.deadline is None or time.time() < self.deadline
+
+
+def _groups_in(in_flight: dict) -> int:
+    """Worker slots the cases in flight hold: one per group (a candidate and its sweep)."""
+    return len({group for _, group, _ in in_flight.values()})
 
 
 class Campaign:
@@ -242,11 +248,15 @@ class Campaign:
 
     def _loop(self, executor: ExecuteStage, queue: deque, budget: Budget, started: float,
               base_elapsed: float) -> None:
-        """Keep every worker busy until the budget or a stop request ends the run. The next
-        candidate is made while every worker is busy (one ahead), so a worker that finishes
-        gets its next case at once; it is lost on a stop, like the cases in flight, and made
-        again after a resume."""
-        in_flight: dict[cf.Future, Candidate] = {}
+        """Keep every worker busy until the budget or a stop request ends the run. Each
+        submission is a group that holds one worker slot: a candidate and its sweep steps
+        (`CandidateMaker.sweep_of`), or a case a stage brought. The next candidate is made
+        while every worker is busy (one ahead), so a worker that finishes gets its next case
+        at once; it is lost on a stop, like the cases in flight, and made again after a
+        resume."""
+        in_flight: dict[cf.Future, tuple[Candidate, int, int]] = {}  # (candidate, group, index)
+        imported: deque[Candidate] = deque()  # cases the stages brought: they go first
+        groups = itertools.count()
         last_report = time.time()
         drain_until = None
         while True:
@@ -257,14 +267,21 @@ class Campaign:
             # Stages working in the background (triage) hold some of the worker slots.
             free = self.opts.workers - sum(stage.slots() for stage in self.stages)
             for stage in self.stages:  # cases a stage brings (another campaign's, when synced)
-                queue.extendleft(reversed(stage.candidates()))
+                imported.extend(stage.candidates())
             while not self.stop_requested and budget.allows(len(in_flight)) \
-                    and len(in_flight) < free:
-                candidate = queue.popleft() if queue else self.candidates.next()
-                if self.candidates.stale(candidate):
-                    continue
-                in_flight[executor.submit(candidate)] = candidate
-            self.slot_clock.tick(self.opts.workers, free - len(in_flight))
+                    and _groups_in(in_flight) < free:
+                if imported:
+                    group = [imported.popleft()]
+                else:
+                    candidate = queue.popleft() if queue else self.candidates.next()
+                    group = [candidate, *self.candidates.sweep_of(candidate)]
+                if budget.execs is not None:  # allows() left room for one at least
+                    group = group[:budget.execs - budget.executed - len(in_flight)]
+                number = next(groups)
+                futures = executor.submit_group(group, sweep_goes_on)
+                for index, (future, candidate) in enumerate(zip(futures, group)):
+                    in_flight[future] = (candidate, number, index)
+            self.slot_clock.tick(self.opts.workers, free - _groups_in(in_flight))
             if not in_flight:
                 pending = sum(stage.pending() for stage in self.stages)
                 if self.stop_requested or not pending:
@@ -286,12 +303,14 @@ class Campaign:
                     self.tick()
                     last_report = time.time()
                 continue
-            if not queue and not self.stop_requested and budget.allows(len(in_flight)):
+            if not queue and not imported and not self.stop_requested \
+                    and budget.allows(len(in_flight)):
                 queue.append(self.candidates.next())
             done, _ = cf.wait(list(in_flight), timeout=1.0, return_when=cf.FIRST_COMPLETED)
-            self.slot_clock.tick(self.opts.workers, free - len(in_flight) + len(done))
-            for future in done:
-                budget.executed += self._finished(future, in_flight.pop(future))
+            finished = sorted(((in_flight.pop(f), f) for f in done), key=lambda pair: pair[0][1:])
+            self.slot_clock.tick(self.opts.workers, free - _groups_in(in_flight))
+            for (candidate, _, _), future in finished:  # a group's cases in their order
+                budget.executed += self._finished(future, candidate)
             self.pool_status = getattr(executor.pool, "status", dict)()
             self.counters.restarts = executor.restarts() + self.counters.restarts_before
             self.counters.elapsed = base_elapsed + time.time() - started
@@ -302,8 +321,11 @@ class Campaign:
                 return  # abandon in-flight cases: they are re-generated after a resume
 
     def _finished(self, future: cf.Future, candidate: Candidate) -> int:
-        """Handle a finished case; 1 when it counts as executed, 0 when it was lost with its
+        """Handle a finished case; 1 when it counts as executed, 0 when it was not run (a
+        sweep step after a result that did not compile: `sweep_goes_on`) or was lost with its
         Ray node (its slot died twice: there is no result to judge)."""
+        if future.cancelled():
+            return 0
         try:
             ex = future.result()
         except CaseLost as exc:

@@ -9,10 +9,13 @@ localizing a mismatch and reducing a new bucket are stages; each plugs in by bei
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
+
 from covfuzz import serialize
 from covfuzz.campaign.execution import Candidate, Execution
-from harness.pool import WorkerPool
+from harness.pool import WorkerPool, cancel
+from harness.result import RunResult
 
 
 class Stage:
@@ -59,11 +62,28 @@ class ExecuteStage:
 
     def submit(self, candidate: Candidate) -> Future:
         """A future of the candidate's `Execution`."""
-        out: Future = Future()
         data = serialize.encode(candidate.case)
-        inner = self.pool.submit(data)
+        return self._execution(candidate, data, self.pool.submit(data))
+
+    def submit_group(self, candidates: list[Candidate],
+                     keep_going: Callable[[RunResult], bool]) -> list[Future]:
+        """Futures of the candidates' `Execution`s, run in order on one worker where the pool
+        can (`WorkerPool.submit_group`), each only while the result before it passes
+        `keep_going`; those not run end cancelled."""
+        if len(candidates) == 1:
+            return [self.submit(candidates[0])]
+        data = [serialize.encode(c.case) for c in candidates]
+        inner = self.pool.submit_group(data, keep_going)
+        return [self._execution(c, d, f) for c, d, f in zip(candidates, data, inner)]
+
+    @staticmethod
+    def _execution(candidate: Candidate, data: bytes, inner: Future) -> Future:
+        out: Future = Future()
 
         def done(fut: Future) -> None:
+            if fut.cancelled():
+                cancel(out)
+                return
             try:
                 out.set_result(Execution.of(candidate, fut.result(), data))
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on `out`
