@@ -31,15 +31,15 @@ while the result before it compiled (`sweep_goes_on`). A worker runs a case that
 its previous one only in values on the compiled program it already has (harness/execute.py),
 so a step costs an eager run, a compiled run and the oracle instead of a compile: the same
 compiled kernels meet several value mixes (specials, magnitudes near overflow, other fills).
-Not for a candidate whose
-compiled code may hold values (`compiled_code_holds_values`), one carrying a metamorphic
-check (its variant compiles again in between), climbs, or sweeps themselves.
+Not for a candidate whose compiled code may hold values (`compiled_code_holds_values`), one
+carrying a metamorphic check (its variant compiles again in between), climbs, or sweeps
+themselves.
 
 How many steps a sweep takes is cost-aware (`sweep_length`): `opts.sweep_steps` scaled by how
 many new features per second sweep steps earn against the candidates the strategies choose
-(both decayed: `sweep_pay`), within [1, SWEEP_GROWTH x sweep_steps]. A step costs about 1/50
-of a compile on CPU, so steps that find value and divergence features at all pay more per second
-and sweeps grow; steps that stop paying shrink them back toward one. Sweep steps are credited
+(both decayed: `sweep_pay`), within [1, SWEEP_GROWTH x sweep_steps]. A step costs a few
+percent of a compile on CPU, so steps that go on finding value and divergence features pay
+more per second and sweeps grow; steps that stop paying shrink them back toward one. Sweep steps are credited
 there, not to the strategy bandit: they are never its choice, and their many cheap rewards
 would decay what it learned about the strategies.
 

@@ -244,8 +244,9 @@ class Monitor:
             "device": c.opts.device, "outcomes": counters.outcomes,
             "mutators": counters.by_mutator, "running": running,
             "strategies": c.candidates.strategy_table(),
-            # Issue 20's cost-aware sweeps: the next sweep's steps, and how many times what
-            # chosen candidates earn per second its steps earn (None until both ran a few times).
+            # Issue 20's cost-aware sweeps: the next sweep's steps, and what its steps earn in
+            # new features per second over what chosen candidates earn (None until both ran a
+            # few times).
             "sweep_steps": None if c.opts.no_feedback else c.candidates.sweep_length(),
             "sweep_pay": _round_or_none(c.candidates.sweep_pay_ratio()),
             "settings_moves": dict(sorted(c.candidates.setting_moves.table().items(),
