@@ -2,6 +2,7 @@
 
     python benchmarks/campaign_pair.py --old COMMIT --new COMMIT --minutes 30 --out DIR
         [--workers N] [--fresh K] [--keep-trees]
+    python benchmarks/campaign_pair.py --fresh-of CAMPAIGN_DIR --fresh K
 
 Checks each commit out into its own git worktree (DIR/src-old, DIR/src-new), sets each up
 with its own virtual environment (`scripts/setup_env.sh`: the installed torch is reused), then
@@ -15,6 +16,9 @@ at random from those it executed) each in a fresh Python process, as a process-p
 would (the standalone program of `covfuzz.codegen.program`, an empty kernel cache each), and
 prints the campaign's cases per hour per worker against the fresh processes' (the second
 figure of the issue's "Done when"), and the same cases' own in-campaign seconds.
+
+`--fresh-of CAMPAIGN_DIR` makes only that comparison, for a campaign already run (e.g. one of
+issue 19's 2-hour pair), against its own cases per hour per worker.
 
 Campaign directories are kept; the worktrees are removed unless --keep-trees. A campaign that
 fails to start, or a stats file that cannot be read: one line on stderr, exit status 2.
@@ -131,16 +135,29 @@ def fresh_versus_campaign(directory: str, k: int, seed: int, rate: float) -> Non
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--old", required=True, help="the commit measured as 'today'")
-    p.add_argument("--new", required=True, help="the commit with the levers")
+    p.add_argument("--old", help="the commit measured as 'today'")
+    p.add_argument("--new", help="the commit with the levers")
+    p.add_argument("--fresh-of", metavar="DIR",
+                   help="no pair: only the fresh-process comparison, for this campaign")
     p.add_argument("--minutes", type=float, default=30.0)
-    p.add_argument("--out", required=True, help="directory for the worktrees and campaigns")
+    p.add_argument("--out", help="directory for the worktrees and campaigns")
     p.add_argument("--workers", type=int, default=None, help="per campaign (default: covfuzz's)")
     p.add_argument("--fresh", type=int, default=0, metavar="K",
                    help="also run K of the new campaign's cases in fresh processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-trees", action="store_true")
     args = p.parse_args(argv)
+    if args.fresh_of:
+        try:
+            rate = summary(args.fresh_of)["rate"]
+            print(f"{args.fresh_of}: {rate:.0f} cases/hour/worker in the campaign")
+            fresh_versus_campaign(args.fresh_of, args.fresh or 6, args.seed, rate)
+        except PairError as exc:
+            print(f"campaign_pair: {one_line(exc)}", file=sys.stderr)
+            return 2
+        return 0
+    if not (args.old and args.new and args.out):
+        p.error("--old, --new and --out are needed (or --fresh-of DIR)")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     trees = {name: os.path.join(out, f"src-{name}") for name in ("old", "new")}

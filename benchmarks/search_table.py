@@ -177,8 +177,9 @@ def campaign_table(directory: str, window_s: float) -> dict:
     for root_id, example in first_examples.items():
         found_by[origin_kind(origins.get(example))] += 1
     known = sum(v for k, v in found_by.items() if k not in ("unknown", "seed-file"))
+    # Issue 19's "mutation, settings or value move": everything but a fresh graph as drawn.
     moved = sum(found_by[k] for k in ("generate+settings", "settings", "mutate", "mutate:values",
-                                          "climb"))
+                                      "climb", "sweep"))
     last = series[-1][1] if series else {}
     end = series[-1][0] if series else (timeline[-1][0] if timeline else 0.0)
     at_end, before = _at(timeline, end), _at(timeline, end - window_s)
