@@ -248,12 +248,9 @@ class Campaign:
 
     def _loop(self, executor: ExecuteStage, queue: deque, budget: Budget, started: float,
               base_elapsed: float) -> None:
-        """Keep every worker busy until the budget or a stop request ends the run. Each
-        submission is a group that holds one worker slot: a candidate and its sweep steps
-        (`CandidateMaker.sweep_of`), or a case a stage brought. The next candidate is made
-        while every worker is busy (one ahead), so a worker that finishes gets its next case
-        at once; it is lost on a stop, like the cases in flight, and made again after a
-        resume."""
+        """Keep every worker busy until the budget or a stop request ends the run: a group
+        per free slot (`_submit_group`), the next candidate made one ahead while all are busy
+        (lost on a stop, like the cases in flight, and made again after a resume)."""
         in_flight: dict[cf.Future, tuple[Candidate, int, int]] = {}  # (candidate, group, index)
         imported: deque[Candidate] = deque()  # cases the stages brought: they go first
         groups = itertools.count()
@@ -270,17 +267,7 @@ class Campaign:
                 imported.extend(stage.candidates())
             while not self.stop_requested and budget.allows(len(in_flight)) \
                     and _groups_in(in_flight) < free:
-                if imported:
-                    group = [imported.popleft()]
-                else:
-                    candidate = queue.popleft() if queue else self.candidates.next()
-                    group = [candidate, *self.candidates.sweep_of(candidate)]
-                if budget.execs is not None:  # allows() left room for one at least
-                    group = group[:budget.execs - budget.executed - len(in_flight)]
-                number = next(groups)
-                futures = executor.submit_group(group, sweep_goes_on)
-                for index, (future, candidate) in enumerate(zip(futures, group)):
-                    in_flight[future] = (candidate, number, index)
+                self._submit_group(executor, queue, imported, in_flight, budget, next(groups))
             self.slot_clock.tick(self.opts.workers, free - _groups_in(in_flight))
             if not in_flight:
                 pending = sum(stage.pending() for stage in self.stages)
@@ -319,6 +306,21 @@ class Campaign:
                 last_report = time.time()
             if self.stop_requested and in_flight:
                 return  # abandon in-flight cases: they are re-generated after a resume
+
+    def _submit_group(self, executor: ExecuteStage, queue: deque, imported: deque,
+                      in_flight: dict, budget: Budget, number: int) -> None:
+        """Submit the next group (group `number`): a case a stage brought, alone, else the
+        next candidate and its sweep steps, within the budget of executions."""
+        if imported:
+            group = [imported.popleft()]
+        else:
+            candidate = queue.popleft() if queue else self.candidates.next()
+            group = [candidate, *self.candidates.sweep_of(candidate)]
+        if budget.execs is not None:  # allows() left room for one at least
+            group = group[:budget.execs - budget.executed - len(in_flight)]
+        futures = executor.submit_group(group, sweep_goes_on)
+        for index, (future, candidate) in enumerate(zip(futures, group)):
+            in_flight[future] = (candidate, number, index)
 
     def _finished(self, future: cf.Future, candidate: Candidate) -> int:
         """Handle a finished case; 1 when it counts as executed, 0 when it was not run (a
