@@ -2,7 +2,8 @@
 """Fault campaign: a real covfuzz campaign under injected faults, checked for lost records.
 
     python benchmarks/fault_campaign.py [--minutes M] [--kills K] [--rate R] [--workers W]
-                                        [--dir DIR] [--map-size BYTES] [--json OUT]
+                                        [--dir DIR] [--map-size BYTES] [--min-faults N]
+                                        [--json OUT]
 
 Runs `Campaign(DIR, CampaignOptions(workers=W, inject_faults=R, timeout=8, memory_limit_mb=3000,
 status_interval=5, map_size=256 KiB, sweep_steps=0))` in a child process (`python -c`: the CLI has no flag for
@@ -129,6 +130,12 @@ def count_faults(directory: str) -> tuple[dict, collections.Counter]:
     return injected, outcomes
 
 
+def handled_faults(directory: str) -> int:
+    """Injected faults recorded with the outcome their kind must produce."""
+    injected, _ = count_faults(directory)
+    return sum(injected[kind].get(FAULT_OUTCOME[kind], 0) for kind in FAULT_KINDS)
+
+
 def crash_signals(directory: str) -> collections.Counter:
     """process_crash executions by signal (SIGSEGV = segfault, SIGABRT = abort), from buckets."""
     out: collections.Counter = collections.Counter()
@@ -226,7 +233,11 @@ def wait_resumed(directory: str, child: Child, timeout: float) -> dict | None:
 def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 2,
         map_size: int = 256 * 1024, seed: int = 0, timeout: float = 8.0,
         memory_limit_mb: int = 3000, status_interval: float = 5.0,
-        resume_timeout: float = 300.0, min_gap: float = 20.0) -> dict:
+        resume_timeout: float = 300.0, min_gap: float = 20.0, min_faults: int = 0,
+        fault_wait: float = 300.0) -> dict:
+    """`min_faults`: the segment after the last kill runs past `minutes` (by at most
+    `fault_wait` s) until that many injected faults got their expected outcome, so a loaded
+    machine, whose worker start-ups eat a short run, still exercises the fault handling."""
     rng = random.Random(seed)
     os.makedirs(directory, exist_ok=True)
     total = minutes * 60.0
@@ -253,7 +264,9 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
             remaining = total - (time.time() - started)
             if remaining <= 5:
                 break
-            opts["hours"] = remaining / 3600.0
+            last_segment = result["kills"] >= kills
+            extra = fault_wait if (min_faults and last_segment) else 0.0
+            opts["hours"] = (remaining + extra) / 3600.0
             child = Child(directory, opts, out)
             seg = {"segment": segment, "pid": child.pid}
             result["segments"].append(seg)
@@ -307,7 +320,8 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
                         f"{len(before['failures'])} failure buckets; orphaned workers: "
                         f"{len(orphans)})")
                     break
-                if now > total + 120:  # the campaign overran its deadline: stop it cleanly
+                enough = extra and now >= total and handled_faults(directory) >= min_faults
+                if enough or now > total + extra + 120:  # done, or overran: stop it cleanly
                     child.proc.send_signal(signal.SIGTERM)
                     try:
                         child.proc.wait(120)
@@ -413,13 +427,17 @@ def main(argv=None) -> int:
                    help="seconds a resumed campaign runs at least before the next kill")
     p.add_argument("--min-per-kind", type=int, default=0,
                    help="fail unless every worker fault kind was injected this often (issue: 200)")
+    p.add_argument("--min-faults", type=int, default=0,
+                   help="run past --minutes (by at most 300 s) until this many injected faults "
+                        "were handled as expected")
     p.add_argument("--json", help="write the result as JSON here")
     args = p.parse_args(argv)
     directory = args.dir or tempfile.mkdtemp(prefix="fault_campaign-")
     log(f"campaign dir {directory}: {args.minutes} min, {args.kills} kills, rate {args.rate}, "
         f"{args.workers} worker(s), map {args.map_size} bytes")
     result = run(directory, args.minutes, args.kills, args.rate, args.workers, args.map_size,
-                 args.seed, args.timeout, args.memory_limit_mb, min_gap=args.min_gap)
+                 args.seed, args.timeout, args.memory_limit_mb, min_gap=args.min_gap,
+                 min_faults=args.min_faults)
     print(table(result))
     problems = verdict(result, args.min_per_kind, kills_wanted=args.kills)
     for problem in problems:

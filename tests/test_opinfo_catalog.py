@@ -52,7 +52,10 @@ def test_an_entry_that_kills_the_deriving_process_is_left_out(tmp_path):
     path = os.path.join(home, "crash.json")
     code = (f"from covfuzz.ops import opinfo; t = opinfo._build({path!r}, {SUBSET!r}); "
             "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
-    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "linalg.det"}, timeout=900)  # two children
+    # DERIVING_ENV: importing covfuzz.ops in this child must not derive the whole catalog into
+    # the empty cache home first (minutes); only `_build`'s own children derive, the subset.
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "linalg.det", opinfo.DERIVING_ENV: "1"},
+                  timeout=900)  # two children
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept, crashed = proc.stdout.strip().rsplit("] ", 1)
     assert "linalg.det" not in kept and "special.entr" in kept and "stack" in kept
@@ -64,7 +67,8 @@ def test_an_entry_that_kills_the_deriving_process_is_left_out(tmp_path):
     code = (f"from covfuzz.ops import opinfo; opinfo.ENTRY_STALL_S = 3.0; "
             f"t = opinfo._build({path!r}, {SUBSET!r}); "
             "print(sorted(e['opinfo'] for e in t['entries']), t['skipped'].get(opinfo.CRASHED))")
-    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "hang:stack"}, timeout=900)
+    proc = _child(code, home, {opinfo.CRASH_AT_ENV: "hang:stack", opinfo.DERIVING_ENV: "1"},
+                  timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept, crashed = proc.stdout.strip().rsplit("] ", 1)
     assert "'stack'" not in kept and "special.entr" in kept and crashed == "['stack']"
