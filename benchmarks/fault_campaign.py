@@ -130,10 +130,9 @@ def count_faults(directory: str) -> tuple[dict, collections.Counter]:
     return injected, outcomes
 
 
-def handled_faults(directory: str) -> int:
-    """Injected faults recorded with the outcome their kind must produce."""
-    injected, _ = count_faults(directory)
-    return sum(injected[kind].get(FAULT_OUTCOME[kind], 0) for kind in FAULT_KINDS)
+def faults_as_expected(injected: dict) -> dict:
+    """Per fault kind: injected faults recorded with the outcome that kind must produce."""
+    return {kind: injected[kind].get(FAULT_OUTCOME[kind], 0) for kind in FAULT_KINDS}
 
 
 def crash_signals(directory: str) -> collections.Counter:
@@ -320,7 +319,8 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
                         f"{len(before['failures'])} failure buckets; orphaned workers: "
                         f"{len(orphans)})")
                     break
-                enough = extra and now >= total and handled_faults(directory) >= min_faults
+                enough = extra and now >= total and \
+                    sum(faults_as_expected(count_faults(directory)[0]).values()) >= min_faults
                 if enough or now > total + extra + 120:  # done, or overran: stop it cleanly
                     child.proc.send_signal(signal.SIGTERM)
                     try:
@@ -359,8 +359,7 @@ def run(directory: str, minutes: float, kills: int, rate: float, workers: int = 
         # (a segfault or abort as process_crash, a hang as timeout, ...). A fault can land on a
         # case whose eager run fails first ("invalid"): injected, but not exercised.
         result["faults"] = {kind: sum(injected[kind].values()) for kind in FAULT_KINDS}
-        result["faults_as_expected"] = {kind: injected[kind].get(FAULT_OUTCOME[kind], 0)
-                                        for kind in FAULT_KINDS}
+        result["faults_as_expected"] = faults_as_expected(injected)
         result["faults"]["supervisor_kill"] = result["kills"]
     finally:
         out.close()

@@ -39,9 +39,9 @@ How many steps a sweep takes is cost-aware (`sweep_length`): `opts.sweep_steps` 
 many new features per second sweep steps earn against the candidates the strategies choose
 (both decayed: `sweep_pay`), within [1, SWEEP_GROWTH x sweep_steps]. A step costs a few
 percent of a compile on CPU, so steps that go on finding value and divergence features pay
-more per second and sweeps grow; steps that stop paying shrink them back toward one. Sweep steps are credited
-there, not to the strategy bandit: they are never its choice, and their many cheap rewards
-would decay what it learned about the strategies.
+more per second and sweeps grow; steps that stop paying shrink them back toward one. Sweep
+steps are credited there, not to the strategy bandit: they are never its choice, and their
+many cheap rewards would decay what it learned about the strategies.
 
 Bandit credit for failures: a new bucket is worth NEW_FAILURE_CREDIT to the strategy (and
 settings move, mutators) that found it, at once; when triage later confirms a root cause that
