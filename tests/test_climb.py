@@ -1,5 +1,6 @@
 """Climbs (issue 19): a kept execution that came closer to a mismatch than any before (a new
-`divergence` feature) has value mutants of its own run next, within a share of the candidates.
+`divergence` feature) has value mutants of its own queued, and `climb` is an arm of the strategy
+bandit while they wait: it runs them as often as they pay.
 Real campaign objects and real mutators on a real case; the executions are built by hand (what
 a worker would return), since which case diverges is what is being set up."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from covfuzz.campaign import Campaign, CampaignOptions
-from covfuzz.campaign.candidates import CLIMB_MUTATORS, CLIMB_SHARE, CLIMB_STEPS
+from covfuzz.campaign.candidates import CLIMB_MUTATORS, CLIMB_STEPS, STRATEGIES
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
@@ -29,6 +30,13 @@ def _kept(case: TestCase, novelty: dict, origin: dict | None = None) -> Executio
     return ex
 
 
+def _paid(maker, rates: dict[str, float]) -> None:
+    """The strategy bandit as if each arm had earned `rates[arm]` new features per second over
+    50 seconds (every other arm of STRATEGIES: 0.1)."""
+    for arm in list(STRATEGIES) + ["climb"]:
+        maker.strategies.reward(arm, 50 * rates.get(arm, 0.1), 50.0)
+
+
 @pytest.fixture
 def campaign(tmp_path):
     c = Campaign(str(tmp_path / "c"), CampaignOptions(metamorphic_rate=0.0, rng_seed=3,
@@ -37,8 +45,9 @@ def campaign(tmp_path):
     c.close()
 
 
-def test_a_case_closer_to_a_mismatch_is_climbed_first(campaign):
+def test_a_case_closer_to_a_mismatch_is_climbed_when_climbs_pay(campaign):
     maker = campaign.candidates
+    _paid(maker, {"climb": 20.0})
     ex = _kept(_case(), {"coverage": 40, "divergence": 1})
     maker.learn(ex)
     assert len(maker.climbs) == CLIMB_STEPS
@@ -59,13 +68,20 @@ def test_a_case_closer_to_a_mismatch_is_climbed_first(campaign):
     assert maker.climbs and all(c.origin["depth"] == 2 for c in maker.climbs)
 
 
-def test_climbs_stay_within_their_share(campaign):
+def test_climbs_that_do_not_pay_are_rarely_run(campaign):
     maker = campaign.candidates
     case = _case()
-    for i in range(10):  # far more queued than the share allows
+    for i in range(10):  # far more queued than are run below
         maker.learn(_kept(case.replace(seed=100 + i), {"divergence": 1}))
-    strategies = [maker.next().origin.get("strategy") for _ in range(30)]
-    assert 0 < strategies.count("climb") <= CLIMB_SHARE * 30 + 1
+    _paid(maker, {"generate": 20.0, "climb": 0.01})
+    strategies = [maker.next().origin.get("strategy") for _ in range(60)]
+    # only the bandit's uniform exploration share (0.1, over 5 arms) picks them
+    assert strategies.count("climb") <= 6 and strategies.count("generate") >= 40
+    # the newest step runs first when one is chosen
+    newest = maker.climbs[-1]
+    _paid(maker, {"climb": 1e4})
+    chosen = [c for c in (maker.next() for _ in range(10)) if c.origin.get("strategy") == "climb"]
+    assert chosen and chosen[0].case == newest.case
 
 
 def test_no_climb_without_a_divergence_find_or_without_feedback(tmp_path, campaign):
