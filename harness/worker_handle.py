@@ -17,8 +17,10 @@ child-process side is harness.worker. One handle drives one worker at a time:
 - a fatal CUDA error inside the worker (illegal memory access, device-side assert: the result
   has details["cuda_context_lost"]): the worker is killed after it reported, since its CUDA
   context cannot be trusted; the next run() starts a fresh one;
-- recycling: after `recycle_after` cases, or when the worker's RSS after a case exceeds
-  `recycle_rss`, the worker is replaced.
+- recycling: after `recycle_after` cases that compiled (a case run on the previous case's
+  compiled program adds no compiler state, and a sweep's steps would otherwise restart the
+  worker every few dozen compiles), or when the worker's RSS after a case exceeds `recycle_rss`,
+  the worker is replaced.
 The per-case timeout starts when the case is sent, after the worker has imported torch
 (worker start-up has its own `startup_timeout`).
 
@@ -87,7 +89,8 @@ class WorkerSpec:
     - coverage / coverage_groups: measure coverage of these torch parts by default;
     - warmup: run one small case (no coverage) on every fresh worker;
     - env: extra environment of the worker (e.g. COVFUZZ_FAULT_INJECTION=1);
-    - recycle_after / recycle_rss: replace the worker after so many cases / above this RSS;
+    - recycle_after / recycle_rss: replace the worker after so many cases that compiled /
+      above this RSS;
     - worker_output: the worker's stdout/stderr: None (/dev/null), "inherit" or a file path.
     """
 
@@ -159,7 +162,7 @@ class WorkerHandle:
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
-        self._cases_on_worker = 0
+        self._compiles_on_worker = 0
         self.baseline_rss = 0
         self.stats = {"cases": 0, "starts": 0, "restarts": 0, "recycles": 0, "crashes": 0,
                       "timeouts": 0, "ooms": 0, "context_losses": 0, "start_time": 0.0}
@@ -199,7 +202,7 @@ class WorkerHandle:
             self._kill()
             raise WorkerStartError("covfuzz worker died during start-up") from None
         self.baseline_rss = int(hello.get("rss", 0))
-        self._cases_on_worker = 0
+        self._compiles_on_worker = 0
         if self.stats["starts"]:
             self.stats["restarts"] += 1
         self.stats["starts"] += 1
@@ -281,7 +284,6 @@ class WorkerHandle:
         coverage = self.coverage if coverage is None else coverage
         self.start()
         self.stats["cases"] += 1
-        self._cases_on_worker += 1
         header = {"cmd": "run", "device": device or self.device,
                   "reference": reference or self.reference, "coverage": coverage}
         t0 = time.perf_counter()
@@ -321,6 +323,8 @@ class WorkerHandle:
         payload["features"] = features.tolist()
         rss = int(payload.pop("rss", 0))
         result = RunResult.from_dict(payload)
+        if not result.details.get("reused_compile"):
+            self._compiles_on_worker += 1
         t = result.timings
         t["worker_total"] = t.get("total", 0.0)
         t["total"] = time.perf_counter() - t0
@@ -333,7 +337,7 @@ class WorkerHandle:
                 self.stats["crashes"] += 1
             self._kill()  # every later CUDA call would fail: the next run() starts afresh
             return result
-        if (self._cases_on_worker >= self.recycle_after
+        if (self._compiles_on_worker >= self.recycle_after
                 or (self.recycle_rss is not None and rss > self.recycle_rss)):
             self.stats["recycles"] += 1
             self.recycle()

@@ -15,7 +15,7 @@ from covfuzz.campaign.candidates import SWEEP_GROWTH, SWEEP_MUTATORS, sweep_goes
 from covfuzz.campaign.execution import Candidate, Execution
 from covfuzz.ir import CompileSettings, Graph, Input, Node, TensorSpec, TestCase
 from covfuzz.propagate import propagate
-from harness.pool import LocalPool, WorkerPool, WorkerSpec
+from harness.pool import LocalPool, WorkerPool, WorkerSpec, start_worker
 from harness.result import RunResult
 
 from test_time_split import RecordingPool
@@ -179,3 +179,20 @@ def test_sweep_steps_pay_the_sweep_meter_not_the_strategy_bandit(campaign):
     assert set(maker.strategies.arms) == {"generate"}
     assert set(maker.sweep_pay.arms) == {"sweep", "chosen"}
     assert set(maker.strategy_table()) == {"generate", "sweep"}  # the status shows both
+
+
+def test_a_worker_is_recycled_after_cases_that_compiled_not_after_sweep_steps(tmp_path):
+    """`recycle_after` counts compiles: value variants run on the program their parent
+    compiled do not bring a worker's restart (worker start-up and warm-up) nearer."""
+    good = _case()
+    other = propagate(TestCase(Graph(good.graph.inputs, (Node("torch.cos", (0,), {}),), (2,)),
+                               CompileSettings(), seed=9))
+    spec = WorkerSpec(cache_dir=str(tmp_path / "inductor"), coverage=False, timeout=300,
+                      recycle_after=2)
+    with start_worker(spec) as worker:
+        for seed in (1, 2, 3):  # one compile, two runs on its program
+            result = worker.run(good.replace(seed=seed))
+            assert result.outcome == "pass", result.message
+        assert result.details.get("reused_compile") and worker.stats["recycles"] == 0
+        assert worker.run(other).outcome == "pass"
+        assert worker.stats["recycles"] == 1
