@@ -104,8 +104,8 @@ def bucket_rows(failures: list[dict]) -> list[dict]:
 
 def restart_reasons(outcomes: dict, restarts: int) -> dict:
     """Why workers were restarted, from the outcomes that kill a worker (timeouts, process
-    crashes, memory kills); the rest are recycled workers (after `recycle_after` cases that
-    compiled or above `recycle_rss`), which the pool counts as restarts but reports no reason for."""
+    crashes, memory kills); the rest are recycled workers (after `recycle_after` compiles or
+    above `recycle_rss`), which the pool counts as restarts but reports no reason for."""
     reasons = {k: int(outcomes.get(k, 0)) for k in RESTART_REASONS if outcomes.get(k)}
     other = restarts - sum(reasons.values())
     if other > 0:
