@@ -77,3 +77,16 @@ def test_one_execution_teaches_at_most_the_gain_cap():
     for _ in range(3):
         model.record(other, GAIN_CAP, 2.0)
     assert model.score(other) >= model.score(first) * 0.5
+
+
+def test_one_slow_trait_makes_the_whole_graph_slow():
+    """A graph costs what its slowest op costs: a slow op among traits it shares with fast
+    graphs (the second op, its edges, the fill, the settings) is not averaged away."""
+    model = TraitYield()
+    fast, slow = _case("torch.sin"), _case("torch.exp")
+    for _ in range(20):
+        model.record(fast, 10.0, 1.0)
+        model.record(slow, 10.0, 10.0)
+    assert 10.0 > model.expected_seconds(traits(slow)) > 7.0
+    assert model.expected_seconds(traits(fast)) < 7.0
+    assert model.score(fast) > 1.5 * model.score(slow)
