@@ -13,7 +13,8 @@ For each campaign directory (read only; both may still be running):
   earliest bucket's example: a fresh generation, a generation under a changed setting, a
   settings move on a seed, a mutation, a value mutation, a climb step or a sweep step (a
   value variant run on its parent's compiled program); and the share not found by a plain
-  fresh generation.
+  fresh generation;
+- per origin kind, the executions logged and their mean seconds (what a graph of each kind costs).
 Then the ratio of confirmed root causes (feedback / baseline) and, for the feedback run, its
 new features over the window (every family) against Python coverage's alone, read two ways: its
 own coverage family, and the --no-feedback run's coverage over the same window.
@@ -55,12 +56,14 @@ class TableError(CovfuzzError):
 # ----------------------------------------------------------------------------- origins
 
 
-def scheduler_origins(directory: str, wanted: set[str]) -> dict[str, dict]:
-    """The first scheduler.jsonl record of each case id in `wanted` (bounded, validated)."""
+def read_scheduler_log(directory: str, wanted: set[str]) -> tuple[dict[str, dict], dict]:
+    """The first scheduler.jsonl record of each case id in `wanted`, and per origin kind
+    (ORIGINS) the executions logged and their seconds (bounded, validated)."""
     path = workdir.scheduler_log_path(directory)
     out: dict[str, dict] = {}
-    if not wanted or not os.path.isfile(path) or os.path.islink(path):
-        return out
+    costs = {kind: {"execs": 0, "seconds": 0.0} for kind in ORIGINS}
+    if not os.path.isfile(path) or os.path.islink(path):
+        return out, costs
     read = 0
     with open(path, "rb") as handle:
         for raw in handle:
@@ -73,10 +76,17 @@ def scheduler_origins(directory: str, wanted: set[str]) -> dict[str, dict]:
                 rec = jsondata.loads(raw, "scheduler.jsonl line", ValueError, max_bytes=MAX_LINE)
             except ValueError:
                 continue
-            cid = rec.get("id") if isinstance(rec, dict) else None
+            if not isinstance(rec, dict):
+                continue
+            cost = costs[origin_kind(rec)]
+            cost["execs"] += 1
+            seconds = rec.get("seconds")
+            if isinstance(seconds, (int, float)) and 0 <= seconds < 1e6:
+                cost["seconds"] += float(seconds)
+            cid = rec.get("id")
             if isinstance(cid, str) and cid in wanted and cid not in out:
                 out[cid] = rec
-    return out
+    return out, costs
 
 
 def origin_kind(rec: dict | None) -> str:
@@ -172,7 +182,7 @@ def campaign_table(directory: str, window_s: float) -> dict:
         members = [by_sig[s] for s in cause["buckets"] if s in by_sig]
         earliest = min(members, key=lambda r: r["first_seen"] or float("inf"))
         first_examples[cause["root_id"]] = earliest["example_id"]
-    origins = scheduler_origins(directory, {e for e in first_examples.values() if e})
+    origins, costs = read_scheduler_log(directory, {e for e in first_examples.values() if e})
     found_by = dict.fromkeys(ORIGINS, 0)
     for root_id, example in first_examples.items():
         found_by[origin_kind(origins.get(example))] += 1
@@ -191,6 +201,9 @@ def campaign_table(directory: str, window_s: float) -> dict:
             "new_in_window": new,
             "new_per_hour": {f: round(v * 3600.0 / window_s, 1) for f, v in new.items()},
             "found_by": found_by,
+            "executed_by": {k: c["execs"] for k, c in costs.items()},
+            "seconds_per_exec": {k: round(c["seconds"] / c["execs"], 2) if c["execs"] else None
+                                 for k, c in costs.items()},
             "moved_share": round(moved / known, 3) if known else None}
 
 
@@ -199,6 +212,12 @@ def campaign_table(directory: str, window_s: float) -> dict:
 
 def _fmt(v) -> str:
     return "-" if v is None else str(v)
+
+
+def _runs(row: dict, origin: str) -> str:
+    """'N @ S' for `origin`'s executions and seconds each, or '-'."""
+    n = row["executed_by"][origin]
+    return f"{n} @ {row['seconds_per_exec'][origin]}" if n else "-"
 
 
 def print_table(fb: dict, base: dict, window_min: float) -> None:
@@ -220,6 +239,10 @@ def print_table(fb: dict, base: dict, window_min: float) -> None:
     for origin in ORIGINS:
         print(f"{'first found by: ' + origin:{width}} {fb['found_by'][origin]:>12} "
               f"{base['found_by'][origin]:>12}")
+    for origin in ORIGINS:
+        if fb["executed_by"][origin] or base["executed_by"][origin]:
+            print(f"{'executions, s each: ' + origin:{width}} "
+                  f"{_runs(fb, origin):>12} {_runs(base, origin):>12}")
     print(f"{'share found by a move':{width}} {_fmt(fb['moved_share']):>12} "
           f"{_fmt(base['moved_share']):>12}")
     cov = fb["new_in_window"]["coverage"]

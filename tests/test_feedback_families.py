@@ -260,6 +260,8 @@ def test_a_short_campaign_records_features_of_every_family(tmp_path):
     row = table.campaign_table(str(tmp_path / "camp"), 1800.0)
     assert row["features"] == family_count(np.unique(stored)) and row["features"]["divergence"] > 0
     assert row["found_by"]["unknown"] == 0 and row["confirmed_root_causes"] >= 0
+    assert sum(row["executed_by"].values()) == status["execs"] and row["executed_by"]["seed-file"]
+    assert row["seconds_per_exec"]["seed-file"] > 0
     assert table.main([str(tmp_path / "camp"), str(tmp_path / "missing")]) == 2
     # The baseline computes coverage alone unless asked; `feedback` chooses families.
     assert CampaignOptions(no_feedback=True).families == ("coverage",)
