@@ -221,7 +221,7 @@ def _runs(row: dict, origin: str) -> str:
 
 
 def print_table(fb: dict, base: dict, window_min: float) -> None:
-    width = 34
+    width = 40
     print(f"{'':{width}} {'feedback':>12} {'no-feedback':>12}")
     for key, label in (("execs", "executions"), ("elapsed_s", "elapsed (s)"),
                        ("buckets", "failure buckets"), ("root_causes", "root causes (reported)"),
